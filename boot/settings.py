@@ -1,0 +1,324 @@
+"""Doorito settings, one class per environment (django-configurations).
+
+Every deploy-specific value is read from an environment variable whose name is
+exactly the setting name (``environ_prefix=None``): django-configurations would
+otherwise read ``DJANGO_<NAME>`` and silently ignore the names the README
+documents. ``tests/test_settings.py`` keeps this honest.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from configurations import Configuration, values
+from dotenv import load_dotenv
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito"
+
+
+def env(value_cls=values.Value, default=None, **kwargs):
+    """A configuration value read from the variable named like the setting."""
+    return value_cls(default, environ_prefix=None, **kwargs)
+
+
+def broker_url_for(database_url: str, *, test: bool = False) -> str:
+    """The kombu SQLAlchemy URL that reaches the same database as Django.
+
+    With ``test`` it names the database pytest-django creates (``test_<name>``).
+    """
+    cfg = dj_database_url.parse(database_url)
+    name = cfg["NAME"]
+    if test and not name.startswith("test_"):
+        name = f"test_{name}"
+    user = cfg.get("USER") or ""
+    password = cfg.get("PASSWORD") or ""
+    auth = user + (f":{password}" if password else "")
+    host = cfg.get("HOST") or "127.0.0.1"
+    port = cfg.get("PORT") or 5432
+    return f"sqla+postgresql+psycopg://{auth}@{host}:{port}/{name}"
+
+
+class Base(Configuration):
+    BASE_DIR = BASE_DIR
+    SECRET_KEY = env(default="dev-insecure-secret-key-change-me")
+    DEBUG = env(values.BooleanValue, False)
+    ALLOWED_HOSTS = env(values.ListValue, ["localhost", "127.0.0.1", "[::1]", "testserver"])
+    CSRF_TRUSTED_ORIGINS = env(values.ListValue, [])
+    SITE_URL = env(default="http://127.0.0.1:8000")
+
+    INSTALLED_APPS = [
+        "django.contrib.admin",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        "whitenoise.runserver_nostatic",
+        "django.contrib.staticfiles",
+        "django_celery_results",
+        "django_celery_beat",
+        "accounts",
+        "common",
+        "portal",
+        "frontend",
+    ]
+
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
+
+    ROOT_URLCONF = "boot.urls"
+    WSGI_APPLICATION = "boot.wsgi.application"
+    ASGI_APPLICATION = "boot.asgi.application"
+
+    TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [],
+            "APP_DIRS": True,
+            "OPTIONS": {
+                "context_processors": [
+                    "django.template.context_processors.request",
+                    "django.contrib.auth.context_processors.auth",
+                    "django.contrib.messages.context_processors.messages",
+                ]
+            },
+        }
+    ]
+
+    DATABASE_URL = env(default=DEFAULT_DATABASE_URL)
+    DATABASE_CONN_MAX_AGE = env(values.IntegerValue, 60)
+
+    @property
+    def DATABASES(self):
+        return {
+            "default": dj_database_url.parse(
+                self.DATABASE_URL, conn_max_age=self.DATABASE_CONN_MAX_AGE, conn_health_checks=True
+            )
+        }
+
+    AUTH_USER_MODEL = "accounts.User"
+    LOGIN_URL = "/login/"
+    LOGIN_REDIRECT_URL = "/"
+    LOGOUT_REDIRECT_URL = "/login/"
+    AUTH_PASSWORD_VALIDATORS = [
+        {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+        {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+        {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+        {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    ]
+
+    LANGUAGE_CODE = "en-us"
+    TIME_ZONE = "UTC"
+    USE_I18N = True
+    USE_TZ = True
+    DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+    STATIC_URL = "/static/"
+    STATIC_ROOT = env(default=str(BASE_DIR / ".data" / "static"))
+    MEDIA_ROOT = env(default=str(BASE_DIR / ".data" / "media"))
+    MEDIA_URL = "/media/"
+
+    # Storage: local filesystem unless STORAGE_BACKEND=s3.
+    STORAGE_BACKEND = env(default="local")
+    AWS_STORAGE_BUCKET_NAME = env(default="doorito")
+    AWS_S3_ENDPOINT_URL = env(default=None)
+    AWS_S3_REGION_NAME = env(default="us-east-1")
+    AWS_ACCESS_KEY_ID = env(default=None)
+    AWS_SECRET_ACCESS_KEY = env(default=None)
+    AWS_QUERYSTRING_EXPIRE = env(values.IntegerValue, 3600)
+
+    @property
+    def STORAGES(self):
+        if self.STORAGE_BACKEND == "s3":
+            default = {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    "bucket_name": self.AWS_STORAGE_BUCKET_NAME,
+                    "endpoint_url": self.AWS_S3_ENDPOINT_URL,
+                    "region_name": self.AWS_S3_REGION_NAME,
+                    "access_key": self.AWS_ACCESS_KEY_ID,
+                    "secret_key": self.AWS_SECRET_ACCESS_KEY,
+                    "querystring_expire": self.AWS_QUERYSTRING_EXPIRE,
+                    "file_overwrite": False,
+                },
+            }
+        else:
+            default = {
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": self.MEDIA_ROOT},
+            }
+        return {
+            "default": default,
+            "staticfiles": {
+                "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+                if not self.DEBUG
+                else "django.contrib.staticfiles.storage.StaticFilesStorage"
+            },
+        }
+
+    # --- Celery (values from the background-tasks design note) ---------------
+    # Read from CELERY_BROKER_URL; empty means "the database itself".
+    BROKER_URL_FROM_ENV = values.Value(
+        None, environ_name="CELERY_BROKER_URL", environ_prefix=None, late_binding=True
+    )
+    # kombu's SQLAlchemy transport only takes its poll interval as a class
+    # attribute (transport options go to create_engine); boot/celery.py sets it.
+    BROKER_POLLING_INTERVAL = env(values.FloatValue, 0.1)
+
+    @property
+    def CELERY_BROKER_URL(self):
+        return self.BROKER_URL_FROM_ENV or broker_url_for(self.DATABASE_URL)
+
+    CELERY_RESULT_BACKEND = "django-db"
+    CELERY_RESULT_EXTENDED = True
+    CELERY_ACCEPT_CONTENT = ["json"]
+    CELERY_TASK_SERIALIZER = "json"
+    CELERY_RESULT_SERIALIZER = "json"
+    CELERY_TIMEZONE = "UTC"
+    CELERY_TASK_TRACK_STARTED = True
+    CELERY_TASK_TIME_LIMIT = 300
+    CELERY_TASK_SOFT_TIME_LIMIT = 240
+    CELERY_RESULT_EXPIRES = 86400
+    CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, False)
+    CELERY_TASK_EAGER_PROPAGATES = True
+    CELERY_TASK_DEFAULT_QUEUE = "default"
+    CELERY_TASK_QUEUES = (Queue("high"), Queue("default"))
+    CELERY_TASK_ROUTES = {
+        "common.tasks.deliver_outbox_events_task": {"queue": "default"},
+        "common.tasks.cleanup_delivered_outbox_events_task": {"queue": "default"},
+        "common.tasks.prune_broker_messages_task": {"queue": "default"},
+        "portal.tasks.cleanup_expired_upload_files_task": {"queue": "default"},
+        "portal.tasks.notify_expiring_files_task": {"queue": "default"},
+        "portal.tasks.expire_stale_upload_sessions_task": {"queue": "default"},
+    }
+    CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+    CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+    CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+    # --- Domain settings ----------------------------------------------------
+    OUTBOX_SWEEP_INTERVAL_MINUTES = env(values.IntegerValue, 5)
+    OUTBOX_RETENTION_HOURS = env(values.IntegerValue, 168)
+    DELIVERY_BATCH_SIZE = env(values.IntegerValue, 20)
+    BROKER_PRUNE_INTERVAL_MINUTES = env(values.IntegerValue, 5)
+    FILE_UPLOAD_TTL_HOURS = env(values.IntegerValue, 24)
+    FILE_UPLOAD_EXPIRY_NOTIFY_HOURS = env(values.IntegerValue, 1)
+    FILE_UPLOAD_MAX_SIZE = env(values.IntegerValue, 50 * 1024 * 1024)
+    FILE_UPLOAD_ALLOWED_TYPES = env(values.ListValue, None)
+    CLEANUP_UPLOADS_INTERVAL_HOURS = env(values.IntegerValue, 6)
+    RESUMABLE_UPLOAD_MAX_SIZE = env(values.IntegerValue, 5 * 1024**3)
+    RESUMABLE_UPLOAD_EXPIRY_HOURS = env(values.IntegerValue, 24)
+    WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, [])
+    WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env(values.IntegerValue, 24)
+    WEBHOOK_DISABLE_AFTER_FAILING_DAYS = env(values.IntegerValue, 5)
+    CORS_ALLOWED_ORIGINS = env(values.ListValue, [])
+    LOG_FORMAT = env(default="text")
+    LOG_LEVEL = env(default="INFO")
+
+    @property
+    def CELERY_BEAT_SCHEDULE(self):
+        return {
+            "cleanup-expired-upload-files": {
+                "task": "portal.tasks.cleanup_expired_upload_files_task",
+                "schedule": crontab(minute=0, hour=f"*/{self.CLEANUP_UPLOADS_INTERVAL_HOURS}"),
+                "options": {"queue": "default"},
+            },
+            "deliver-outbox-events-sweep": {
+                "task": "common.tasks.deliver_outbox_events_task",
+                "schedule": timedelta(minutes=self.OUTBOX_SWEEP_INTERVAL_MINUTES),
+                "options": {"queue": "default"},
+            },
+            "cleanup-delivered-outbox-events": {
+                "task": "common.tasks.cleanup_delivered_outbox_events_task",
+                "schedule": crontab(minute=30, hour="*/6"),
+                "options": {"queue": "default"},
+            },
+            "notify-expiring-files": {
+                "task": "portal.tasks.notify_expiring_files_task",
+                "schedule": crontab(minute=0),
+                "options": {"queue": "default"},
+            },
+            "prune-broker-messages": {
+                "task": "common.tasks.prune_broker_messages_task",
+                "schedule": timedelta(minutes=self.BROKER_PRUNE_INTERVAL_MINUTES),
+                "options": {"queue": "default"},
+            },
+            "expire-stale-upload-sessions": {
+                "task": "portal.tasks.expire_stale_upload_sessions_task",
+                "schedule": crontab(minute=15),
+                "options": {"queue": "default"},
+            },
+        }
+
+    @property
+    def LOGGING(self):
+        formatter = "json" if self.LOG_FORMAT == "json" else "text"
+        return {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                "json": {
+                    "()": "pythonjsonlogger.json.JsonFormatter",
+                    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                },
+            },
+            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter}},
+            "root": {"handlers": ["console"], "level": self.LOG_LEVEL},
+            "loggers": {"django.db.backends": {"level": "INFO"}},
+        }
+
+
+class Dev(Base):
+    @classmethod
+    def pre_setup(cls):
+        # A developer's .env fills in what the real environment does not set.
+        load_dotenv(BASE_DIR / ".env", override=False)
+        super().pre_setup()
+
+    DEBUG = env(values.BooleanValue, True)
+    # A developer needs no worker: tasks run in-process unless told otherwise.
+    CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, True)
+    WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.0/8", "::1/128"])
+
+
+class Test(Base):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, False)
+    WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.0/8", "::1/128"])
+    MEDIA_ROOT = env(default=str(BASE_DIR / ".data" / "test-media"))
+
+    @property
+    def CELERY_BROKER_URL(self):
+        # pytest-django runs against test_<name>; the broker follows it so a
+        # worker subprocess and the test process share one message table.
+        if self.BROKER_URL_FROM_ENV:
+            return self.BROKER_URL_FROM_ENV
+        return broker_url_for(self.DATABASE_URL, test=True)
+
+
+class Production(Base):
+    SECRET_KEY = values.SecretValue(environ_prefix=None)
+    ALLOWED_HOSTS = values.ListValue(environ_prefix=None, environ_required=True)
+    LOG_FORMAT = env(default="json")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = env(values.BooleanValue, True)
+    CSRF_COOKIE_SECURE = env(values.BooleanValue, True)
+
+    # Production never runs tasks in the web process, whatever the env says.
+    CELERY_TASK_ALWAYS_EAGER = False
+
+
+os.environ.setdefault("DJANGO_CONFIGURATION", "Dev")

@@ -1,0 +1,143 @@
+"""Shared fixtures: temporary MEDIA_ROOT, a real Celery worker, live helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    storages = dict(settings.STORAGES)
+    if storages["default"]["BACKEND"].endswith("FileSystemStorage"):
+        storages["default"] = {**storages["default"], "OPTIONS": {"location": settings.MEDIA_ROOT}}
+        settings.STORAGES = storages
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_broker_connections(django_db_setup) -> Iterator[None]:
+    """Drop pooled broker connections so pytest-django can drop the test database."""
+    yield
+    from kombu.transport.sqlalchemy import Channel
+
+    from boot.celery import app
+
+    app.pool.force_close_all()
+    for engine, _ in list(Channel._engines.values()):
+        engine.dispose()
+    Channel._engines.clear()
+
+
+def database_url_for_tests() -> str:
+    """The URL of the database pytest-django created for this run."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "boot.settings",
+        "DJANGO_CONFIGURATION": "Test",
+        "DATABASE_URL": database_url_for_tests(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": settings.MEDIA_ROOT,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen, log: Path):
+        self.proc = proc
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_worker(tmp_dir: Path, *, queues: str = "high,default", concurrency: int = 2, **env):
+    log = tmp_dir / "worker.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "boot",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel=info",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    fh = log.open("w")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return WorkerProcess(proc, log)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def wait_for_ping(worker: WorkerProcess, queue: str = "default", timeout: float = 60) -> dict:
+    from common.tasks import ping
+
+    deadline = time.monotonic() + timeout
+    result = ping.apply_async(queue=queue)
+    while time.monotonic() < deadline:
+        if worker.proc.poll() is not None:
+            raise RuntimeError(f"worker died:\n{worker.output()[-4000:]}")
+        if result.ready():
+            return result.get(timeout=1)
+        time.sleep(0.2)
+    raise TimeoutError(f"worker did not answer ping:\n{worker.output()[-4000:]}")
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path) -> Iterator[WorkerProcess]:
+    """A real ``celery -A boot worker -Q high,default`` on the PostgreSQL broker.
+
+    Function-scoped and transactional: what the test commits is what the
+    worker sees.
+    """
+    worker = start_worker(tmp_path)
+    try:
+        wait_for_ping(worker)
+        yield worker
+    finally:
+        stop_process(worker.proc)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the project needs on this machine, from the project's own files:
+# uv (into .data/tools if it is not on PATH) and the locked dependencies.
+# Prints the uv command to use on its last line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=$(cat .python-version)
+
+find_python() {
+  for c in "python$want" python3 python; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$want'.split('.'))))" 2>/dev/null; then
+      command -v "$c"; return 0
+    fi
+  done
+  if command -v pyenv >/dev/null 2>&1; then
+    local v
+    v=$(pyenv versions --bare | grep -E "^${want//./\\.}(\.|$)" | sort -V | tail -n1 || true)
+    if [ -n "$v" ]; then echo "$(pyenv root)/versions/$v/bin/python"; return 0; fi
+  fi
+  return 1
+}
+
+if command -v uv >/dev/null 2>&1; then
+  UV=$(command -v uv)
+elif [ -x .data/tools/bin/uv ]; then
+  UV=$PWD/.data/tools/bin/uv
+else
+  PY=$(find_python) || { echo "Python $want not found (install it, or pyenv install $want)" >&2; exit 1; }
+  echo "[bootstrap] installing uv into .data/tools with $PY" >&2
+  mkdir -p .data
+  "$PY" -m venv .data/tools
+  .data/tools/bin/python -m pip install --quiet --disable-pip-version-check uv >&2
+  UV=$PWD/.data/tools/bin/uv
+fi
+
+PY=$(find_python || true)
+if [ -n "${PY:-}" ]; then
+  "$UV" sync --frozen --python "$PY" >&2
+else
+  "$UV" sync --frozen >&2
+fi
+echo "$UV"

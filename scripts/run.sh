@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The run command: setup, PostgreSQL, migrations, then web + worker + beat.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+UV=$(scripts/bootstrap.sh | tail -n1)
+"$UV" run --frozen python scripts/ensure_db.py
+"$UV" run --frozen python manage.py migrate --noinput
+# A real worker runs beside the web process, so the web process hands tasks to it.
+export CELERY_TASK_ALWAYS_EAGER="${CELERY_TASK_ALWAYS_EAGER:-false}"
+exec "$UV" run --frozen honcho start -f Procfile.dev

@@ -1,0 +1,153 @@
+"""Settings load per configuration, and the README's env names are the names read."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+PROBE = """
+import json
+import boot
+from boot.celery import app
+from django.conf import settings
+c = app.conf
+print(json.dumps({
+    "broker_url": c.broker_url,
+    "always_eager": c.task_always_eager,
+    "accept_content": list(c.accept_content),
+    "task_serializer": c.task_serializer,
+    "result_serializer": c.result_serializer,
+    "timezone": c.timezone,
+    "track_started": c.task_track_started,
+    "time_limit": c.task_time_limit,
+    "soft_time_limit": c.task_soft_time_limit,
+    "result_expires": getattr(c.result_expires, "total_seconds", lambda: c.result_expires)(),
+    "result_backend": c.result_backend,
+    "default_queue": c.task_default_queue,
+    "queues": sorted(q.name for q in c.task_queues),
+    "beat_scheduler": c.beat_scheduler,
+    "db_name": settings.DATABASES["default"]["NAME"],
+    "db_port": settings.DATABASES["default"]["PORT"],
+    "debug": settings.DEBUG,
+    "ttl": settings.FILE_UPLOAD_TTL_HOURS,
+}))
+"""
+
+
+def load(configuration: str, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    clean.pop("DATABASE_URL", None)
+    clean.update({"DJANGO_SETTINGS_MODULE": "boot.settings", "DJANGO_CONFIGURATION": configuration})
+    clean.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("configuration", ["Dev", "Test"])
+def test_seed_celery_values(configuration):
+    conf = load(configuration)
+    assert conf["accept_content"] == ["json"]
+    assert conf["task_serializer"] == conf["result_serializer"] == "json"
+    assert conf["timezone"] == "UTC"
+    assert conf["track_started"] is True
+    assert conf["time_limit"] == 300
+    assert conf["soft_time_limit"] == 240
+    assert conf["result_expires"] == 86400
+    assert conf["result_backend"] == "django-db"
+    assert conf["default_queue"] == "default"
+    assert conf["queues"] == ["default", "high"]
+    assert conf["beat_scheduler"] == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert conf["broker_url"].startswith("sqla+postgresql+psycopg://")
+
+
+def test_dev_is_eager_by_default_and_overridable():
+    assert load("Dev")["always_eager"] is True
+    assert load("Dev", CELERY_TASK_ALWAYS_EAGER="false")["always_eager"] is False
+    assert load("Test")["always_eager"] is False
+    assert load("Test", CELERY_TASK_ALWAYS_EAGER="true")["always_eager"] is True
+
+
+def test_production_requires_secret_key_and_hosts():
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
+    clean.update({"DJANGO_SETTINGS_MODULE": "boot.settings", "DJANGO_CONFIGURATION": "Production"})
+    out = subprocess.run(
+        [sys.executable, "-c", "import boot"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "SECRET_KEY" in out.stderr or "ALLOWED_HOSTS" in out.stderr
+
+
+def test_production_loads_with_required_env_and_is_never_eager():
+    conf = load(
+        "Production",
+        SECRET_KEY="s" * 50,
+        ALLOWED_HOSTS="files.example.com",
+        CELERY_TASK_ALWAYS_EAGER="true",
+    )
+    assert conf["always_eager"] is False
+    assert conf["debug"] is False
+    assert conf["time_limit"] == 300
+
+
+def test_documented_names_are_the_names_read():
+    conf = load(
+        "Dev",
+        DATABASE_URL="postgres://someone@127.0.0.1:6543/elsewhere",
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+        CELERY_TASK_ALWAYS_EAGER="false",
+        FILE_UPLOAD_TTL_HOURS="48",
+    )
+    assert conf["db_name"] == "elsewhere"
+    assert conf["db_port"] == 6543
+    assert conf["broker_url"] == "amqp://guest:guest@127.0.0.1:5672//"
+    assert conf["always_eager"] is False
+    assert conf["ttl"] == 48
+
+
+def test_prefixed_names_are_not_read():
+    conf = load("Dev", DJANGO_DATABASE_URL="postgres://x@127.0.0.1:1/wrong")
+    assert conf["db_name"] == "doorito"
+
+
+def test_broker_defaults_to_the_database():
+    conf = load("Dev", DATABASE_URL="postgres://u:pw@db.internal:5433/files")
+    assert conf["broker_url"] == "sqla+postgresql+psycopg://u:pw@db.internal:5433/files"
+
+
+def env_names_read() -> set[str]:
+    """Every environment name boot/settings.py reads, found in its source."""
+    source = (ROOT / "boot" / "settings.py").read_text()
+    names = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+) = (?:env|values\.\w+)\(", source, re.M))
+    names |= set(re.findall(r'environ_name="([A-Z0-9_]+)"', source))
+    names.discard("BROKER_URL_FROM_ENV")
+    return names | {"DJANGO_CONFIGURATION"}
+
+
+def test_readme_lists_every_env_name_read():
+    readme = (ROOT / "README.md").read_text()
+    names = env_names_read()
+    assert {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER"} <= names
+    missing = sorted(n for n in names if f"| `{n}`" not in readme)
+    assert not missing, f"README configuration table lacks {missing}"
