@@ -1,0 +1,132 @@
+"""scripts/ensure_db.py: a free local port gets a project-local cluster Django migrates into."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def script_env(url: str, data_dir) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.update(
+        {
+            "DATABASE_URL": url,
+            "DOORITO_PG_DATA": str(data_dir),
+            "DJANGO_SETTINGS_MODULE": "boot.settings",
+            "DJANGO_CONFIGURATION": "Test",
+        }
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path):
+    port = free_port()
+    url = f"postgres://postgres@127.0.0.1:{port}/doorito_probe"
+    # Under the project (not the 0700 pytest tmp dir): when the suite runs as
+    # root, the cluster runs as the postgres user, which must reach it.
+    base = ROOT / ".data" / f"test-cluster-{port}"
+    base.mkdir(parents=True)
+    data = base / "cluster"
+    env = script_env(url, data)
+    try:
+        first = subprocess.run(
+            [sys.executable, "scripts/ensure_db.py"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "nothing answers" in first.stdout
+        assert "project-local cluster" in first.stdout
+        assert "created database 'doorito_probe'" in first.stdout
+        assert (data / "DOORITO_CLUSTER").exists()
+
+        migrate = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/doorito_probe") as conn:
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+        assert {"accounts_user", "django_celery_results_taskresult"} <= tables
+
+        again = subprocess.run(
+            [sys.executable, "scripts/ensure_db.py"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert again.returncode == 0
+        assert "PostgreSQL answers" in again.stdout
+        assert "exists" in again.stdout
+    finally:
+        subprocess.run(
+            [sys.executable, "scripts/ensure_db.py", "stop"],
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_refuses_a_directory_it_did_not_create(tmp_path):
+    data = tmp_path / "foreign"
+    data.mkdir()
+    (data / "PG_VERSION").write_text("15\n")
+    env = script_env(f"postgres://postgres@127.0.0.1:{free_port()}/x", data)
+    out = subprocess.run(
+        [sys.executable, "scripts/ensure_db.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "refusing to touch it" in out.stderr
+    assert (data / "PG_VERSION").read_text() == "15\n"
+
+
+def test_remote_unreachable_host_is_a_clear_error(tmp_path):
+    env = script_env("postgres://postgres@192.0.2.1:5432/x", tmp_path / "none")
+    env["PGCONNECT_TIMEOUT"] = "1"
+    out = subprocess.run(
+        [sys.executable, "scripts/ensure_db.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "not reachable" in out.stderr
