@@ -123,7 +123,8 @@ def start_local_cluster(cfg: dict) -> None:
     user = cfg.get("USER") or "postgres"
     if data.exists() and not (data / MARKER).exists():
         sys.exit(f"[ensure-db] {data} exists but was not created by Doorito; refusing to touch it")
-    bindir = find_bindir()
+    forced = os.environ.get("DOORITO_PG_BINARIES", "")
+    bindir = None if forced == "embedded" else find_bindir()
     source = "machine"
     if bindir is None:
         bindir = embedded_bindir()
@@ -186,7 +187,8 @@ def stop_local_cluster() -> None:
     if not (data / MARKER).exists():
         say("no project-local cluster to stop")
         return
-    bindir = find_bindir() or embedded_bindir()
+    forced = os.environ.get("DOORITO_PG_BINARIES", "")
+    bindir = (None if forced == "embedded" else find_bindir()) or embedded_bindir()
     owner = "postgres" if os.geteuid() == 0 else None
     run_as([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], owner)
     say("stopped the project-local cluster")

