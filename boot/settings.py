@@ -66,6 +66,7 @@ class Base(Configuration):
         "common",
         "portal",
         "frontend",
+        "api",
     ]
 
     MIDDLEWARE = [
