@@ -1,0 +1,74 @@
+from django.contrib import admin
+
+from portal.models import UploadBatch, UploadFile
+
+
+class UploadFileInline(admin.TabularInline):
+    model = UploadFile
+    fields = ("filename", "status", "size", "content_type", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(UploadBatch)
+class UploadBatchAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "owner",
+        "status",
+        "expected_files",
+        "files_stored",
+        "files_failed",
+        "created_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("id", "owner__email", "idempotency_key")
+    list_select_related = ("owner",)
+    readonly_fields = (
+        "id",
+        "status",
+        "files_stored",
+        "files_failed",
+        "closed_at",
+        "completed_at",
+        "created_at",
+        "updated_at",
+    )
+    raw_id_fields = ("owner",)
+    inlines = [UploadFileInline]
+
+
+@admin.register(UploadFile)
+class UploadFileAdmin(admin.ModelAdmin):
+    list_display = ("filename", "owner", "status", "size", "content_type", "created_at")
+    list_filter = ("status",)
+    search_fields = ("id", "filename", "owner__email", "sha256")
+    list_select_related = ("owner",)
+    # The record mirrors storage: bytes-related fields are not editable here.
+    readonly_fields = (
+        "id",
+        "storage_key",
+        "size",
+        "sha256",
+        "status",
+        "error_message",
+        "stored_at",
+        "expires_at",
+        "created_at",
+        "updated_at",
+    )
+    raw_id_fields = ("owner", "batch")
+
+    def delete_model(self, request, obj):
+        # Through the service, so the stored object goes too and file.deleted is emitted.
+        from portal.services.uploads import upload_file_delete
+
+        upload_file_delete(file=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        from portal.services.uploads import upload_file_delete
+
+        for file in queryset.select_related("owner"):
+            upload_file_delete(file=file, actor=request.user)

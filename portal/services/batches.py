@@ -1,0 +1,181 @@
+"""Batches: create, accept files, derive the status, announce completion.
+
+Counters change only under the batch row's lock, inside the transaction that
+records a file, so concurrent uploads into one batch never lose a count and
+exactly one of them sees the batch end (and emits ``batch.completed``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from common.exceptions import ConflictError, NotFoundError, ValidationError
+from portal.models import UploadBatch
+from portal.services.events import emit
+from portal.services.payloads import batch_event_payload
+
+MAX_EXPECTED_FILES = 100_000
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def clean_metadata(metadata: Any) -> dict[str, Any]:
+    """Metadata is a small JSON object; anything else is refused before any write."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValidationError("metadata must be a JSON object.", details={"field": "metadata"})
+    try:
+        encoded = json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            "metadata must be JSON-serialisable.", details={"field": "metadata"}
+        ) from exc
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise ValidationError(
+            f"metadata is larger than {MAX_METADATA_BYTES} bytes.", details={"field": "metadata"}
+        )
+    return metadata
+
+
+def batch_create(
+    *,
+    owner: Any,
+    expected_files: int | None = None,
+    idempotency_key: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadBatch:
+    """Create a batch, or return the owner's batch made with the same key.
+
+    A client that retries a timed-out request with the same idempotency key
+    gets the first batch back instead of a second, empty one.
+    """
+    if expected_files is not None:
+        if isinstance(expected_files, bool) or not isinstance(expected_files, int):
+            raise ValidationError(
+                "expected_files must be an integer.", details={"field": "expected_files"}
+            )
+        if not 1 <= expected_files <= MAX_EXPECTED_FILES:
+            raise ValidationError(
+                f"expected_files must be between 1 and {MAX_EXPECTED_FILES}.",
+                details={"field": "expected_files"},
+            )
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255
+    ):
+        raise ValidationError(
+            "idempotency_key must be 1 to 255 characters.", details={"field": "idempotency_key"}
+        )
+    metadata = clean_metadata(metadata)
+
+    if idempotency_key is not None:
+        existing = UploadBatch.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic(durable=True):
+            return UploadBatch.objects.create(
+                owner=owner,
+                expected_files=expected_files,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key won the insert.
+        return UploadBatch.objects.get(owner=owner, idempotency_key=idempotency_key)
+
+
+def batch_check_open(*, batch: UploadBatch, owner: Any) -> None:
+    """Refuse a file for someone else's batch or one that has ended (before any write)."""
+    if batch.owner_id != owner.pk:
+        raise NotFoundError("Batch not found.", details={"batch_id": str(batch.id)})
+    batch.refresh_from_db()
+    _ensure_accepts_files(batch)
+
+
+def _ensure_accepts_files(batch: UploadBatch) -> None:
+    if batch.status in UploadBatch.TERMINAL_STATUSES or batch.closed_at is not None:
+        raise ConflictError(
+            "This batch has ended and accepts no more files.",
+            code="batch_closed",
+            details={"batch_id": str(batch.id), "status": batch.status},
+        )
+    if batch.expected_files is not None and batch.files_ended >= batch.expected_files:
+        raise ConflictError(
+            "This batch already has all its expected files.",
+            code="batch_full",
+            details={"batch_id": str(batch.id), "expected_files": batch.expected_files},
+        )
+
+
+def batch_record_file_ended(*, batch_id: Any, stored: bool) -> UploadBatch:
+    """Count one stored or failed file; must run inside the recording transaction.
+
+    Locks the batch row so the counter update, the status derivation and the
+    one-time ``batch.completed`` event see a consistent batch.
+    """
+    batch = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch_id)
+    _ensure_accepts_files(batch)
+    fields = ["status", "updated_at"]
+    if stored:
+        batch.files_stored += 1
+        fields.append("files_stored")
+    else:
+        batch.files_failed += 1
+        fields.append("files_failed")
+    if batch.status == UploadBatch.Status.INIT:
+        batch.status = UploadBatch.Status.IN_PROGRESS
+    fields += _complete_if_ended(batch)
+    batch.save(update_fields=fields)
+    return batch
+
+
+def _derived_status(batch: UploadBatch) -> str:
+    if batch.files_failed == 0:
+        return UploadBatch.Status.COMPLETE
+    if batch.files_stored == 0:
+        return UploadBatch.Status.FAILED
+    return UploadBatch.Status.PARTIAL
+
+
+def _complete_if_ended(batch: UploadBatch) -> list[str]:
+    """End the batch when every expected file has ended; emit ``batch.completed`` once."""
+    if batch.status in UploadBatch.TERMINAL_STATUSES:
+        return []
+    if batch.expected_files is None or batch.files_ended < batch.expected_files:
+        return []
+    batch.status = _derived_status(batch)
+    batch.completed_at = timezone.now()
+    emit(
+        aggregate_type="batch",
+        aggregate_id=batch.id,
+        event_type="batch.completed",
+        payload=batch_event_payload(batch),
+        idempotency_key=str(batch.id),
+    )
+    return ["status", "completed_at"]
+
+
+def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
+    """Declare that no more files will come; the batch ends with what it has.
+
+    For batches created without ``expected_files`` this is how they end.
+    Closing an ended batch changes nothing.
+    """
+    if batch.owner_id != actor.pk and not actor.is_staff:
+        raise NotFoundError("Batch not found.", details={"batch_id": str(batch.id)})
+    with transaction.atomic(durable=True):
+        locked = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch.pk)
+        if locked.status in UploadBatch.TERMINAL_STATUSES:
+            return locked
+        locked.closed_at = timezone.now()
+        locked.expected_files = locked.files_ended
+        fields = ["closed_at", "expected_files", "status", "updated_at"]
+        # Ending with no file at all is a complete (empty) batch.
+        locked.status = UploadBatch.Status.IN_PROGRESS
+        fields += _complete_if_ended(locked)
+        locked.save(update_fields=list(dict.fromkeys(fields)))
+    return locked

@@ -1,0 +1,113 @@
+"""TTL cleanup: delete files older than ``FILE_UPLOAD_TTL_HOURS``.
+
+Order per run: pick at most ``batch_size`` expired rows, delete their objects
+(no transaction open), then delete the rows and emit ``file.deleted`` in one
+short transaction. A crash between the two leaves rows whose objects are
+gone; the next run removes them, since a missing object is not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from storages.utils import clean_name
+
+from portal.models import UploadFile
+from portal.services.events import emit
+from portal.services.payloads import file_event_payload
+from portal.storage import file_storage, is_s3_storage
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_BATCH_SIZE = 1000
+S3_DELETE_CHUNK = 1000  # the most keys one DeleteObjects request takes
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    deleted: int
+    remaining: int
+
+
+def expired_files(*, ttl_hours: int, now: datetime | None = None) -> QuerySet[UploadFile]:
+    """Every file (stored, failed or abandoned) created more than ``ttl_hours`` ago."""
+    cutoff = (now or timezone.now()) - timedelta(hours=ttl_hours)
+    return UploadFile.objects.filter(created_at__lt=cutoff)
+
+
+def delete_objects(keys: Iterable[str]) -> set[str]:
+    """Delete storage objects; returns the keys that could not be deleted.
+
+    Already-missing objects count as deleted. On S3 one request removes up to
+    1000 keys instead of one request per key.
+    """
+    keys = [k for k in keys if k]
+    failed: set[str] = set()
+    storage = file_storage()
+    if is_s3_storage(storage):
+        client = storage.connection.meta.client
+        for start in range(0, len(keys), S3_DELETE_CHUNK):
+            chunk = keys[start : start + S3_DELETE_CHUNK]
+            names = {storage._normalize_name(clean_name(k)): k for k in chunk}
+            response = client.delete_objects(
+                Bucket=storage.bucket_name,
+                Delete={"Objects": [{"Key": n} for n in names], "Quiet": True},
+            )
+            for error in response.get("Errors", []):
+                if error.get("Code") == "NoSuchKey":
+                    continue
+                logger.error("Could not delete object %s: %s", error.get("Key"), error.get("Code"))
+                failed.add(names.get(error.get("Key"), error.get("Key")))
+        return failed
+    for key in keys:
+        try:
+            storage.delete(key)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            logger.exception("Could not delete object %s", key)
+            failed.add(key)
+    return failed
+
+
+def cleanup_expired_upload_files(
+    *, ttl_hours: int, batch_size: int = CLEANUP_BATCH_SIZE, now: datetime | None = None
+) -> CleanupResult:
+    """Delete one batch of expired files: objects first, then rows and events."""
+    now = now or timezone.now()
+    expired = expired_files(ttl_hours=ttl_hours, now=now)
+    candidates = list(expired.order_by("created_at").select_related("owner")[:batch_size])
+    if not candidates:
+        return CleanupResult(deleted=0, remaining=0)
+
+    undeletable = delete_objects(f.storage_key for f in candidates)
+    by_id = {f.pk: f for f in candidates if f.storage_key not in undeletable}
+
+    with transaction.atomic(durable=True):
+        # Rows another run holds are its business; skip them.
+        locked_ids = list(
+            UploadFile.objects.filter(pk__in=list(by_id))
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        UploadFile.objects.filter(pk__in=locked_ids).delete()
+        for pk in locked_ids:
+            file = by_id[pk]
+            if file.status != UploadFile.Status.STORED:
+                continue  # never announced, so nothing to retract
+            emit(
+                aggregate_type="file",
+                aggregate_id=file.id,
+                event_type="file.deleted",
+                payload=file_event_payload(file, with_download_url=False, reason="expired"),
+                idempotency_key=str(file.id),
+            )
+    remaining = expired.count()
+    logger.info("TTL cleanup deleted %d files (%d remaining)", len(locked_ids), remaining)
+    return CleanupResult(deleted=len(locked_ids), remaining=remaining)

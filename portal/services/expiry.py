@@ -1,0 +1,77 @@
+"""Expiry notices: one ``file.expiring`` per stored file, shortly before TTL cleanup.
+
+Each run looks at every stored file that will be (or already is) past its
+TTL within ``notify_hours``; the outbox's unique ``(event_type,
+idempotency_key)`` with the file id as key makes repeated and concurrent runs
+emit each notice once. Files already notified are counted as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.models import UploadFile
+from portal.services.events import emit, existing_idempotency_keys
+from portal.services.payloads import file_event_payload
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "file.expiring"
+CHUNK_SIZE = 500
+
+
+@dataclass(frozen=True)
+class NotifyResult:
+    notified: int
+    skipped: int
+
+
+def notify_expiring_files(
+    *, ttl_hours: int, notify_hours: int, now: datetime | None = None
+) -> NotifyResult:
+    """Emit ``file.expiring`` for each stored file within ``notify_hours`` of expiry."""
+    now = now or timezone.now()
+    threshold = now - timedelta(hours=ttl_hours) + timedelta(hours=notify_hours)
+    due = (
+        UploadFile.objects.filter(status=UploadFile.Status.STORED, created_at__lte=threshold)
+        .select_related("owner")
+        .order_by("created_at", "id")
+    )
+    notified = skipped = 0
+    last = None
+    while True:
+        page = (
+            due
+            if last is None
+            else due.filter(created_at__gte=last[0]).exclude(created_at=last[0], id__lte=last[1])
+        )
+        files = list(page[:CHUNK_SIZE])
+        if not files:
+            break
+        last = (files[-1].created_at, files[-1].id)
+        known = existing_idempotency_keys(event_type=EVENT_TYPE, keys=[str(f.id) for f in files])
+        for file in files:
+            if str(file.id) in known:
+                skipped += 1
+                continue
+            try:
+                with transaction.atomic():
+                    emit(
+                        aggregate_type="file",
+                        aggregate_id=file.id,
+                        event_type=EVENT_TYPE,
+                        payload=file_event_payload(file),
+                        idempotency_key=str(file.id),
+                    )
+            except IntegrityError:
+                # A concurrent run notified this file first.
+                skipped += 1
+                continue
+            notified += 1
+    logger.info("Expiry notices: %d emitted, %d already sent", notified, skipped)
+    return NotifyResult(notified=notified, skipped=skipped)

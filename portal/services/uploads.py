@@ -1,0 +1,401 @@
+"""Files: stream into storage, record, delete.
+
+The bytes are written before any transaction opens (no storage I/O while
+holding locks); the record, the ``file.stored`` event and the batch counters
+are then written in one transaction. If that transaction fails the object is
+removed again, so storage never keeps bytes that no record points to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import puremagic
+from django.conf import settings
+from django.core.files.base import File
+from django.db import transaction
+from django.utils import timezone
+
+from common.exceptions import (
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnsupportedMediaTypeError,
+)
+from portal.models import UploadBatch, UploadFile
+from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
+from portal.services.events import emit
+from portal.services.payloads import file_event_payload
+from portal.storage import file_storage, generate_storage_key
+
+logger = logging.getLogger(__name__)
+
+HEAD_SIZE = 8192
+CHUNK_SIZE = 1024 * 1024
+MAX_FILENAME_LENGTH = 255
+# puremagic scores short signatures (one or two bytes) below this; they match
+# plenty of ordinary text and would make the content check refuse it.
+MIN_MAGIC_CONFIDENCE = 0.3
+OCTET_STREAM = "application/octet-stream"
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _LimitedHashingReader:
+    """A non-seekable file object over the caller's stream for ``Storage.save``.
+
+    Counts and hashes what passes through, and raises as soon as more than
+    ``max_size`` bytes have been read, so an oversized upload is never read
+    (or stored) in full.
+    """
+
+    def __init__(self, stream: Readable, *, head: bytes, max_size: int):
+        self._stream = stream
+        self._pending = head
+        self._max_size = max_size
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def _take(self, n: int) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:n], self._pending[n:]
+        else:
+            # Never ask for more than one byte past the limit.
+            data = self._stream.read(min(n, self._max_size + 1 - self.size))
+            if isinstance(data, str):
+                data = data.encode()
+        self.size += len(data)
+        if self.size > self._max_size:
+            raise _TooLarge
+        self._hash.update(data)
+        return data
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n >= 0:
+            return self._take(max(n, 0)) if n else b""
+        parts = []
+        while chunk := self._take(CHUNK_SIZE):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+def clean_filename(filename: Any) -> str:
+    """The original name as data: NUL removed, valid UTF-8, at most 255 chars.
+
+    It is never used as a path, so separators and dots stay as given. A long
+    name is cut in the middle of its stem so the extension survives.
+    """
+    name = str(filename or "").replace("\x00", "")
+    name = name.encode("utf-8", errors="replace").decode("utf-8")
+    if not name.strip():
+        name = "unnamed"
+    if len(name) > MAX_FILENAME_LENGTH:
+        stem, dot, ext = name.rpartition(".")
+        if stem and dot and 0 < len(ext) <= 16:
+            name = stem[: MAX_FILENAME_LENGTH - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME_LENGTH]
+    return name
+
+
+def _normalise_type(value: str | None) -> str | None:
+    if not value or not isinstance(value, str):
+        return None
+    value = value.split(";", 1)[0].strip().lower()
+    major, slash, minor = value.partition("/")
+    if not slash or not major or not minor or len(value) > 255:
+        return None
+    return value
+
+
+def _detect_from_content(head: bytes, ext_type: str | None) -> str | None:
+    if not head:
+        return None
+    try:
+        matches = puremagic.magic_string(head)
+    except puremagic.PureError:
+        return None
+    candidates = [m for m in matches if m.mime_type and m.confidence >= MIN_MAGIC_CONFIDENCE]
+    if not candidates:
+        return None
+    # Container formats (zip → docx/xlsx/...) match several types: the
+    # extension picks among what the content allows.
+    if ext_type and any(m.mime_type == ext_type for m in candidates):
+        return ext_type
+    best = max(candidates, key=lambda m: m.confidence)
+    return _normalise_type(best.mime_type)
+
+
+def _type_allowed(content_type: str, allowed: list[str]) -> bool:
+    for pattern in allowed:
+        pattern = pattern.strip().lower()
+        if pattern in ("*", "*/*", content_type):
+            return True
+        if pattern.endswith("/*") and content_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+def upload_file_content_type(*, head: bytes, filename: str, declared: str | None) -> str:
+    """The file's type, from its first bytes, its extension and (last) the client.
+
+    With ``FILE_UPLOAD_ALLOWED_TYPES`` set, every trustworthy signal must be
+    allowed: content that says "executable" is refused even when the name says
+    ``.png``, and so is a ``.exe`` name over PNG bytes.
+    """
+    ext_type = _normalise_type(mimetypes.guess_type(filename, strict=False)[0])
+    detected = _detect_from_content(head, ext_type)
+    content_type = detected or ext_type or _normalise_type(declared) or OCTET_STREAM
+
+    allowed = [t for t in (getattr(settings, "FILE_UPLOAD_ALLOWED_TYPES", None) or []) if t]
+    if allowed:
+        for signal in {content_type, detected, ext_type} - {None}:
+            if not _type_allowed(signal, allowed):
+                raise UnsupportedMediaTypeError(
+                    f"Files of type {signal} are not accepted.",
+                    details={"content_type": signal, "allowed_types": allowed},
+                )
+    return content_type
+
+
+def _read_head(stream: Readable) -> bytes:
+    """Up to HEAD_SIZE bytes, tolerating short reads from sockets."""
+    parts: list[bytes] = []
+    size = 0
+    while size < HEAD_SIZE:
+        data = stream.read(HEAD_SIZE - size)
+        if not data:
+            break
+        if isinstance(data, str):
+            data = data.encode()
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class _Written:
+    key: str
+    size: int
+    sha256: str
+
+
+def _write_to_storage(*, stream: Readable, head: bytes, content_type: str) -> _Written:
+    max_size = int(settings.FILE_UPLOAD_MAX_SIZE)
+    if len(head) > max_size:
+        raise _TooLarge
+    storage = file_storage()
+    reader = _LimitedHashingReader(stream, head=head, max_size=max_size)
+    content = File(reader, name="upload")
+    content.content_type = content_type  # stored as the S3 object's Content-Type
+    key = generate_storage_key()
+    try:
+        key = storage.save(key, content)
+    except BaseException:
+        # A partial object (local file, or nothing on S3) must not stay behind.
+        _delete_object_quietly(key)
+        raise
+    return _Written(key=key, size=reader.size, sha256=reader.sha256)
+
+
+def _delete_object_quietly(key: str) -> None:
+    try:
+        file_storage().delete(key)
+    except Exception:
+        logger.exception("Could not remove object %s", key)
+
+
+def _record_failed(
+    *,
+    owner: Any,
+    filename: str,
+    content_type: str,
+    batch: UploadBatch | None,
+    metadata: dict[str, Any],
+    error_message: str,
+    size: int = 0,
+) -> UploadFile:
+    """A refused file: a failed record for the owner's history, no bytes, no event."""
+    with transaction.atomic(durable=True):
+        file = UploadFile.objects.create(
+            owner=owner,
+            batch=batch,
+            filename=filename,
+            content_type=content_type,
+            size=size,
+            metadata=metadata,
+            status=UploadFile.Status.FAILED,
+            error_message=error_message,
+        )
+        if batch is not None:
+            batch_record_file_ended(batch_id=batch.pk, stored=False)
+    logger.info("Upload of %r refused: %s (file %s)", filename, error_message, file.id)
+    return file
+
+
+def upload_file_create(
+    *,
+    owner: Any,
+    stream: Readable,
+    filename: str,
+    content_type: str | None = None,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    """Stream an upload into storage and record it as stored.
+
+    Size and type are enforced while reading; a refused upload is recorded
+    as failed (so the owner and the batch see it) and raises the matching
+    ``ApplicationError`` after removing whatever bytes were written.
+    """
+    filename = clean_filename(filename)
+    metadata = clean_metadata(metadata)
+    if batch is not None:
+        batch_check_open(batch=batch, owner=owner)
+
+    head = _read_head(stream)
+    try:
+        detected_type = upload_file_content_type(
+            head=head, filename=filename, declared=content_type
+        )
+    except UnsupportedMediaTypeError as exc:
+        failed = _record_failed(
+            owner=owner,
+            filename=filename,
+            content_type=exc.details.get("content_type", ""),
+            batch=batch,
+            metadata=metadata,
+            error_message=exc.message,
+        )
+        exc.details["file_id"] = str(failed.id)
+        raise
+
+    try:
+        written = _write_to_storage(stream=stream, head=head, content_type=detected_type)
+    except _TooLarge:
+        limit = int(settings.FILE_UPLOAD_MAX_SIZE)
+        message = f"The file is larger than the limit of {limit} bytes."
+        failed = _record_failed(
+            owner=owner,
+            filename=filename,
+            content_type=detected_type,
+            batch=batch,
+            metadata=metadata,
+            error_message=message,
+        )
+        raise PayloadTooLargeError(
+            message, details={"max_size": limit, "file_id": str(failed.id)}
+        ) from None
+
+    try:
+        with transaction.atomic(durable=True):
+            return upload_file_record_stored(
+                owner=owner,
+                storage_key=written.key,
+                filename=filename,
+                content_type=detected_type,
+                size=written.size,
+                sha256=written.sha256,
+                batch=batch,
+                metadata=metadata,
+            )
+    except BaseException:
+        _delete_object_quietly(written.key)
+        raise
+
+
+def upload_file_record_stored(
+    *,
+    owner: Any,
+    storage_key: str,
+    filename: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    """Record bytes already in storage as a stored file and emit ``file.stored``.
+
+    One transaction (joins the caller's, if any): the record, the event and
+    the batch counters commit together or not at all. The caller owns the
+    object and removes it if this raises.
+    """
+    now = timezone.now()
+    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
+    with transaction.atomic():
+        file = UploadFile.objects.create(
+            owner=owner,
+            batch=batch,
+            storage_key=storage_key,
+            filename=clean_filename(filename),
+            content_type=content_type,
+            size=size,
+            sha256=sha256,
+            metadata=clean_metadata(metadata),
+            status=UploadFile.Status.STORED,
+            stored_at=now,
+            expires_at=now + ttl,
+        )
+        if batch is not None:
+            batch_record_file_ended(batch_id=batch.pk, stored=True)
+        emit(
+            aggregate_type="file",
+            aggregate_id=file.id,
+            event_type="file.stored",
+            payload=file_event_payload(file),
+            idempotency_key=str(file.id),
+        )
+    logger.info("Stored file %s (%d bytes, %s)", file.id, size, content_type)
+    return file
+
+
+def upload_file_delete(*, file: UploadFile, actor: Any) -> None:
+    """Delete a file for its owner or staff: the object first, then the record.
+
+    In that order a crash leaves a record without bytes (which cleanup later
+    removes), never bytes without a record. ``file.deleted`` is emitted for
+    files that were stored (announced) and only by whoever deletes the row.
+    """
+    if file.owner_id != actor.pk and not actor.is_staff:
+        raise PermissionDeniedError(
+            "You may not delete this file.", details={"file_id": str(file.id)}
+        )
+    if file.storage_key:
+        file_storage().delete(file.storage_key)
+    reason = "owner" if file.owner_id == actor.pk else "staff"
+    with transaction.atomic(durable=True):
+        deleted, _ = UploadFile.objects.filter(pk=file.pk).delete()
+        if deleted and file.status == UploadFile.Status.STORED:
+            emit(
+                aggregate_type="file",
+                aggregate_id=file.id,
+                event_type="file.deleted",
+                payload=file_event_payload(file, with_download_url=False, reason=reason),
+                idempotency_key=str(file.id),
+            )
+    logger.info("Deleted file %s (%s)", file.id, reason)

@@ -1,0 +1,94 @@
+"""Where file bytes live: Django's default storage (local disk or S3).
+
+Keys are generated, never derived from user input, so a filename can never
+become a path. Download URLs are always signed and expiring: presigned on S3,
+a signed token for the authorised download view on the local filesystem.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.storage import Storage, storages
+from django.urls import reverse
+from django.utils import timezone
+from uuid_utils.compat import uuid4
+
+if TYPE_CHECKING:
+    from portal.models import UploadFile
+
+DOWNLOAD_SIGNING_SALT = "portal.download"
+
+
+def file_storage() -> Storage:
+    """The storage holding uploaded files (resolved per call so tests can swap it)."""
+    return storages["default"]
+
+
+def is_s3_storage(storage: Storage | None = None) -> bool:
+    storage = storage or file_storage()
+    return hasattr(storage, "bucket") and hasattr(storage, "connection")
+
+
+def generate_storage_key() -> str:
+    """A fresh key ``uploads/YYYY/MM/<uuid>``; month prefixes keep listings small."""
+    now = timezone.now()
+    return f"uploads/{now:%Y}/{now:%m}/{uuid4().hex}"
+
+
+def download_url_expiry_seconds() -> int:
+    return int(getattr(settings, "AWS_QUERYSTRING_EXPIRE", 3600))
+
+
+def content_disposition(filename: str, *, attachment: bool = True) -> str:
+    """A safe RFC 6266 header value for a user-supplied filename.
+
+    The quoted ASCII fallback keeps only harmless characters (no path
+    separators, quotes or controls); ``filename*`` carries the exact name.
+    """
+    kind = "attachment" if attachment else "inline"
+    fallback = (
+        "".join(
+            ch if (ch.isascii() and ch.isprintable() and ch not in '"\\/;%') else "_"
+            for ch in filename
+        ).strip(". ")
+        or "download"
+    )
+    encoded = quote(filename, safe="")
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def file_download_token(file: UploadFile) -> str:
+    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).sign(str(file.id))
+
+
+def file_download_url(file: UploadFile) -> str:
+    """An absolute, signed, expiring URL that downloads ``file``.
+
+    The URL is itself the authorisation, so a webhook receiver can fetch the
+    file without a session; it stops working after the expiry.
+    """
+    storage = file_storage()
+    expire = download_url_expiry_seconds()
+    if is_s3_storage(storage):
+        return storage.url(
+            file.storage_key,
+            parameters={
+                "ResponseContentDisposition": content_disposition(file.filename),
+                "ResponseContentType": file.content_type or "application/octet-stream",
+            },
+            expire=expire,
+        )
+    path = reverse("portal:file-download", kwargs={"token": file_download_token(file)})
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def file_id_from_download_token(token: str) -> str:
+    """The file id a token was issued for; raises ``signing.BadSignature`` or
+    ``signing.SignatureExpired``."""
+    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).unsign(
+        token, max_age=download_url_expiry_seconds()
+    )

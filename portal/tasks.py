@@ -1,0 +1,54 @@
+"""Celery tasks of the portal app (names, schedules, returns: the seed note)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="portal.tasks.cleanup_expired_upload_files_task",
+    bind=True,
+    max_retries=2,
+    default_retry_delay=60,
+)
+def cleanup_expired_upload_files_task(self) -> dict:
+    """Delete at most 1000 files older than ``FILE_UPLOAD_TTL_HOURS``."""
+    from django.conf import settings
+
+    from portal.services.cleanup import cleanup_expired_upload_files
+
+    ttl_hours = getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)
+    try:
+        result = cleanup_expired_upload_files(ttl_hours=ttl_hours)
+    except Exception as exc:
+        logger.exception("TTL cleanup of upload files failed")
+        raise self.retry(exc=exc) from exc
+    logger.info("TTL cleanup: deleted %d files, %d remaining", result.deleted, result.remaining)
+    return {"deleted": result.deleted, "remaining": result.remaining}
+
+
+@shared_task(
+    name="portal.tasks.notify_expiring_files_task",
+    bind=True,
+    max_retries=2,
+    default_retry_delay=60,
+)
+def notify_expiring_files_task(self) -> dict:
+    """Emit one ``file.expiring`` per stored file close to its TTL."""
+    from django.conf import settings
+
+    from portal.services.expiry import notify_expiring_files
+
+    ttl_hours = getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)
+    notify_hours = getattr(settings, "FILE_UPLOAD_EXPIRY_NOTIFY_HOURS", 1)
+    try:
+        result = notify_expiring_files(ttl_hours=ttl_hours, notify_hours=notify_hours)
+    except Exception as exc:
+        logger.exception("Expiry notices failed")
+        raise self.retry(exc=exc) from exc
+    logger.info("Expiry notices: %d notified, %d skipped", result.notified, result.skipped)
+    return {"notified": result.notified, "skipped": result.skipped}
