@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from uuid_utils.compat import uuid7
 
@@ -13,3 +14,136 @@ class BaseModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class OutboxEvent(BaseModel):
+    """One domain event, written in the transaction of the change it describes.
+
+    Delivery state lives per endpoint in ``WebhookDelivery``; the fields here
+    summarise it (terminal once every delivery is), so dashboards and the
+    partial index can answer "how much is pending" without a join.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    aggregate_type = models.CharField(max_length=64)
+    aggregate_id = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=8)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_type", "idempotency_key"], name="outbox_event_type_idem_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="outbox_pending_next_idx",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(fields=["aggregate_type", "aggregate_id"], name="outbox_aggregate_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.id} ({self.status})"
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of signed webhooks.
+
+    ``secret`` is a shared HMAC key (``whsec_…``), not a password: it must be
+    readable to sign. ``previous_secrets`` holds rotated-out secrets with the
+    time they stop signing, so receivers can switch keys without a gap.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_endpoints",
+    )
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=255, blank=True, default="")
+    secret = models.CharField(max_length=100)
+    previous_secrets = models.JSONField(default=list, blank=True)
+    event_types = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=255, blank=True, default="")
+    failing_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookDelivery(BaseModel):
+    """The state of one event for one endpoint (Saleor's EventDelivery).
+
+    ``sending`` is a lease: a dispatcher owns the row until ``lease_expires_at``;
+    a crashed dispatcher's rows become claimable again after it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=8)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_response = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "endpoint"], name="delivery_event_endpoint_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_pending_next_idx",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="delivery_sending_lease_idx",
+                condition=models.Q(status="sending"),
+            ),
+            models.Index(fields=["status", "last_attempt_at"], name="delivery_status_attempt_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.endpoint_id} ({self.status})"

@@ -32,3 +32,55 @@ def prune_broker_messages_task(self) -> dict:
         raise self.retry(exc=exc) from exc
     logger.info("Pruned %d consumed broker messages (%d left)", result.deleted, result.remaining)
     return {"deleted": result.deleted, "remaining": result.remaining}
+
+
+@shared_task(
+    name="common.tasks.deliver_outbox_events_task",
+    bind=True,
+    max_retries=2,
+    default_retry_delay=60,
+)
+def deliver_outbox_events_task(self) -> dict:
+    """Deliver due webhook deliveries (on commit of an event, and every sweep)."""
+    from django.conf import settings
+
+    from common.services.outbox import process_pending_events, request_delivery_run
+
+    try:
+        result = process_pending_events(batch_size=settings.DELIVERY_BATCH_SIZE)
+    except Exception as exc:
+        logger.exception("Delivering outbox events failed")
+        raise self.retry(exc=exc) from exc
+    if result.remaining and result.processed:
+        # Due work is left: run again now instead of waiting for the sweep.
+        request_delivery_run()
+    logger.info(
+        "Outbox delivery: %d processed, %d delivered, %d failed, %d remaining",
+        result.processed,
+        result.delivered,
+        result.failed,
+        result.remaining,
+    )
+    return result.as_dict()
+
+
+@shared_task(
+    name="common.tasks.cleanup_delivered_outbox_events_task",
+    bind=True,
+    max_retries=2,
+    default_retry_delay=60,
+)
+def cleanup_delivered_outbox_events_task(self) -> dict:
+    """Delete terminal outbox events older than ``OUTBOX_RETENTION_HOURS``."""
+    from django.conf import settings
+
+    from common.services.outbox import cleanup_delivered_events
+
+    retention_hours = getattr(settings, "OUTBOX_RETENTION_HOURS", 168)
+    try:
+        result = cleanup_delivered_events(retention_hours=retention_hours)
+    except Exception as exc:
+        logger.exception("Cleaning up delivered outbox events failed")
+        raise self.retry(exc=exc) from exc
+    logger.info("Deleted %d old outbox events (%d left)", result.deleted, result.remaining)
+    return {"deleted": result.deleted, "remaining": result.remaining}

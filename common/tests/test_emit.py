@@ -1,0 +1,101 @@
+"""emit_event: written in the caller's transaction, idempotent, scheduled on commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from django.db import transaction
+
+from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.services.outbox import emit_event
+
+pytestmark = pytest.mark.django_db
+
+
+def _endpoint(url="http://127.0.0.1:9/hook", event_types=None, is_active=True):
+    return WebhookEndpoint.objects.create(
+        url=url,
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        event_types=event_types or [],
+        is_active=is_active,
+    )
+
+
+def test_emit_writes_event_and_one_delivery_per_subscribed_endpoint(
+    django_capture_on_commit_callbacks,
+):
+    all_types = _endpoint()
+    stored_only = _endpoint(event_types=["file.stored"])
+    _endpoint(event_types=["batch.completed"])
+    _endpoint(is_active=False)
+    file_id = uuid.uuid4()
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        event = emit_event(
+            "file",
+            file_id,
+            "file.stored",
+            {"id": file_id, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+
+    assert len(callbacks) == 1
+    row = OutboxEvent.objects.get(pk=event.pk)
+    assert row.idempotency_key == f"file:{file_id}"
+    assert row.payload == {"id": str(file_id), "at": "2026-01-01T00:00:00Z"}
+    assert row.status == OutboxEvent.Status.PENDING
+    assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {
+        all_types.id,
+        stored_only.id,
+    }
+
+
+def test_duplicate_key_returns_none_and_keeps_the_transaction_usable():
+    _endpoint()
+    with transaction.atomic():
+        first = emit_event("file", "f1", "file.expiring", {"n": 1})
+        second = emit_event("file", "f1", "file.expiring", {"n": 2})
+        # The transaction still works after the duplicate.
+        third = emit_event("file", "f1", "file.deleted", {"n": 3})
+    assert first is not None and second is None and third is not None
+    assert OutboxEvent.objects.filter(event_type="file.expiring").count() == 1
+    assert WebhookDelivery.objects.count() == 2
+
+
+def test_explicit_idempotency_key_and_one_commit_callback_per_transaction(
+    django_capture_on_commit_callbacks,
+):
+    _endpoint()
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        emit_event("batch", "b", "batch.completed", {}, idempotency_key="a")
+        emit_event("batch", "b", "batch.completed", {}, idempotency_key="b")
+    assert len(callbacks) == 1
+    assert OutboxEvent.objects.count() == 2
+
+
+def test_unserializable_payload_fails_at_emit():
+    with pytest.raises(TypeError):
+        emit_event("file", "x", "file.stored", {"bad": object()})
+    assert not OutboxEvent.objects.exists()
+
+
+def test_no_subscriber_means_nothing_to_deliver(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        event = emit_event("file", "y", "file.stored", {})
+    assert callbacks == []
+    assert OutboxEvent.objects.get(pk=event.pk).status == OutboxEvent.Status.DELIVERED
+
+
+def test_rolled_back_transaction_leaves_nothing(django_capture_on_commit_callbacks):
+    _endpoint()
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        emit_event("file", "z", "file.stored", {})
+        raise RuntimeError
+    assert callbacks == []
+    assert not OutboxEvent.objects.exists()
+    assert not WebhookDelivery.objects.exists()
