@@ -8,5 +8,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
+    # JSON API (api/tus/ is routed on its own line; api.urls leaves tus/ alone).
+    path("api/", include("api.urls")),
     path("", include("frontend.urls")),
 ]

@@ -1,0 +1,26 @@
+"""The JSON API: one NinjaAPI, its security, its error handlers and routers."""
+
+from __future__ import annotations
+
+from ninja import NinjaAPI
+
+from api.auth import ApiAuth
+from api.errors import install_exception_handlers
+from api.routers import tokens
+
+api = NinjaAPI(
+    title="Doorito API",
+    version="1",
+    description=(
+        "JSON API of the Doorito file-ingest portal. Authenticate with "
+        "`Authorization: Bearer <token>` (or a logged-in session plus CSRF token). "
+        'Errors are `{"error": {"code", "message", "details"}}`.'
+    ),
+    auth=ApiAuth(),
+    urls_namespace="api",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+install_exception_handlers(api)
+
+api.add_router("/", tokens.router)

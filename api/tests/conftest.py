@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from accounts.services.tokens import token_create
+
+
+class ApiClient(Client):
+    """A Django test client that sends a bearer token on every request."""
+
+    def __init__(self, raw_token: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if raw_token:
+            self.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw_token}"
+
+
+@pytest.fixture
+def user(db) -> User:
+    return User.objects.create_user("alice@example.com", "pw-123456")
+
+
+@pytest.fixture
+def other_user(db) -> User:
+    return User.objects.create_user("bob@example.com", "pw-123456")
+
+
+@pytest.fixture
+def staff_user(db) -> User:
+    return User.objects.create_user("staff@example.com", "pw-123456", is_staff=True)
+
+
+def _client_for(user: User) -> ApiClient:
+    _, raw = token_create(user=user, name="tests")
+    client = ApiClient(raw)
+    client.raw_token = raw
+    return client
+
+
+@pytest.fixture
+def api(user) -> ApiClient:
+    return _client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user) -> ApiClient:
+    return _client_for(other_user)
+
+
+@pytest.fixture
+def staff_api(staff_user) -> ApiClient:
+    return _client_for(staff_user)
+
+
+@pytest.fixture
+def anon() -> ApiClient:
+    return ApiClient()
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    if code:
+        assert body["error"]["code"] == code
+    return body["error"]
