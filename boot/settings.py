@@ -224,6 +224,12 @@ class Base(Configuration):
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, [])
     WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env(values.IntegerValue, 24)
     WEBHOOK_DISABLE_AFTER_FAILING_DAYS = env(values.IntegerValue, 5)
+    WEBHOOK_MAX_ATTEMPTS = env(values.IntegerValue, 8)
+    # Seconds to wait before retry n (Svix's schedule); the last entry repeats.
+    WEBHOOK_RETRY_SCHEDULE = env(
+        values.ListValue, ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+    WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT = env(values.IntegerValue, 10)
     CORS_ALLOWED_ORIGINS = env(values.ListValue, [])
     LOG_FORMAT = env(default="text")
     LOG_LEVEL = env(default="INFO")
