@@ -112,3 +112,94 @@ class UploadFile(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
+
+
+class UploadSession(BaseModel):
+    """The server side of one tus upload: how much has arrived and where it is.
+
+    Bytes live in storage as one object per accepted PATCH (``UploadPart``), so
+    any web process on any machine can take the next request; the final file
+    is assembled from the parts when the last byte arrives.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Receiving"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+        CONCATENATED = "concatenated", "Used in a final upload"
+        TERMINATED = "terminated", "Terminated"
+        EXPIRED = "expired", "Expired"
+
+    class Concat(models.TextChoices):
+        NONE = "", "Single upload"
+        PARTIAL = "partial", "Partial upload"
+        FINAL = "final", "Final upload"
+
+    # Sessions in these states have no data worth keeping.
+    DEAD_STATUSES = (Status.FAILED, Status.CONCATENATED, Status.TERMINATED, Status.EXPIRED)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_sessions"
+    )
+    batch = models.ForeignKey(
+        UploadBatch,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="upload_sessions",
+    )
+    file = models.OneToOneField(
+        UploadFile,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="upload_session",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    concat = models.CharField(max_length=8, choices=Concat.choices, blank=True, default="")
+    # For a final upload: the partial sessions it was built from, in order.
+    partial_ids = models.JSONField(default=list, blank=True)
+    # Null while the client defers the length (creation-defer-length).
+    length = models.BigIntegerField(null=True, blank=True)
+    offset = models.BigIntegerField(default=0)
+    # Upload-Metadata exactly as received (echoed on HEAD) and decoded.
+    raw_metadata = models.TextField(blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    filename = models.CharField(max_length=255, blank=True, default="")
+    filetype = models.CharField(max_length=255, blank=True, default="")
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="portal_session_status_expires"),
+            models.Index(fields=["owner", "-created_at"], name="portal_session_owner_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"upload session {self.id} ({self.status}, {self.offset}/{self.length})"
+
+
+class UploadPart(BaseModel):
+    """One accepted PATCH body: a storage object holding bytes [offset, offset + size)."""
+
+    session = models.ForeignKey(UploadSession, on_delete=models.CASCADE, related_name="parts")
+    number = models.PositiveIntegerField()
+    offset = models.BigIntegerField()
+    size = models.BigIntegerField()
+    storage_key = models.CharField(max_length=255)
+    # The verified Upload-Checksum of this part ("sha1 <base64>"), if one was sent.
+    checksum = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        ordering = ["session", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "number"], name="portal_part_session_number"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"part {self.number} of {self.session_id} ({self.size} bytes at {self.offset})"
