@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.models import UploadFile
@@ -59,17 +58,15 @@ def notify_expiring_files(
             if str(file.id) in known:
                 skipped += 1
                 continue
-            try:
-                with transaction.atomic():
-                    emit(
-                        aggregate_type="file",
-                        aggregate_id=file.id,
-                        event_type=EVENT_TYPE,
-                        payload=file_event_payload(file),
-                        idempotency_key=str(file.id),
-                    )
-            except IntegrityError:
-                # A concurrent run notified this file first.
+            event = emit(
+                aggregate_type="file",
+                aggregate_id=file.id,
+                event_type=EVENT_TYPE,
+                payload=file_event_payload(file),
+                idempotency_key=str(file.id),
+            )
+            if event is None:
+                # A concurrent run notified this file first (ON CONFLICT DO NOTHING).
                 skipped += 1
                 continue
             notified += 1

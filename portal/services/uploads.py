@@ -168,6 +168,8 @@ def upload_file_content_type(*, head: bytes, filename: str, declared: str | None
     ``.png``, and so is a ``.exe`` name over PNG bytes.
     """
     ext_type = _normalise_type(mimetypes.guess_type(filename, strict=False)[0])
+    if ext_type == OCTET_STREAM:
+        ext_type = None  # ".bin" says nothing; let the client's declared type speak
     detected = _detect_from_content(head, ext_type)
     content_type = detected or ext_type or _normalise_type(declared) or OCTET_STREAM
 
