@@ -1,0 +1,181 @@
+"""Batches: concurrent uploads, derived status, one batch.completed, idempotent create."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from common.exceptions import ConflictError, NotFoundError, UnsupportedMediaTypeError
+from common.models import OutboxEvent
+from portal.models import UploadBatch, UploadFile
+from portal.services.batches import batch_close, batch_create
+from portal.services.uploads import upload_file_create
+from portal.tests.streams import EXE_HEAD, BytesStream, CountingStream
+
+
+def upload_from_threads(*, owner, batch, plans: list[list[bytes | None]]) -> list[BaseException]:
+    """Each plan runs in its own thread (own DB connection); ``None`` = a refused file."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(plans))
+
+    def run(plan):
+        try:
+            barrier.wait()
+            for i, data in enumerate(plan):
+                if data is None:
+                    stream = CountingStream(100, head=EXE_HEAD, fill=b"\0")
+                    try:
+                        upload_file_create(
+                            owner=owner, stream=stream, filename=f"bad{i}.png", batch=batch
+                        )
+                    except UnsupportedMediaTypeError:
+                        continue
+                    raise AssertionError("a disallowed file was accepted")
+                upload_file_create(
+                    owner=owner, stream=BytesStream(data), filename=f"f{i}.txt", batch=batch
+                )
+        except BaseException as exc:  # surfaced by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(plan,)) for plan in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return errors
+
+
+def completed_events(batch):
+    return OutboxEvent.objects.filter(event_type="batch.completed", aggregate_id=str(batch.id))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_files_from_four_threads(storage, user):
+    batch = batch_create(owner=user, expected_files=20)
+    plans = [[f"t{t}-f{i}".encode() for i in range(5)] for t in range(4)]
+    assert upload_from_threads(owner=user, batch=batch, plans=plans) == []
+
+    batch.refresh_from_db()
+    assert (batch.files_stored, batch.files_failed) == (20, 0)
+    assert batch.status == UploadBatch.Status.COMPLETE
+    assert batch.completed_at is not None
+    assert UploadFile.objects.filter(batch=batch, status="stored").count() == 20
+    assert len(storage.keys()) == 20
+    [event] = completed_events(batch)
+    assert event.payload["batch"]["status"] == "complete"
+    assert event.payload["batch"]["files_stored"] == 20
+    assert event.payload["uploader"]["email"] == user.email
+    assert OutboxEvent.objects.filter(event_type="file.stored").count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mixed_outcomes_from_threads_give_partial(user, settings):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["text/plain"]
+    batch = batch_create(owner=user, expected_files=20)
+    plans = [[None if i == t else f"{t}{i}".encode() for i in range(5)] for t in range(4)]
+    assert upload_from_threads(owner=user, batch=batch, plans=plans) == []
+
+    batch.refresh_from_db()
+    assert (batch.files_stored, batch.files_failed) == (16, 4)
+    assert batch.status == UploadBatch.Status.PARTIAL
+    [event] = completed_events(batch)
+    assert event.payload["batch"]["status"] == "partial"
+
+
+def test_all_failed_gives_failed_and_extra_files_are_refused(user, settings):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["text/plain"]
+    batch = batch_create(owner=user, expected_files=2)
+    for _ in range(2):
+        with pytest.raises(UnsupportedMediaTypeError):
+            upload_file_create(
+                owner=user, stream=BytesStream(EXE_HEAD), filename="x.txt", batch=batch
+            )
+    batch.refresh_from_db()
+    assert batch.status == UploadBatch.Status.FAILED
+    assert completed_events(batch).count() == 1
+
+    with pytest.raises(ConflictError):
+        upload_file_create(owner=user, stream=BytesStream(b"late"), filename="l.txt", batch=batch)
+    assert UploadFile.objects.filter(batch=batch).count() == 2
+
+
+def test_status_moves_from_init_to_in_progress(user):
+    batch = batch_create(owner=user, expected_files=3)
+    assert batch.status == UploadBatch.Status.INIT
+    upload_file_create(owner=user, stream=BytesStream(b"1"), filename="1.txt", batch=batch)
+    batch.refresh_from_db()
+    assert batch.status == UploadBatch.Status.IN_PROGRESS
+    assert not completed_events(batch).exists()
+
+
+def test_close_ends_an_open_ended_batch_once(user):
+    batch = batch_create(owner=user)
+    upload_file_create(owner=user, stream=BytesStream(b"1"), filename="1.txt", batch=batch)
+    upload_file_create(owner=user, stream=BytesStream(b"2"), filename="2.txt", batch=batch)
+    closed = batch_close(batch=batch, actor=user)
+    assert closed.status == UploadBatch.Status.COMPLETE
+    assert closed.expected_files == 2
+    batch_close(batch=batch, actor=user)
+    assert completed_events(batch).count() == 1
+    with pytest.raises(ConflictError):
+        upload_file_create(owner=user, stream=BytesStream(b"3"), filename="3.txt", batch=batch)
+
+
+def test_batch_create_is_idempotent_per_owner(user, other_user):
+    first = batch_create(owner=user, idempotency_key="run-42", expected_files=3)
+    again = batch_create(owner=user, idempotency_key="run-42", expected_files=3)
+    theirs = batch_create(owner=other_user, idempotency_key="run-42")
+    assert first.pk == again.pk
+    assert theirs.pk != first.pk
+    assert UploadBatch.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_idempotent_creates_make_one_batch(user):
+    results, barrier = [], threading.Barrier(4)
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(batch_create(owner=user, idempotency_key="same").pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 4 and len(set(results)) == 1
+    assert UploadBatch.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"expected_files": 0},
+        {"expected_files": "3"},
+        {"expected_files": True},
+        {"idempotency_key": ""},
+        {"idempotency_key": "k" * 256},
+        {"metadata": "not an object"},
+    ],
+)
+def test_bad_batch_input_changes_nothing(user, kwargs):
+    from common.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        batch_create(owner=user, **kwargs)
+    assert not UploadBatch.objects.exists()
+
+
+def test_someone_elses_batch_is_not_found(storage, user, other_user):
+    batch = batch_create(owner=other_user)
+    with pytest.raises(NotFoundError):
+        upload_file_create(owner=user, stream=BytesStream(b"x"), filename="x.txt", batch=batch)
+    assert not UploadFile.objects.exists()
+    assert storage.keys() == set()
