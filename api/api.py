@@ -6,7 +6,7 @@ from ninja import NinjaAPI
 
 from api.auth import ApiAuth
 from api.errors import install_exception_handlers
-from api.routers import tokens
+from api.routers import batches, files, tokens
 
 api = NinjaAPI(
     title="Doorito API",
@@ -23,4 +23,6 @@ api = NinjaAPI(
 )
 install_exception_handlers(api)
 
+api.add_router("/", files.router)
+api.add_router("/", batches.router)
 api.add_router("/", tokens.router)

@@ -1,0 +1,126 @@
+"""Batches: create, list, detail with progress, their files, close."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+from pydantic import Field
+
+from api.errors import errors
+from api.pagination import PageIn, PageOut, paginate
+from api.routers.files import FileFilters, FilePage, filter_files
+from api.validation import SafeJsonObject, SafeStr
+from common.exceptions import NotFoundError
+from portal.models import UploadBatch
+from portal.selectors import batches_for_user, files_for_user
+from portal.services.batches import MAX_EXPECTED_FILES, batch_close, batch_create
+
+router = Router(tags=["batches"])
+
+
+class BatchCreateIn(Schema):
+    expected_files: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EXPECTED_FILES,
+        description="How many files will come; the batch completes when all have ended. "
+        "Leave out and close the batch instead.",
+    )
+    idempotency_key: SafeStr | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Retrying with the same key returns the same batch.",
+    )
+    metadata: SafeJsonObject | None = None
+
+
+class BatchOut(Schema):
+    id: UUID
+    owner_id: UUID
+    status: Literal["init", "in_progress", "complete", "partial", "failed"]
+    expected_files: int | None
+    files_stored: int
+    files_failed: int
+    files_ended: int
+    progress: float | None = Field(
+        description="Ended files / expected files (0..1); null while the count is unknown."
+    )
+    idempotency_key: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    closed_at: datetime | None
+    completed_at: datetime | None
+
+    @staticmethod
+    def resolve_progress(batch: UploadBatch) -> float | None:
+        if not batch.expected_files:
+            return 1.0 if batch.status in UploadBatch.TERMINAL_STATUSES else None
+        return min(1.0, batch.files_ended / batch.expected_files)
+
+
+class BatchPage(PageOut):
+    items: list[BatchOut]
+
+
+def get_visible_batch(user, batch_id: UUID) -> UploadBatch:
+    batch = batches_for_user(user).filter(pk=batch_id).first()
+    if batch is None:
+        raise NotFoundError("Batch not found.", details={"batch_id": str(batch_id)})
+    return batch
+
+
+@router.post("/batches", response={201: BatchOut, **errors()}, summary="Create a batch")
+def create_batch(request: HttpRequest, body: BatchCreateIn):
+    batch = batch_create(
+        owner=request.auth,
+        expected_files=body.expected_files,
+        idempotency_key=body.idempotency_key,
+        metadata=body.metadata,
+    )
+    return Status(201, batch)
+
+
+@router.get("/batches", response={200: BatchPage, **errors()}, summary="List batches")
+def list_batches(
+    request: HttpRequest,
+    page: Query[PageIn],
+    status: Literal["init", "in_progress", "complete", "partial", "failed"] | None = None,
+):
+    queryset = batches_for_user(request.auth)
+    if status:
+        queryset = queryset.filter(status=status)
+    return paginate(queryset.order_by("-created_at", "-id"), page)
+
+
+@router.get("/batches/{batch_id}", response={200: BatchOut, **errors(404)}, summary="Batch detail")
+def get_batch(request: HttpRequest, batch_id: UUID):
+    """The batch with its counters and progress."""
+    return get_visible_batch(request.auth, batch_id)
+
+
+@router.get(
+    "/batches/{batch_id}/files",
+    response={200: FilePage, **errors(404)},
+    summary="List a batch's files",
+)
+def list_batch_files(
+    request: HttpRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[PageIn]
+):
+    batch = get_visible_batch(request.auth, batch_id)
+    filters.batch_id = batch.id
+    return paginate(filter_files(files_for_user(request.auth), filters), page)
+
+
+@router.post(
+    "/batches/{batch_id}/close",
+    response={200: BatchOut, **errors(404)},
+    summary="Close a batch",
+)
+def close_batch(request: HttpRequest, batch_id: UUID):
+    """No more files will come: the batch ends with the files it has."""
+    return batch_close(batch=get_visible_batch(request.auth, batch_id), actor=request.auth)

@@ -1,0 +1,211 @@
+"""Files: list (filters, pages), detail, download, delete, and the simple upload."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from ninja import File, Form, Query, Router, Schema, Status
+from ninja.decorators import decorate_view
+from ninja.files import UploadedFile
+from pydantic import Field
+
+from api.errors import error_response, errors
+from api.pagination import PageIn, PageOut, paginate
+from api.validation import SafeStr, _json_no_nul
+from common.exceptions import ConflictError, NotFoundError, ValidationError
+from portal.models import UploadBatch, UploadFile
+from portal.selectors import files_for_user
+from portal.services.uploads import upload_file_create, upload_file_delete
+from portal.storage import file_download_url
+
+router = Router(tags=["files"])
+
+# Room for the multipart framing and the small form fields around the file.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class FileOut(Schema):
+    id: UUID
+    owner_id: UUID
+    batch_id: UUID | None
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    status: Literal["uploading", "stored", "failed"]
+    error_message: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    stored_at: datetime | None
+    expires_at: datetime | None
+
+
+class FilePage(PageOut):
+    items: list[FileOut]
+
+
+class FileFilters(Schema):
+    status: Literal["uploading", "stored", "failed"] | None = None
+    batch_id: UUID | None = None
+    q: SafeStr | None = Field(None, max_length=255, description="Filename contains (any case).")
+    content_type: SafeStr | None = Field(
+        None, max_length=255, description="Exact type, or a prefix such as `image/`."
+    )
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def filter_files(queryset, filters: FileFilters):
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.batch_id:
+        queryset = queryset.filter(batch_id=filters.batch_id)
+    if filters.q:
+        queryset = queryset.filter(filename__icontains=filters.q)
+    if filters.content_type:
+        if filters.content_type.endswith("/"):
+            queryset = queryset.filter(content_type__startswith=filters.content_type)
+        else:
+            queryset = queryset.filter(content_type=filters.content_type)
+    if filters.created_after:
+        queryset = queryset.filter(created_at__gte=filters.created_after)
+    if filters.created_before:
+        queryset = queryset.filter(created_at__lt=filters.created_before)
+    return queryset.order_by("-created_at", "-id")
+
+
+def get_visible_file(user, file_id: UUID) -> UploadFile:
+    """The file if `user` may see it; another user's file is indistinguishable from none."""
+    file = files_for_user(user).filter(pk=file_id).first()
+    if file is None:
+        raise NotFoundError("File not found.", details={"file_id": str(file_id)})
+    return file
+
+
+@router.get("/files", response={200: FilePage, **errors()}, summary="List files")
+def list_files(request: HttpRequest, filters: Query[FileFilters], page: Query[PageIn]):
+    """Your files, newest first (staff: everyone's), filtered and paginated."""
+    return paginate(filter_files(files_for_user(request.auth), filters), page)
+
+
+@router.get("/files/{file_id}", response={200: FileOut, **errors(404)}, summary="File detail")
+def get_file(request: HttpRequest, file_id: UUID):
+    return get_visible_file(request.auth, file_id)
+
+
+@router.get(
+    "/files/{file_id}/download",
+    response={302: None, **errors(404, 409)},
+    summary="Download a file",
+)
+def download_file(request: HttpRequest, file_id: UUID):
+    """Redirects (302) to a signed, expiring URL that serves the bytes.
+
+    On S3 that is a presigned object URL; on local storage, Doorito's own
+    signed download view. The URL needs no token, so it can be handed on.
+    """
+    file = get_visible_file(request.auth, file_id)
+    if file.status != UploadFile.Status.STORED or not file.storage_key:
+        raise ConflictError(
+            "Only stored files can be downloaded.",
+            code="file_not_stored",
+            details={"file_id": str(file.id), "status": file.status},
+        )
+    return HttpResponseRedirect(file_download_url(file))
+
+
+@router.delete(
+    "/files/{file_id}", response={204: None, **errors(403, 404)}, summary="Delete a file"
+)
+def delete_file(request: HttpRequest, file_id: UUID):
+    """Removes the bytes and the record; a stored file emits `file.deleted`."""
+    file = get_visible_file(request.auth, file_id)
+    upload_file_delete(file=file, actor=request.auth)
+    return Status(204, None)
+
+
+def _reject_oversized_body(run):
+    """Refuse a body whose declared length is over the limit before anything reads it."""
+
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        limit = int(settings.FILE_UPLOAD_MAX_SIZE)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit + MULTIPART_OVERHEAD:
+            # Drop the unread body politely: the connection closes after this.
+            request._post, request._files = QueryDict(), {}  # type: ignore[attr-defined]
+            return error_response(
+                413,
+                "payload_too_large",
+                f"The file is larger than the limit of {limit} bytes.",
+                {"max_size": limit},
+                Connection="close",
+            )
+        return run(request, *args, **kwargs)
+
+    return wrapped
+
+
+@router.post(
+    "/files",
+    response={201: FileOut, **errors(404, 409, 413, 415)},
+    summary="Upload a file (multipart)",
+)
+@decorate_view(_reject_oversized_body)
+def upload_file(
+    request: HttpRequest,
+    file: File[UploadedFile],
+    batch_id: Form[UUID | None] = None,
+    metadata: Form[SafeStr | None] = None,
+):
+    """Simple upload of one file up to `FILE_UPLOAD_MAX_SIZE` bytes.
+
+    The body is `multipart/form-data` with the part `file`, and optionally
+    `batch_id` and `metadata` (a JSON object as a string). The bytes are
+    streamed to storage while hashed; the answer is the stored file record.
+    A refused file (size, type) is answered 413/415 and recorded as failed.
+    """
+    user = request.auth
+    batch = None
+    if batch_id is not None:
+        batch = UploadBatch.objects.filter(pk=batch_id, owner=user).first()
+        if batch is None:
+            raise NotFoundError("Batch not found.", details={"batch_id": str(batch_id)})
+    meta = _parse_metadata(metadata)
+    declared = file.content_type if file.content_type and "\x00" not in file.content_type else None
+    try:
+        stored = upload_file_create(
+            owner=user,
+            stream=file,
+            filename=file.name or "",
+            content_type=declared,
+            batch=batch,
+            metadata=meta,
+        )
+    finally:
+        file.close()
+    return Status(201, stored)
+
+
+def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(
+            "metadata must be a JSON object.", details={"field": "metadata"}
+        ) from exc
+    if not isinstance(value, dict):
+        raise ValidationError("metadata must be a JSON object.", details={"field": "metadata"})
+    try:
+        return _json_no_nul(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), details={"field": "metadata"}) from exc
