@@ -1,0 +1,88 @@
+"""TTL cleanup through the seed's task, the service on both storages, and the command."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from common.models import OutboxEvent
+from portal.models import UploadFile
+from portal.services.cleanup import cleanup_expired_upload_files
+from portal.services.uploads import upload_file_create
+from portal.storage import file_storage
+from portal.tasks import cleanup_expired_upload_files_task
+from portal.tests.streams import BytesStream
+
+
+def make_files(owner, count: int, *, age_hours: float) -> list[UploadFile]:
+    files = [
+        upload_file_create(owner=owner, stream=BytesStream(b"%d" % i), filename=f"f{i}.txt")
+        for i in range(count)
+    ]
+    UploadFile.objects.filter(pk__in=[f.pk for f in files]).update(
+        created_at=timezone.now() - timedelta(hours=age_hours)
+    )
+    return files
+
+
+@pytest.mark.slow
+def test_2500_expired_files_take_three_task_runs(user, settings):
+    settings.FILE_UPLOAD_TTL_HOURS = 24
+    expired = make_files(user, 2500, age_hours=25)
+    fresh = make_files(user, 5, age_hours=23)
+    # A row whose object someone already removed is cleaned without error.
+    file_storage().delete(expired[0].storage_key)
+
+    runs = [cleanup_expired_upload_files_task.apply().get() for _ in range(4)]
+
+    assert runs == [
+        {"deleted": 1000, "remaining": 1500},
+        {"deleted": 1000, "remaining": 500},
+        {"deleted": 500, "remaining": 0},
+        {"deleted": 0, "remaining": 0},
+    ]
+    assert set(UploadFile.objects.values_list("pk", flat=True)) == {f.pk for f in fresh}
+    storage = file_storage()
+    assert not any(storage.exists(f.storage_key) for f in expired[:50] + expired[-50:])
+    assert all(storage.exists(f.storage_key) for f in fresh)
+    deleted = OutboxEvent.objects.filter(event_type="file.deleted")
+    assert deleted.count() == 2500
+    assert deleted.filter(payload__reason="expired").count() == 2500
+
+
+def test_cleanup_on_each_storage(storage, user):
+    expired = make_files(user, 25, age_hours=30)
+    fresh = make_files(user, 2, age_hours=1)
+    file_storage().delete(expired[3].storage_key)
+    failed = UploadFile.objects.create(owner=user, filename="x", status="failed")
+    UploadFile.objects.filter(pk=failed.pk).update(created_at=timezone.now() - timedelta(days=2))
+
+    results = [cleanup_expired_upload_files(ttl_hours=24, batch_size=10) for _ in range(3)]
+
+    assert [(r.deleted, r.remaining) for r in results] == [(10, 16), (10, 6), (6, 0)]
+    assert storage.keys() == {f.storage_key for f in fresh}
+    assert set(UploadFile.objects.values_list("pk", flat=True)) == {f.pk for f in fresh}
+    # Failed files were never announced, so only the 25 stored ones get file.deleted.
+    assert OutboxEvent.objects.filter(event_type="file.deleted").count() == 25
+
+
+def test_command_runs_cleanup_with_progress(user):
+    make_files(user, 7, age_hours=30)
+    out = StringIO()
+    call_command("cleanup_uploads", "--batch-size", "3", stdout=out)
+    text = out.getvalue()
+    assert "deleted 3 files in this batch, 3 in total, 4 remaining" in text
+    assert "Done: 7 expired files deleted." in text
+    assert not UploadFile.objects.exists()
+
+
+@pytest.mark.parametrize("args", [["--ttl-hours", "0"], ["--batch-size", "many"]])
+def test_command_refuses_bad_input(user, args):
+    make_files(user, 2, age_hours=30)
+    with pytest.raises(CommandError):
+        call_command("cleanup_uploads", *args, stdout=StringIO())
+    assert UploadFile.objects.count() == 2
