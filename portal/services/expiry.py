@@ -31,7 +31,11 @@ class NotifyResult:
 
 
 def notify_expiring_files(
-    *, ttl_hours: int, notify_hours: int, now: datetime | None = None
+    *,
+    ttl_hours: int,
+    notify_hours: int,
+    now: datetime | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> NotifyResult:
     """Emit ``file.expiring`` for each stored file within ``notify_hours`` of expiry."""
     now = now or timezone.now()
@@ -49,7 +53,7 @@ def notify_expiring_files(
             if last is None
             else due.filter(created_at__gte=last[0]).exclude(created_at=last[0], id__lte=last[1])
         )
-        files = list(page[:CHUNK_SIZE])
+        files = list(page[:chunk_size])
         if not files:
             break
         last = (files[-1].created_at, files[-1].id)
