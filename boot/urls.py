@@ -8,6 +8,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
+    # tus resumable uploads; before api/ so the JSON API never shadows it.
+    path("api/tus/", include("portal.tus.urls")),
     # JSON API (api/tus/ is routed on its own line; api.urls leaves tus/ alone).
     path("api/", include("api.urls")),
     path("", include("frontend.urls")),

@@ -52,3 +52,27 @@ def notify_expiring_files_task(self) -> dict:
         raise self.retry(exc=exc) from exc
     logger.info("Expiry notices: %d notified, %d skipped", result.notified, result.skipped)
     return {"notified": result.notified, "skipped": result.skipped}
+
+
+@shared_task(
+    name="portal.tasks.expire_stale_upload_sessions_task",
+    bind=True,
+    max_retries=2,
+    default_retry_delay=60,
+)
+def expire_stale_upload_sessions_task(self) -> dict:
+    """Expire resumable uploads past ``Upload-Expires`` and delete their partial data."""
+    from portal.services.sessions import upload_sessions_expire
+
+    try:
+        result = upload_sessions_expire()
+    except Exception as exc:
+        logger.exception("Expiring stale upload sessions failed")
+        raise self.retry(exc=exc) from exc
+    logger.info(
+        "Upload sessions: %d expired, %d remaining, %d parts deleted",
+        result.expired,
+        result.remaining,
+        result.purged_parts,
+    )
+    return {"expired": result.expired, "remaining": result.remaining}

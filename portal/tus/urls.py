@@ -1,0 +1,10 @@
+from django.urls import path
+
+from portal.tus import views
+
+app_name = "tus"
+
+urlpatterns = [
+    path("", views.collection, name="collection"),
+    path("<str:upload_id>", views.upload, name="upload"),
+]

@@ -1,0 +1,294 @@
+"""The tus 1.0 endpoint: protocol parsing and responses only.
+
+Each handler checks headers (``portal.tus.headers``), calls one service in
+``portal.services.sessions`` and turns the result, or the ``ApplicationError``
+it raised, into the status codes and headers the protocol names. Request
+bodies are never read here: the request object itself is handed to the
+service as a stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils.http import http_date
+from django.views.decorators.csrf import csrf_exempt
+
+from api.auth import authenticate_request
+from common.exceptions import (
+    ApplicationError,
+    AuthenticationError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from portal.models import UploadSession
+from portal.services import sessions
+from portal.tus import cors
+from portal.tus.headers import (
+    CHECKSUM_ALGORITHMS,
+    OFFSET_CONTENT_TYPE,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+    TusHeaderError,
+    parse_checksum,
+    parse_concat,
+    parse_metadata,
+    parse_non_negative_int,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class TusVersionError(ApplicationError):
+    code = "unsupported_tus_version"
+    status_code = 412
+    default_message = f"This server speaks tus {TUS_VERSION}; send 'Tus-Resumable: {TUS_VERSION}'."
+
+
+class MethodNotAllowedError(ApplicationError):
+    code = "method_not_allowed"
+    status_code = 405
+    default_message = "This method is not allowed here."
+
+
+class LengthRequiredError(ApplicationError):
+    code = "length_required"
+    status_code = 411
+    default_message = "A request body needs a Content-Length header (chunked bodies are refused)."
+
+
+def _prefix() -> str:
+    return reverse("tus:collection")
+
+
+def _upload_url(request: HttpRequest, session: UploadSession) -> str:
+    return request.build_absolute_uri(reverse("tus:upload", args=[session.id]))
+
+
+def _expires(response: HttpResponse, session: UploadSession) -> None:
+    if not sessions.upload_session_is_finished(session):
+        response["Upload-Expires"] = http_date(session.expires_at.timestamp())
+
+
+def _content_length(request: HttpRequest) -> int:
+    value = request.META.get("CONTENT_LENGTH") or ""
+    if not value.strip():
+        if request.META.get("HTTP_TRANSFER_ENCODING"):
+            raise LengthRequiredError()
+        return 0
+    length = parse_non_negative_int(value, header="Content-Length")
+    return length or 0
+
+
+def _require_offset_stream(request: HttpRequest) -> None:
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type != OFFSET_CONTENT_TYPE:
+        raise UnsupportedMediaTypeError(
+            f"The body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}.",
+            code="invalid_content_type",
+            details={"content_type": content_type},
+        )
+
+
+# --- handlers ---------------------------------------------------------------------
+
+
+def _options(request: HttpRequest, upload_id: str | None = None) -> HttpResponse:
+    response = HttpResponse(status=204)
+    response["Tus-Version"] = TUS_VERSION
+    response["Tus-Extension"] = ",".join(TUS_EXTENSIONS)
+    response["Tus-Max-Size"] = str(sessions.max_upload_size())
+    response["Tus-Checksum-Algorithm"] = ",".join(CHECKSUM_ALGORITHMS)
+    return response
+
+
+def _create(request: HttpRequest, user) -> HttpResponse:
+    metadata = parse_metadata(request.headers.get("Upload-Metadata"))
+    concat = parse_concat(request.headers.get("Upload-Concat"), prefix=_prefix())
+    length = parse_non_negative_int(request.headers.get("Upload-Length"), header="Upload-Length")
+    defer = request.headers.get("Upload-Defer-Length")
+    body_length = _content_length(request)
+
+    if concat is not None and concat.kind == "final":
+        if length is not None or defer is not None or body_length:
+            raise TusHeaderError(
+                "A final upload takes no Upload-Length, Upload-Defer-Length or body.",
+                details={"header": "Upload-Concat"},
+            )
+        session = sessions.upload_session_concatenate(
+            owner=user, partial_ids=list(concat.partial_ids), metadata=metadata
+        )
+        response = HttpResponse(status=201)
+        response["Location"] = _upload_url(request, session)
+        return response
+
+    if defer is not None and defer.strip() != "1":
+        raise TusHeaderError(
+            "Upload-Defer-Length must be 1.", details={"header": "Upload-Defer-Length"}
+        )
+    if (length is None) == (defer is None):
+        raise TusHeaderError(
+            "Send exactly one of Upload-Length and Upload-Defer-Length: 1.",
+            details={"header": "Upload-Length"},
+        )
+    if length is not None and length > sessions.max_upload_size():
+        raise PayloadTooLargeError(
+            f"The upload is {length} bytes; the limit is {sessions.max_upload_size()} bytes.",
+            details={"length": length, "max_size": sessions.max_upload_size()},
+        )
+    checksum = None
+    if body_length:
+        _require_offset_stream(request)
+        checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+        if body_length > (length if length is not None else sessions.max_upload_size()):
+            raise PayloadTooLargeError(
+                "The request body is longer than the upload.",
+                details={"content_length": body_length, "length": length},
+            )
+
+    session = sessions.upload_session_create(
+        owner=user,
+        length=length,
+        metadata=metadata,
+        partial=concat is not None and concat.kind == "partial",
+    )
+    if body_length:
+        try:
+            session = sessions.upload_session_append(
+                owner=user,
+                upload_id=session.id,
+                offset=0,
+                stream=request,
+                content_length=body_length,
+                checksum=checksum,
+            )
+        except sessions.ChecksumMismatchError:
+            # The upload exists; its first chunk was discarded. Upload-Offset: 0
+            # tells the client to send it again with PATCH.
+            session.refresh_from_db()
+    response = HttpResponse(status=201)
+    response["Location"] = _upload_url(request, session)
+    if body_length:
+        response["Upload-Offset"] = str(session.offset)
+    _expires(response, session)
+    return response
+
+
+def _head(request: HttpRequest, user, upload_id: str) -> HttpResponse:
+    session = sessions.upload_session_get(owner=user, upload_id=upload_id)
+    if sessions.upload_session_is_gone(session):
+        raise sessions.GoneError(details={"upload_id": str(session.id)})
+    response = HttpResponse(status=200)
+    response["Upload-Offset"] = str(session.offset)
+    if session.length is None:
+        response["Upload-Defer-Length"] = "1"
+    else:
+        response["Upload-Length"] = str(session.length)
+    if session.raw_metadata:
+        response["Upload-Metadata"] = session.raw_metadata
+    if session.concat == UploadSession.Concat.PARTIAL:
+        response["Upload-Concat"] = "partial"
+    elif session.concat == UploadSession.Concat.FINAL:
+        prefix = _prefix()
+        response["Upload-Concat"] = "final;" + " ".join(prefix + pid for pid in session.partial_ids)
+    _expires(response, session)
+    return response
+
+
+def _patch(request: HttpRequest, user, upload_id: str) -> HttpResponse:
+    _require_offset_stream(request)
+    offset = parse_non_negative_int(request.headers.get("Upload-Offset"), header="Upload-Offset")
+    if offset is None:
+        raise TusHeaderError("Upload-Offset is required.", details={"header": "Upload-Offset"})
+    upload_length = parse_non_negative_int(
+        request.headers.get("Upload-Length"), header="Upload-Length"
+    )
+    checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+    session = sessions.upload_session_append(
+        owner=user,
+        upload_id=upload_id,
+        offset=offset,
+        stream=request,
+        content_length=_content_length(request),
+        checksum=checksum,
+        upload_length=upload_length,
+    )
+    response = HttpResponse(status=204)
+    response["Upload-Offset"] = str(session.offset)
+    _expires(response, session)
+    return response
+
+
+def _delete(request: HttpRequest, user, upload_id: str) -> HttpResponse:
+    sessions.upload_session_terminate(owner=user, upload_id=upload_id)
+    return HttpResponse(status=204)
+
+
+# --- dispatch -------------------------------------------------------------------------
+
+_COLLECTION_METHODS = {"POST": _create}
+_UPLOAD_METHODS = {"HEAD": _head, "PATCH": _patch, "DELETE": _delete}
+
+
+def _error_response(exc: ApplicationError, *, method: str) -> HttpResponse:
+    if method == "HEAD":
+        response = HttpResponse(status=exc.status_code)
+    else:
+        response = JsonResponse(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, TusVersionError):
+        response["Tus-Version"] = TUS_VERSION
+    if isinstance(exc, AuthenticationError):
+        response["WWW-Authenticate"] = 'Bearer realm="tus"'
+    if isinstance(exc, MethodNotAllowedError):
+        response["Allow"] = ", ".join(exc.details.get("allow", []))
+    return response
+
+
+def _handle(request: HttpRequest, upload_id: str | None) -> HttpResponse:
+    method = request.method or "GET"
+    override = request.headers.get("X-HTTP-Method-Override")
+    if override and method == "POST":
+        # For clients behind proxies that only pass GET and POST.
+        method = override.strip().upper()
+    try:
+        if method == "OPTIONS":
+            response = _options(request, upload_id)
+        else:
+            handlers: dict[str, Callable[..., HttpResponse]] = (
+                _COLLECTION_METHODS if upload_id is None else _UPLOAD_METHODS
+            )
+            if method not in handlers:
+                raise MethodNotAllowedError(details={"allow": ["OPTIONS", *handlers]})
+            if request.headers.get("Tus-Resumable", "").strip() != TUS_VERSION:
+                raise TusVersionError(details={"supported": [TUS_VERSION]})
+            user = authenticate_request(request)
+            if user is None:
+                raise AuthenticationError()
+            if upload_id is None:
+                response = handlers[method](request, user)
+            else:
+                response = handlers[method](request, user, upload_id)
+    except ApplicationError as exc:
+        if exc.status_code >= 500:
+            logger.error("tus %s failed: %s", method, exc.message)
+        response = _error_response(exc, method=method)
+    if method == "HEAD" or response.status_code in (404, 410):
+        response["Cache-Control"] = "no-store"
+    response["Tus-Resumable"] = TUS_VERSION
+    cors.apply(request, response)
+    return response
+
+
+@csrf_exempt
+def collection(request: HttpRequest) -> HttpResponse:
+    """``/api/tus/``: OPTIONS (discovery) and POST (creation, concatenation)."""
+    return _handle(request, None)
+
+
+@csrf_exempt
+def upload(request: HttpRequest, upload_id: str) -> HttpResponse:
+    """``/api/tus/<id>``: HEAD, PATCH, DELETE (and OPTIONS)."""
+    return _handle(request, upload_id)
