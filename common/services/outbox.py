@@ -8,9 +8,11 @@ run once the transaction commits.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -169,3 +171,132 @@ def request_delivery_on_commit() -> None:
     if any(func is _send_delivery_task for _, func, _ in pending):
         return
     transaction.on_commit(_send_delivery_task, robust=True)
+
+
+def request_delivery_run() -> None:
+    """Queue a delivery run now (used when a run leaves due work behind)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # In-process tasks would recurse; the next emit or sweep continues.
+        return
+    _send_delivery_task()
+
+
+def process_pending_events(batch_size: int = 20):
+    """Deliver the due deliveries of up to ``batch_size`` events.
+
+    Returns a ``DeliveryRunResult`` (``.as_dict()`` is the task's
+    ``{"processed", "delivered", "failed", "remaining"}``).
+    """
+    from common.services.delivery import run_delivery_batch
+
+    return run_delivery_batch(batch_size=batch_size)
+
+
+def _resummarize(event_ids: list) -> None:
+    from common.services.delivery import lock_events, summarize_events
+
+    with connection.cursor() as cursor:
+        ids = sorted(set(event_ids), key=str)
+        lock_events(cursor, ids)
+        summarize_events(cursor, ids, timezone.now())
+
+
+def delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Queue a delivery again with a fresh attempt budget (same ``webhook-id``).
+
+    Used for failed deliveries and to replay delivered ones; a delivery that
+    is being sent right now cannot be re-sent.
+    """
+    from common.exceptions import ConflictError
+
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update()
+            .select_related("endpoint")
+            .get(pk=delivery.pk)
+        )
+        if delivery.status == WebhookDelivery.Status.SENDING:
+            raise ConflictError("This delivery is being sent right now.")
+        if not delivery.endpoint.is_active:
+            raise ConflictError("The endpoint is disabled; enable it before re-sending.")
+        delivery.status = WebhookDelivery.Status.PENDING
+        delivery.attempts = 0
+        delivery.next_attempt_at = now
+        delivery.lease_expires_at = None
+        delivery.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
+        _resummarize([delivery.event_id])
+        request_delivery_on_commit()
+    logger.info("Delivery %s queued for re-sending", delivery.id)
+    return delivery
+
+
+def deliveries_resend_failed(*, since: dt.datetime, endpoint: WebhookEndpoint | None = None) -> int:
+    """Queue every delivery that failed at or after ``since`` again; returns how many.
+
+    Deliveries to disabled endpoints are left alone (they would fail at once).
+    """
+    now = timezone.now()
+    qs = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.FAILED, updated_at__gte=since, endpoint__is_active=True
+    )
+    if endpoint is not None:
+        qs = qs.filter(endpoint=endpoint)
+    with transaction.atomic():
+        rows = list(qs.select_for_update(of=("self",)).values_list("id", "event_id"))
+        if not rows:
+            return 0
+        WebhookDelivery.objects.filter(id__in=[r[0] for r in rows]).update(
+            status=WebhookDelivery.Status.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        _resummarize([r[1] for r in rows])
+        request_delivery_on_commit()
+    logger.info("%d failed deliveries queued for re-sending", len(rows))
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    deleted: int
+    remaining: int
+
+
+CLEANUP_BATCH_SIZE = 1000
+
+
+def cleanup_delivered_events(retention_hours: int = 168) -> CleanupResult:
+    """Delete up to 1000 terminal events (and their deliveries) older than the retention.
+
+    Pending events are never touched, however old: they are still owed to
+    someone. Age is the event's creation time.
+    """
+    cutoff = timezone.now() - dt.timedelta(hours=retention_hours)
+    terminal = [OutboxEvent.Status.DELIVERED, OutboxEvent.Status.FAILED]
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id FROM common_outboxevent
+            WHERE status = ANY(%s) AND created_at < %s
+            ORDER BY created_at LIMIT %s
+            FOR UPDATE SKIP LOCKED
+            """,
+            [terminal, cutoff, CLEANUP_BATCH_SIZE],
+        )
+        ids = [r[0] for r in cursor.fetchall()]
+        if ids:
+            cursor.execute("DELETE FROM common_webhookdelivery WHERE event_id = ANY(%s)", [ids])
+            cursor.execute("DELETE FROM common_outboxevent WHERE id = ANY(%s)", [ids])
+    remaining = OutboxEvent.objects.filter(status__in=terminal, created_at__lt=cutoff).count()
+    return CleanupResult(deleted=len(ids), remaining=remaining)

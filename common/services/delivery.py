@@ -1,0 +1,541 @@
+"""Webhook delivery in three phases (STYLE §3, SPEC §4).
+
+1. **Claim** due ``WebhookDelivery`` rows with ``FOR UPDATE SKIP LOCKED`` and
+   mark them ``sending`` with a lease, in a short transaction that commits
+   before any HTTP. A concurrent dispatcher never sees a leased row; a crashed
+   one's rows become claimable again when the lease runs out.
+2. **Send** with no transaction open: one process-wide httpx client, several
+   requests at once, at most ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT`` per
+   endpoint.
+3. **Record** every outcome in one short transaction (bulk UPDATE), then the
+   per-event summary. Each (event, endpoint) pair has its own state, so a
+   failing endpoint never makes a succeeding one receive an event again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.services.http import TOTAL_TIMEOUT, send_executor, webhook_client
+from common.services.signing import signature_header, signing_secrets
+from common.services.ssrf import UnsafeTargetError
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT_BYTES = 4096
+RETRY_AFTER_MIN_SECONDS = 1
+RETRY_AFTER_MAX_SECONDS = 24 * 3600
+JITTER = 0.2
+# Rows scanned per claimed event: an event has one row per endpoint.
+SCAN_FACTOR = 8
+
+D = WebhookDelivery.Status
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: Any
+    event_id: Any
+    endpoint_id: Any
+    url: str
+    secrets: tuple[str, ...]
+    body: bytes
+    attempts: int
+    max_attempts: int
+    endpoint_active: bool
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    status_code: int | None = None
+    duration_ms: int = 0
+    error: str = ""
+    response: str = ""
+    retry_after: float | None = None
+    gone: bool = False
+    skipped: bool = False
+
+
+@dataclass
+class DeliveryRunResult:
+    processed: int = 0
+    delivered: int = 0
+    failed: int = 0
+    remaining: int = 0
+    stopped_early: bool = False
+    event_statuses: dict[Any, str] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "processed": self.processed,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "remaining": self.remaining,
+        }
+
+
+def envelope_body(event: OutboxEvent) -> bytes:
+    """The exact bytes POSTed: the Standard Webhooks envelope, same on every retry."""
+    timestamp = event.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    envelope = {"type": event.event_type, "timestamp": timestamp, "data": event.payload}
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def retry_delay_seconds(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones (with jitter)."""
+    schedule = [float(s) for s in settings.WEBHOOK_RETRY_SCHEDULE] or [60.0]
+    base = schedule[min(max(attempts, 1), len(schedule)) - 1]
+    return base * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), clamped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(int(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - now).total_seconds()
+    return float(min(max(seconds, RETRY_AFTER_MIN_SECONDS), RETRY_AFTER_MAX_SECONDS))
+
+
+def _lease_seconds() -> int:
+    # Longer than a task may live, so a live dispatcher never loses its claim.
+    return int(settings.CELERY_TASK_TIME_LIMIT) + 60
+
+
+_DUE_PENDING_SQL = """
+SELECT id, event_id FROM common_webhookdelivery
+WHERE status = 'pending' AND next_attempt_at <= %s
+ORDER BY next_attempt_at, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+_EXPIRED_LEASE_SQL = """
+SELECT id, event_id FROM common_webhookdelivery
+WHERE status = 'sending' AND lease_expires_at <= %s
+ORDER BY lease_expires_at, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+_MARK_SENDING_SQL = """
+UPDATE common_webhookdelivery
+SET status = 'sending', lease_expires_at = %s, attempts = attempts + 1,
+    last_attempt_at = %s, updated_at = %s
+WHERE id = ANY(%s)
+"""
+
+
+def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
+    """Lease the due deliveries of at most ``batch_size`` events and commit."""
+    now = timezone.now()
+    scan = max(batch_size, 1) * SCAN_FACTOR
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(_EXPIRED_LEASE_SQL, [now, scan])
+        rows = cursor.fetchall()
+        cursor.execute(_DUE_PENDING_SQL, [now, scan])
+        rows += cursor.fetchall()
+        chosen_events: list[Any] = []
+        ids = []
+        for delivery_id, event_id in rows:
+            if event_id not in chosen_events:
+                if len(chosen_events) >= batch_size:
+                    continue
+                chosen_events.append(event_id)
+            ids.append(delivery_id)
+        if not ids:
+            return []
+        lease_until = now + dt.timedelta(seconds=_lease_seconds())
+        cursor.execute(_MARK_SENDING_SQL, [lease_until, now, now, ids])
+        deliveries = list(
+            WebhookDelivery.objects.filter(id__in=ids).select_related("event", "endpoint")
+        )
+    claims = []
+    for d in deliveries:
+        ep = d.endpoint
+        claims.append(
+            Claim(
+                delivery_id=d.id,
+                event_id=d.event_id,
+                endpoint_id=d.endpoint_id,
+                url=ep.url,
+                secrets=tuple(
+                    signing_secrets(secret=ep.secret, previous_secrets=ep.previous_secrets, now=now)
+                ),
+                body=envelope_body(d.event),
+                attempts=d.attempts,
+                max_attempts=d.max_attempts,
+                endpoint_active=ep.is_active,
+            )
+        )
+    return claims
+
+
+def send_one(claim: Claim) -> Outcome:
+    """POST one signed request; never raises (the error is the outcome)."""
+    if not claim.endpoint_active:
+        return Outcome(ok=False, skipped=True, error="endpoint is disabled")
+    msg_id = str(claim.event_id)
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            secrets=claim.secrets, msg_id=msg_id, timestamp=timestamp, body=claim.body
+        ),
+    }
+    started = time.monotonic()
+    try:
+        with webhook_client().stream("POST", claim.url, content=claim.body, headers=headers) as r:
+            excerpt = bytearray()
+            for chunk in r.iter_raw():
+                if len(excerpt) < RESPONSE_EXCERPT_BYTES:
+                    excerpt += chunk[: RESPONSE_EXCERPT_BYTES - len(excerpt)]
+                if time.monotonic() - started > TOTAL_TIMEOUT:
+                    raise httpx.ReadTimeout("response body not read within 30 s")
+                if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
+                    break
+    except UnsafeTargetError as exc:
+        return Outcome(ok=False, error=str(exc), duration_ms=_ms(started))
+    except httpx.TimeoutException as exc:
+        return Outcome(
+            ok=False, error=f"timeout: {exc or type(exc).__name__}", duration_ms=_ms(started)
+        )
+    except httpx.HTTPError as exc:
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
+    except Exception as exc:  # a bug must not lose the other outcomes of the run
+        logger.exception("Unexpected error delivering %s to %s", msg_id, claim.url)
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
+    status = r.status_code
+    outcome = Outcome(
+        ok=200 <= status < 300,
+        status_code=status,
+        duration_ms=_ms(started),
+        response=excerpt.decode("utf-8", errors="replace"),
+        gone=status == 410,
+    )
+    if not outcome.ok:
+        outcome.error = f"HTTP {status}"
+        if 300 <= status < 400:
+            outcome.error += " (redirects are not followed)"
+        if status in (429, 503):
+            outcome.retry_after = parse_retry_after(
+                r.headers.get("retry-after"), now=timezone.now()
+            )
+    return outcome
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+@dataclass
+class _SendState:
+    outcomes: dict[Any, Outcome] = field(default_factory=dict)
+    started: set = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _grace_seconds() -> float:
+    """Time between the soft and the hard limit that in-flight requests may use."""
+    hard = soft = None
+    from celery import current_task
+
+    if current_task is not None and current_task.request is not None:
+        hard, soft = (current_task.request.timelimit or (None, None))[:2]
+    hard = hard or settings.CELERY_TASK_TIME_LIMIT
+    soft = soft or settings.CELERY_TASK_SOFT_TIME_LIMIT
+    return max(float(hard) - float(soft) - 2.0, 0.5)
+
+
+def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
+    """Send concurrently, bounded per endpoint; stop cleanly on the soft time limit.
+
+    Returns the state (outcomes, which deliveries were started) and whether
+    the run was cut short.
+    """
+    state = _SendState()
+    per_endpoint: dict[Any, list[Claim]] = defaultdict(list)
+    for claim in claims:
+        per_endpoint[claim.endpoint_id].append(claim)
+    lanes: list[list[Claim]] = []
+    width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
+    for items in per_endpoint.values():
+        n = min(width, len(items))
+        lanes.extend(items[i::n] for i in range(n))
+
+    def run_lane(items: list[Claim]) -> None:
+        for claim in items:
+            if state.stop.is_set():
+                return
+            state.started.add(claim.delivery_id)
+            state.outcomes[claim.delivery_id] = send_one(claim)
+
+    executor = send_executor()
+    futures = [executor.submit(run_lane, lane) for lane in lanes]
+    try:
+        wait(futures)
+    except SoftTimeLimitExceeded:
+        state.stop.set()
+        logger.warning(
+            "Soft time limit: finishing %d in-flight request(s), releasing the rest",
+            len(state.started) - len(state.outcomes),
+        )
+        wait(futures, timeout=_grace_seconds())
+        return state, True
+    return state, False
+
+
+_SUMMARY_SQL = """
+UPDATE common_outboxevent e SET
+    status = CASE WHEN s.open > 0 THEN 'pending'
+                  WHEN s.failed > 0 THEN 'failed'
+                  ELSE 'delivered' END,
+    attempts = s.attempts,
+    next_attempt_at = s.next_at,
+    delivered_at = CASE WHEN s.open = 0 AND s.failed = 0 THEN COALESCE(e.delivered_at, %s)
+                        ELSE e.delivered_at END,
+    last_error = COALESCE(s.last_error, ''),
+    updated_at = %s
+FROM (
+    SELECT event_id,
+           count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           max(attempts) AS attempts,
+           min(next_attempt_at) FILTER (WHERE status = 'pending') AS next_at,
+           max(last_error) FILTER (WHERE status <> 'delivered' AND last_error <> '') AS last_error
+    FROM common_webhookdelivery WHERE event_id = ANY(%s) GROUP BY event_id
+) s
+WHERE e.id = s.event_id
+RETURNING e.id, e.status
+"""
+
+
+def lock_events(cursor, event_ids: list[Any]) -> None:
+    """Serialise summary updates of the same events (id order: no deadlocks)."""
+    cursor.execute(
+        "SELECT id FROM common_outboxevent WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        [event_ids],
+    )
+
+
+def summarize_events(cursor, event_ids: list[Any], now: dt.datetime) -> dict[Any, str]:
+    """Recompute each event's summary from its deliveries; call with the events locked."""
+    if not event_ids:
+        return {}
+    cursor.execute(_SUMMARY_SQL, [now, now, event_ids])
+    return dict(cursor.fetchall())
+
+
+def _apply(d: WebhookDelivery, claim: Claim, outcome: Outcome, now: dt.datetime) -> None:
+    d.last_attempt_at = now
+    d.last_status_code = outcome.status_code
+    d.last_duration_ms = outcome.duration_ms
+    d.last_error = outcome.error[:2000]
+    d.last_response = outcome.response
+    d.lease_expires_at = None
+    if outcome.ok:
+        d.status, d.delivered_at, d.next_attempt_at = D.DELIVERED, now, None
+    elif outcome.gone or outcome.skipped or claim.attempts >= claim.max_attempts:
+        d.status, d.next_attempt_at = D.FAILED, None
+    else:
+        delay = outcome.retry_after or retry_delay_seconds(claim.attempts)
+        d.status, d.next_attempt_at = D.PENDING, now + dt.timedelta(seconds=delay)
+
+
+def record_outcomes(
+    *, claims: list[Claim], state: _SendState, now: dt.datetime | None = None
+) -> dict[Any, str]:
+    """Write every outcome, release unstarted claims, update endpoints and events.
+
+    Claims that were started but have no outcome (still in flight after the
+    grace period) keep their lease: they are retried once it runs out.
+    """
+    now = now or timezone.now()
+    by_id = {c.delivery_id: c for c in claims}
+    updates: list[WebhookDelivery] = []
+    ok_endpoints: set = set()
+    failing_endpoints: set = set()
+    gone_endpoints: set = set()
+    for delivery_id, outcome in state.outcomes.items():
+        claim = by_id[delivery_id]
+        d = WebhookDelivery(id=delivery_id, attempts=claim.attempts)
+        _apply(d, claim, outcome, now)
+        updates.append(d)
+        if outcome.skipped:
+            continue
+        if outcome.ok:
+            ok_endpoints.add(claim.endpoint_id)
+        else:
+            failing_endpoints.add(claim.endpoint_id)
+        if outcome.gone:
+            gone_endpoints.add(claim.endpoint_id)
+    unsent = [c for c in claims if c.delivery_id not in state.started]
+    for claim in unsent:
+        # Never sent: give the attempt back and make it due again at once.
+        updates.append(
+            WebhookDelivery(
+                id=claim.delivery_id,
+                attempts=claim.attempts - 1,
+                status=D.PENDING,
+                next_attempt_at=now,
+                lease_expires_at=None,
+            )
+        )
+    event_ids = sorted({by_id[u.id].event_id for u in updates}, key=str)
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        lock_events(cursor, event_ids)
+        outcome_rows = [u for u in updates if u.id in state.outcomes]
+        if outcome_rows:
+            WebhookDelivery.objects.bulk_update(
+                outcome_rows,
+                [
+                    "status",
+                    "attempts",
+                    "next_attempt_at",
+                    "lease_expires_at",
+                    "delivered_at",
+                    "last_attempt_at",
+                    "last_status_code",
+                    "last_duration_ms",
+                    "last_error",
+                    "last_response",
+                ],
+            )
+        released = [u for u in updates if u.id not in state.outcomes]
+        if released:
+            WebhookDelivery.objects.bulk_update(
+                released, ["status", "attempts", "next_attempt_at", "lease_expires_at"]
+            )
+        _update_endpoint_health(
+            cursor, ok=ok_endpoints, failing=failing_endpoints - ok_endpoints, now=now
+        )
+        statuses = summarize_events(cursor, event_ids, now)
+    disable = {ep: "responded 410 Gone" for ep in gone_endpoints}
+    disable.update(_endpoints_failing_too_long(failing_endpoints - ok_endpoints, now))
+    for endpoint_id, reason in disable.items():
+        disable_endpoint(endpoint_id=endpoint_id, reason=reason)
+    return statuses
+
+
+def _update_endpoint_health(cursor, *, ok: set, failing: set, now: dt.datetime) -> None:
+    if ok:
+        cursor.execute(
+            "UPDATE common_webhookendpoint SET failing_since = NULL, updated_at = %s "
+            "WHERE id = ANY(%s) AND failing_since IS NOT NULL",
+            [now, list(ok)],
+        )
+    if failing:
+        cursor.execute(
+            "UPDATE common_webhookendpoint SET failing_since = %s, updated_at = %s "
+            "WHERE id = ANY(%s) AND failing_since IS NULL",
+            [now, now, list(failing)],
+        )
+
+
+def _endpoints_failing_too_long(endpoint_ids: set, now: dt.datetime) -> dict[Any, str]:
+    if not endpoint_ids:
+        return {}
+    days = settings.WEBHOOK_DISABLE_AFTER_FAILING_DAYS
+    cutoff = now - dt.timedelta(days=days)
+    ids = WebhookEndpoint.objects.filter(
+        id__in=endpoint_ids, is_active=True, failing_since__lte=cutoff
+    ).values_list("id", flat=True)
+    return {ep: f"failing continuously for {days} days" for ep in ids}
+
+
+def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:
+    """Deactivate an endpoint and fail its pending deliveries (events can finish).
+
+    Returns how many pending deliveries were failed. They can be re-sent once
+    the endpoint is enabled again.
+    """
+    now = timezone.now()
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        updated = WebhookEndpoint.objects.filter(id=endpoint_id, is_active=True).update(
+            is_active=False, disabled_reason=reason[:255], updated_at=now
+        )
+        if not updated:
+            return 0
+        event_ids = list(
+            WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING)
+            .order_by()
+            .values_list("event_id", flat=True)
+        )
+        lock_events(cursor, sorted(event_ids, key=str))
+        failed = WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING).update(
+            status=D.FAILED,
+            next_attempt_at=None,
+            last_error=f"endpoint disabled: {reason}"[:2000],
+            updated_at=now,
+        )
+        summarize_events(cursor, sorted(event_ids, key=str), now)
+    logger.warning("Webhook endpoint %s disabled: %s", endpoint_id, reason)
+    return failed
+
+
+def count_due_events(*, limit: int = 100_000) -> int:
+    """Events with a delivery due now (capped count, cheap on a big backlog)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(DISTINCT event_id) FROM (
+                (SELECT event_id FROM common_webhookdelivery
+                 WHERE status = 'pending' AND next_attempt_at <= %s LIMIT %s)
+                UNION ALL
+                (SELECT event_id FROM common_webhookdelivery
+                 WHERE status = 'sending' AND lease_expires_at <= %s LIMIT %s)
+            ) due
+            """,
+            [now, limit, now, limit],
+        )
+        return cursor.fetchone()[0]
+
+
+def run_delivery_batch(*, batch_size: int) -> DeliveryRunResult:
+    """One dispatcher run: claim, send, record. See the module docstring."""
+    result = DeliveryRunResult()
+    claims = claim_due_deliveries(batch_size=batch_size)
+    if claims:
+        state, stopped = send_claims(claims)
+        try:
+            statuses = record_outcomes(claims=claims, state=state)
+        except SoftTimeLimitExceeded:
+            # The limit fired while recording (rolled back): record once more.
+            statuses = record_outcomes(claims=claims, state=state)
+            stopped = True
+        attempted = {c.event_id for c in claims if c.delivery_id in state.outcomes}
+        result.processed = len(attempted)
+        result.delivered = sum(1 for e in attempted if statuses.get(e) == "delivered")
+        result.failed = sum(1 for e in attempted if statuses.get(e) == "failed")
+        result.stopped_early = stopped
+        result.event_statuses = statuses
+    result.remaining = count_due_events()
+    return result
