@@ -55,10 +55,10 @@ def _category(ip: IPAddress) -> str | None:
         return "a multicast address"
     if ip.is_unspecified:
         return "an unspecified address"
-    if ip.is_private:
-        return "a private address"
     if ip.is_reserved:
         return "a reserved address"
+    if ip.is_private:
+        return "a private address"
     if not ip.is_global:
         return "not a public address"
     return None
@@ -74,7 +74,7 @@ def refusal_reason(ip: IPAddress) -> str | None:
         if any(inner in net for net in allowed if net.version == 4):
             return None
         reason = _category(inner)
-        return f"{ip} is an IPv4-mapped IPv6 address of {inner}, " + (
+        return f"::ffff:{inner} is an IPv4-mapped IPv6 address of {inner}, " + (
             reason or "an address that must be written as IPv4"
         )
     reason = _category(ip)
