@@ -284,7 +284,12 @@ class Base(Configuration):
             },
             "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter}},
             "root": {"handlers": ["console"], "level": self.LOG_LEVEL},
-            "loggers": {"django.db.backends": {"level": "INFO"}},
+            "loggers": {
+                "django.db.backends": {"level": "INFO"},
+                # One line per webhook request drowns the worker log; outcomes
+                # are recorded on the delivery rows instead.
+                "httpx": {"level": "WARNING"},
+            },
         }
 
 

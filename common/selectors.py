@@ -1,0 +1,83 @@
+"""Reads of outbox events, webhook endpoints and deliveries (no writes here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch, QuerySet
+
+from common.exceptions import NotFoundError
+from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+
+
+def event_list(
+    *,
+    status: str | None = None,
+    event_type: str | None = None,
+    aggregate_type: str | None = None,
+    aggregate_id: Any = None,
+    since: dt.datetime | None = None,
+) -> QuerySet[OutboxEvent]:
+    """Events newest first, each with its deliveries (and their endpoints) prefetched."""
+    qs = OutboxEvent.objects.order_by("-created_at").prefetch_related(
+        Prefetch(
+            "deliveries",
+            queryset=WebhookDelivery.objects.select_related("endpoint").order_by("created_at"),
+        )
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if event_type:
+        qs = qs.filter(event_type=event_type)
+    if aggregate_type:
+        qs = qs.filter(aggregate_type=aggregate_type)
+    if aggregate_id is not None:
+        qs = qs.filter(aggregate_id=str(aggregate_id))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    return qs
+
+
+def event_get(*, event_id: Any) -> OutboxEvent:
+    try:
+        return event_list().get(pk=event_id)
+    except (OutboxEvent.DoesNotExist, ValueError, ValidationError) as exc:
+        raise NotFoundError("No such event.") from exc
+
+
+def endpoint_list(*, owner: Any = None, is_active: bool | None = None) -> QuerySet[WebhookEndpoint]:
+    qs = WebhookEndpoint.objects.order_by("created_at")
+    if owner is not None:
+        qs = qs.filter(owner=owner)
+    if is_active is not None:
+        qs = qs.filter(is_active=is_active)
+    return qs
+
+
+def endpoint_get(*, endpoint_id: Any) -> WebhookEndpoint:
+    try:
+        return WebhookEndpoint.objects.get(pk=endpoint_id)
+    except (WebhookEndpoint.DoesNotExist, ValueError, ValidationError) as exc:
+        raise NotFoundError("No such webhook endpoint.") from exc
+
+
+def delivery_list(
+    *, event: Any = None, endpoint: Any = None, status: str | None = None
+) -> QuerySet[WebhookDelivery]:
+    qs = WebhookDelivery.objects.select_related("event", "endpoint").order_by("-created_at")
+    if event is not None:
+        qs = qs.filter(event=event)
+    if endpoint is not None:
+        qs = qs.filter(endpoint=endpoint)
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def delivery_get(*, delivery_id: Any) -> WebhookDelivery:
+    try:
+        return delivery_list().get(pk=delivery_id)
+    except (WebhookDelivery.DoesNotExist, ValueError, ValidationError) as exc:
+        raise NotFoundError("No such delivery.") from exc

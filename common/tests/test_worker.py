@@ -1,0 +1,112 @@
+"""Delivery through real processes: a Celery worker, two concurrent dispatchers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from django.db import transaction
+
+from common.models import OutboxEvent, WebhookDelivery
+from common.services.outbox import emit_event
+from common.services.webhooks import endpoint_create
+from common.tests.receivers import Reply
+from conftest import ROOT, start_worker, stop_process, subprocess_env, wait_for_ping
+
+
+def _wait_until(predicate, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
+    celery_worker, receiver
+):
+    endpoint_create(url=receiver.url("/a"))
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        emit_event("file", "rolled-back", "file.stored", {"n": 0})
+        raise RuntimeError("rollback")
+
+    started = time.monotonic()
+    with transaction.atomic():
+        event = emit_event("file", "committed", "file.stored", {"n": 1})
+    (req,) = receiver.wait_for(1, timeout=20)
+    # No beat runs here: only the on-commit task can have delivered it, and fast.
+    assert time.monotonic() - started < 10
+    assert req.headers["webhook-id"] == str(event.id)
+    _wait_until(lambda: OutboxEvent.objects.get(pk=event.pk).status == "delivered", what="recorded")
+    time.sleep(0.5)
+    assert len(receiver.requests) == 1
+    assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver):
+    for path in ("/a", "/b", "/c"):
+        endpoint_create(url=receiver.url(path))
+    with transaction.atomic():
+        for i in range(500):
+            emit_event("file", f"f{i}", "file.stored", {"i": i})
+    # No worker consumes the on-commit message: the two dispatchers below are the only ones.
+    cmd = [sys.executable, "manage.py", "webhooks", "deliver", "--until-empty"]
+    env = subprocess_env()
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err.decode()[-3000:]
+
+    pairs = Counter((r.path, r.headers["webhook-id"]) for r in receiver.requests)
+    assert len(pairs) == 1500
+    assert max(pairs.values()) == 1
+    assert WebhookDelivery.objects.filter(status="delivered").count() == 1500
+    assert OutboxEvent.objects.filter(status="delivered").count() == 500
+    # Both dispatchers did part of the work.
+    processed = [int(out.decode().split('"processed": ')[1].split(",")[0]) for out, _ in outputs]
+    assert sum(processed) == 500 and min(processed) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_path):
+    from boot.celery import app
+    from common.tasks import deliver_outbox_events_task
+
+    endpoint_create(url=receiver.url("/slow"))
+    receiver.always("/slow", Reply(delay=2.5))
+    with transaction.atomic():
+        for i in range(3):
+            emit_event("file", f"f{i}", "file.stored", {"i": i})
+    app.control.purge()  # drop the on-commit message: this test sends its own task
+
+    worker = start_worker(tmp_path, WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT="1")
+    try:
+        wait_for_ping(worker)
+        result = deliver_outbox_events_task.apply_async(soft_time_limit=1, time_limit=8)
+        first = result.get(timeout=30)
+        # One request was in flight at the soft limit: it finished and was recorded;
+        # the two not yet started were released, not lost and not sent.
+        assert first == {"processed": 1, "delivered": 1, "failed": 0, "remaining": 2}
+        assert "Soft time limit" in worker.output()
+        # The run re-queued itself because work remained: the rest arrives.
+        receiver.wait_for(3, timeout=30)
+        _wait_until(
+            lambda: WebhookDelivery.objects.filter(status="delivered").count() == 3,
+            what="all delivered",
+        )
+    finally:
+        stop_process(worker.proc)
+    ids = Counter(r.headers["webhook-id"] for r in receiver.requests)
+    assert len(ids) == 3 and max(ids.values()) == 1
+    assert list(WebhookDelivery.objects.values_list("attempts", flat=True)) == [1, 1, 1]
