@@ -19,7 +19,7 @@ from django.utils import timezone
 from storages.utils import clean_name
 
 from portal.models import UploadFile
-from portal.services.events import emit
+from portal.services.events import EventSpec, emit_many
 from portal.services.payloads import file_event_payload
 from portal.storage import file_storage, is_s3_storage
 
@@ -97,17 +97,22 @@ def cleanup_expired_upload_files(
             .values_list("pk", flat=True)
         )
         UploadFile.objects.filter(pk__in=locked_ids).delete()
-        for pk in locked_ids:
-            file = by_id[pk]
-            if file.status != UploadFile.Status.STORED:
-                continue  # never announced, so nothing to retract
-            emit(
-                aggregate_type="file",
-                aggregate_id=file.id,
-                event_type="file.deleted",
-                payload=file_event_payload(file, with_download_url=False, reason="expired"),
-                idempotency_key=str(file.id),
-            )
+        # Failed files were never announced, so there is nothing to retract.
+        emit_many(
+            event_type="file.deleted",
+            events=[
+                EventSpec(
+                    aggregate_type="file",
+                    aggregate_id=by_id[pk].id,
+                    payload=file_event_payload(
+                        by_id[pk], with_download_url=False, reason="expired"
+                    ),
+                    idempotency_key=str(pk),
+                )
+                for pk in locked_ids
+                if by_id[pk].status == UploadFile.Status.STORED
+            ],
+        )
     remaining = expired.count()
     logger.info("TTL cleanup deleted %d files (%d remaining)", len(locked_ids), remaining)
     return CleanupResult(deleted=len(locked_ids), remaining=remaining)

@@ -86,3 +86,21 @@ def test_command_refuses_bad_input(user, args):
     with pytest.raises(CommandError):
         call_command("cleanup_uploads", *args, stdout=StringIO())
     assert UploadFile.objects.count() == 2
+
+
+def test_cleanup_events_reach_subscribed_endpoints(user):
+    from common.models import WebhookDelivery, WebhookEndpoint
+    from common.services.signing import generate_secret
+
+    endpoint = WebhookEndpoint.objects.create(
+        url="http://127.0.0.1:9/hook", secret=generate_secret(), event_types=["file.deleted"]
+    )
+    WebhookEndpoint.objects.create(
+        url="http://127.0.0.1:9/other", secret=generate_secret(), event_types=["file.stored"]
+    )
+    make_files(user, 4, age_hours=30)
+    assert cleanup_expired_upload_files(ttl_hours=24).deleted == 4
+    deliveries = WebhookDelivery.objects.filter(event__event_type="file.deleted")
+    assert deliveries.count() == 4
+    assert set(deliveries.values_list("endpoint_id", flat=True)) == {endpoint.id}
+    assert set(deliveries.values_list("status", flat=True)) == {"pending"}

@@ -1,0 +1,192 @@
+"""TTL cleanup benchmark: files deleted per second by the cleanup task.
+
+Baseline (same run, same machine, same data): a bare loop that deletes, file
+by file, the object (``storage.delete``) and then the row (one DELETE). A
+stricter reference, the "bulk floor", deletes all objects and then all rows
+in a single statement. The task
+additionally picks rows in batches of 1000, locks them, and writes one
+``file.deleted`` outbox event (plus a delivery row per subscribed endpoint)
+per file. Prints both rates and their ratio (target >= 0.3x).
+
+    python -m uv run python bench/cleanup.py [--files 10000] [--endpoints 1]
+
+Runs against a throwaway database (``test_<DATABASE_NAME>``, created and
+dropped here) and a temporary media directory, so it touches no real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(media_root: str) -> None:
+    import dj_database_url
+
+    from boot.settings import DEFAULT_DATABASE_URL
+
+    # A database of its own (test_<name>_bench, made and dropped here); the
+    # Test configuration points the broker at the same one.
+    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    name = dj_database_url.parse(url)["NAME"]
+    os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{name}_bench"
+    os.environ.pop("CELERY_BROKER_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
+    os.environ.setdefault("DJANGO_CONFIGURATION", "Test")
+    os.environ["MEDIA_ROOT"] = media_root
+    os.environ["STORAGE_BACKEND"] = "local"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import configurations
+
+    configurations.setup()
+
+
+def populate(owner, count: int) -> None:
+    """``count`` expired stored files: real objects on disk and their rows."""
+    from django.utils import timezone
+
+    from portal.models import UploadFile
+    from portal.storage import file_storage, generate_storage_key
+
+    storage = file_storage()
+    old = timezone.now() - timedelta(days=3)
+    rows = []
+    for i in range(count):
+        key = generate_storage_key()
+        path = Path(storage.path(key))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"%d" % i)
+        rows.append(
+            UploadFile(
+                owner=owner,
+                storage_key=key,
+                filename=f"file-{i}.txt",
+                content_type="text/plain",
+                size=len(b"%d" % i),
+                sha256="0" * 64,
+                status=UploadFile.Status.STORED,
+                stored_at=old,
+                expires_at=old + timedelta(hours=24),
+            )
+        )
+    UploadFile.objects.bulk_create(rows, batch_size=2000)
+    UploadFile.objects.update(created_at=old)
+
+
+def bare_loop() -> int:
+    """The baseline the issue names: per file, delete the object, then the row."""
+    from django.db import connection
+
+    from portal.models import UploadFile
+    from portal.storage import file_storage
+
+    storage = file_storage()
+    rows = list(UploadFile.objects.values_list("id", "storage_key"))
+    with connection.cursor() as cursor:
+        for pk, key in rows:
+            storage.delete(key)
+            cursor.execute("DELETE FROM portal_uploadfile WHERE id = %s", [pk])
+    return len(rows)
+
+
+def bulk_floor() -> int:
+    """A stricter reference: delete every object, then every row in one statement."""
+    from portal.models import UploadFile
+    from portal.storage import file_storage
+
+    storage = file_storage()
+    keys = list(UploadFile.objects.values_list("storage_key", flat=True))
+    for key in keys:
+        storage.delete(key)
+    UploadFile.objects.all()._raw_delete(UploadFile.objects.db)
+    return len(keys)
+
+
+def task_runs() -> tuple[int, int]:
+    from portal.tasks import cleanup_expired_upload_files_task
+
+    deleted = runs = 0
+    while True:
+        # Called like a worker calls it (not .apply(), which would also run
+        # the delivery tasks requested on commit in this process).
+        result = cleanup_expired_upload_files_task()
+        runs += 1
+        deleted += result["deleted"]
+        if result["remaining"] == 0:
+            return deleted, runs
+
+
+def close_broker_connections() -> None:
+    """Delivery requests went to the SQL broker; its pooled connections block DROP."""
+    from kombu.transport.sqlalchemy import Channel
+
+    from boot.celery import app
+
+    app.pool.force_close_all()
+    for engine, _ in list(Channel._engines.values()):
+        engine.dispose()
+    Channel._engines.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--endpoints", type=int, default=1, help="active webhook endpoints")
+    args = parser.parse_args()
+    if args.files < 1 or args.endpoints < 0:
+        parser.error("--files must be >= 1 and --endpoints >= 0")
+
+    with tempfile.TemporaryDirectory(prefix="doorito-bench-") as media_root:
+        setup_django(media_root)
+        from django.db import connection
+
+        from accounts.models import User
+        from common.models import OutboxEvent, WebhookEndpoint
+        from common.services.signing import generate_secret
+
+        old_name = connection.settings_dict["NAME"]
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        try:
+            owner = User.objects.create_user("bench@example.com", "bench-password-1")
+            for i in range(args.endpoints):
+                WebhookEndpoint.objects.create(
+                    url=f"http://127.0.0.1:9/hook-{i}", secret=generate_secret()
+                )
+
+            timings = {}
+            for label, run in (("bare", bare_loop), ("floor", bulk_floor)):
+                populate(owner, args.files)
+                start = time.perf_counter()
+                count = run()
+                timings[label] = (count, time.perf_counter() - start)
+
+            populate(owner, args.files)
+            start = time.perf_counter()
+            task_deleted, runs = task_runs()
+            timings["task"] = (task_deleted, time.perf_counter() - start)
+            events = OutboxEvent.objects.filter(event_type="file.deleted").count()
+        finally:
+            close_broker_connections()
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    assert {count for count, _ in timings.values()} == {args.files}, timings
+    assert events == args.files, events
+    rate = {label: count / seconds for label, (count, seconds) in timings.items()}
+    print(f"files: {args.files}, active webhook endpoints: {args.endpoints}")
+    print(f"bare loop (object + row per file):   {rate['bare']:8.0f} files/s")
+    print(f"bulk floor (objects + one DELETE):   {rate['floor']:8.0f} files/s")
+    print(f"cleanup task ({runs} runs, {events} events): {rate['task']:8.0f} files/s")
+    print(f"ratio task/bare loop:  {rate['task'] / rate['bare']:.2f}x (target >= 0.3x)")
+    print(f"ratio task/bulk floor: {rate['task'] / rate['floor']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
