@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
@@ -13,7 +13,7 @@ from pydantic import Field
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.routers.files import FileFilters, FilePage, filter_files
-from api.validation import SafeJsonObject, SafeStr
+from api.validation import INTEGRAL, BodyIn, SafeJsonObject, SafeStr
 from common.exceptions import NotFoundError
 from portal.models import UploadBatch
 from portal.selectors import batches_for_user, files_for_user
@@ -22,11 +22,9 @@ from portal.services.batches import MAX_EXPECTED_FILES, batch_close, batch_creat
 router = Router(tags=["batches"])
 
 
-class BatchCreateIn(Schema):
-    expected_files: int | None = Field(
+class BatchCreateIn(BodyIn):
+    expected_files: Annotated[int, Field(ge=1, le=MAX_EXPECTED_FILES), INTEGRAL] | None = Field(
         None,
-        ge=1,
-        le=MAX_EXPECTED_FILES,
         description="How many files will come; the batch completes when all have ended. "
         "Leave out and close the batch instead.",
     )

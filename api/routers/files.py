@@ -9,15 +9,19 @@ from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
-from ninja import File, Form, Query, Router, Schema, Status
+from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
-from ninja.files import UploadedFile
 from pydantic import Field
 
 from api.errors import error_response, errors
 from api.pagination import PageIn, PageOut, paginate
-from api.validation import SafeStr, _json_no_nul
-from common.exceptions import ConflictError, NotFoundError, ValidationError
+from api.validation import IsoDatetime, SafeStr, _json_no_nul
+from common.exceptions import (
+    ConflictError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import files_for_user
 from portal.services.uploads import upload_file_create, upload_file_delete
@@ -56,8 +60,8 @@ class FileFilters(Schema):
     content_type: SafeStr | None = Field(
         None, max_length=255, description="Exact type, or a prefix such as `image/`."
     )
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: IsoDatetime | None = None
+    created_before: IsoDatetime | None = None
 
 
 def filter_files(queryset, filters: FileFilters):
@@ -153,18 +157,36 @@ def _reject_oversized_body(run):
     return wrapped
 
 
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "batch_id": {"type": "string", "format": "uuid"},
+                    "metadata": {
+                        "type": "object",
+                        "description": "A JSON object (sent as a JSON string), at most 16 KiB.",
+                    },
+                },
+            },
+            "encoding": {"metadata": {"contentType": "application/json"}},
+        }
+    },
+}
+
+
 @router.post(
     "/files",
     response={201: FileOut, **errors(404, 409, 413, 415)},
     summary="Upload a file (multipart)",
+    openapi_extra={"requestBody": UPLOAD_BODY},
 )
 @decorate_view(_reject_oversized_body)
-def upload_file(
-    request: HttpRequest,
-    file: File[UploadedFile],
-    batch_id: Form[UUID | None] = None,
-    metadata: Form[SafeStr | None] = None,
-):
+def upload_file(request: HttpRequest):
     """Simple upload of one file up to `FILE_UPLOAD_MAX_SIZE` bytes.
 
     The body is `multipart/form-data` with the part `file`, and optionally
@@ -172,25 +194,45 @@ def upload_file(
     streamed to storage while hashed; the answer is the stored file record.
     A refused file (size, type) is answered 413/415 and recorded as failed.
     """
+    # Parsed by hand (not ninja File/Form params) so the size check above runs
+    # before Django reads the body, and the form's rules are exactly these.
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaTypeError(
+            "Send the file as multipart/form-data.",
+            code="multipart_required",
+            details={"content_type": request.content_type},
+        )
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ValidationError("The part 'file' is required.", details={"field": "file"})
     user = request.auth
     batch = None
+    batch_id = request.POST.get("batch_id")
     if batch_id is not None:
-        batch = UploadBatch.objects.filter(pk=batch_id, owner=user).first()
+        try:
+            batch_uuid = UUID(batch_id)
+        except ValueError:
+            raise ValidationError(
+                "batch_id must be a UUID.", details={"field": "batch_id"}
+            ) from None
+        batch = UploadBatch.objects.filter(pk=batch_uuid, owner=user).first()
         if batch is None:
-            raise NotFoundError("Batch not found.", details={"batch_id": str(batch_id)})
-    meta = _parse_metadata(metadata)
-    declared = file.content_type if file.content_type and "\x00" not in file.content_type else None
+            raise NotFoundError("Batch not found.", details={"batch_id": batch_id})
+    meta = _parse_metadata(request.POST.get("metadata"))
+    declared = upload.content_type
+    if not declared or "\x00" in declared:
+        declared = None
     try:
         stored = upload_file_create(
             owner=user,
-            stream=file,
-            filename=file.name or "",
+            stream=upload,
+            filename=upload.name or "",
             content_type=declared,
             batch=batch,
             metadata=meta,
         )
     finally:
-        file.close()
+        upload.close()
     return Status(201, stored)
 
 

@@ -13,6 +13,7 @@ from accounts.models import ApiToken
 from accounts.services.tokens import NAME_MAX_LENGTH, token_create, token_revoke
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
+from api.validation import BodyIn
 from common.exceptions import NotFoundError
 
 router = Router(tags=["tokens"])
@@ -33,8 +34,11 @@ class TokenCreatedOut(TokenOut):
     token: str = Field(description="The plain token. Shown only in this response.")
 
 
-class TokenCreateIn(Schema):
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+class TokenCreateIn(BodyIn):
+    # Not blank, no NUL (the service strips surrounding whitespace).
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX_LENGTH, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )
 
 
 class TokenPage(PageOut):

@@ -141,6 +141,7 @@ def test_upload_type_not_allowed_415(api, settings):
         {"metadata": "[1, 2]"},
         {"metadata": '{"a": "\\u0000"}'},
         {"batch_id": "not-a-uuid"},
+        {"batch_id": ""},
     ],
 )
 def test_upload_bad_fields_400_and_nothing_stored(api, fields):
@@ -150,7 +151,7 @@ def test_upload_bad_fields_400_and_nothing_stored(api, fields):
 
 def test_upload_missing_file_400(api):
     assert_error(api.post("/api/files", {"metadata": "{}"}), 400, "validation_error")
-    assert_error(api.post("/api/files", b"{}", content_type="application/json"), 400)
+    assert_error(api.post("/api/files", b"{}", content_type="application/json"), 415)
 
 
 def test_upload_into_other_users_batch_404(api, other_user):
