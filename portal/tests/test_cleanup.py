@@ -104,3 +104,29 @@ def test_cleanup_events_reach_subscribed_endpoints(user):
     assert deliveries.count() == 4
     assert set(deliveries.values_list("endpoint_id", flat=True)) == {endpoint.id}
     assert set(deliveries.values_list("status", flat=True)) == {"pending"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_split_the_work(user):
+    import threading
+
+    from django.db import connection
+
+    make_files(user, 300, age_hours=30)
+    results, barrier = [], threading.Barrier(3)
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(cleanup_expired_upload_files(ttl_hours=24, batch_size=1000).deleted)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(results) == 300
+    assert not UploadFile.objects.exists()
+    assert OutboxEvent.objects.filter(event_type="file.deleted").count() == 300

@@ -1,0 +1,37 @@
+"""Admin: both models listed; deleting there goes through the service."""
+
+from __future__ import annotations
+
+from common.models import OutboxEvent
+from portal.models import UploadFile
+from portal.services.batches import batch_create
+from portal.services.uploads import upload_file_create
+from portal.storage import file_storage
+from portal.tests.streams import BytesStream
+
+
+def test_admin_pages_and_delete(admin_client, user, settings):
+    # Without a collectstatic manifest the admin templates need plain static storage.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    batch = batch_create(owner=user, expected_files=2)
+    file = upload_file_create(owner=user, stream=BytesStream(b"x"), filename="a.txt", batch=batch)
+    for url in (
+        "/admin/portal/uploadfile/",
+        f"/admin/portal/uploadfile/{file.pk}/change/",
+        "/admin/portal/uploadbatch/",
+        f"/admin/portal/uploadbatch/{batch.pk}/change/",
+    ):
+        assert admin_client.get(url).status_code == 200, url
+
+    response = admin_client.post(
+        "/admin/portal/uploadfile/",
+        {"action": "delete_selected", "_selected_action": [str(file.pk)], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not UploadFile.objects.exists()
+    assert not file_storage().exists(file.storage_key)
+    event = OutboxEvent.objects.get(event_type="file.deleted")
+    assert event.payload["reason"] == "staff"
