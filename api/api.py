@@ -6,7 +6,7 @@ from ninja import NinjaAPI
 
 from api.auth import ApiAuth
 from api.errors import install_exception_handlers
-from api.routers import batches, files, tokens
+from api.routers import batches, events, files, tokens, webhooks
 
 api = NinjaAPI(
     title="Doorito API",
@@ -26,3 +26,5 @@ install_exception_handlers(api)
 api.add_router("/", files.router)
 api.add_router("/", batches.router)
 api.add_router("/", tokens.router)
+api.add_router("/", webhooks.router)
+api.add_router("/", events.router)

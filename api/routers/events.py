@@ -1,0 +1,167 @@
+"""Events and their per-endpoint deliveries: list, detail, re-send.
+
+Staff see every event; other users see the events about their own files and
+batches (read-only). Re-sending is for staff, who manage the endpoints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from api.errors import errors
+from api.pagination import PageIn, PageOut, paginate
+from api.routers.webhooks import EventType, require_staff
+from api.validation import IsoDatetime, SafeStr
+from common.exceptions import NotFoundError
+from common.models import OutboxEvent, WebhookDelivery
+from common.selectors import delivery_get, delivery_list, event_list
+from common.services.outbox import delivery_resend
+
+router = Router(tags=["events"])
+
+DeliveryStatus = Literal["pending", "sending", "delivered", "failed"]
+
+
+class DeliveryOut(Schema):
+    id: UUID
+    event_id: UUID
+    endpoint_id: UUID
+    endpoint_url: str
+    status: DeliveryStatus
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_duration_ms: int | None
+    last_error: str
+    last_response: str = Field(description="The start of the receiver's last answer (capped).")
+
+    @staticmethod
+    def resolve_endpoint_url(delivery: WebhookDelivery) -> str:
+        return delivery.endpoint.url
+
+
+class EventOut(Schema):
+    id: UUID
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    status: Literal["pending", "delivered", "failed"]
+    payload: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str
+    deliveries: list[DeliveryOut]
+
+    @staticmethod
+    def resolve_deliveries(event: OutboxEvent) -> list[WebhookDelivery]:
+        return list(event.deliveries.all())
+
+
+class EventPage(PageOut):
+    items: list[EventOut]
+
+
+class DeliveryPage(PageOut):
+    items: list[DeliveryOut]
+
+
+class EventFilters(Schema):
+    status: Literal["pending", "delivered", "failed"] | None = None
+    event_type: EventType | None = None
+    aggregate_type: Literal["file", "batch", "webhook_endpoint"] | None = None
+    aggregate_id: SafeStr | None = Field(None, max_length=64)
+    since: IsoDatetime | None = None
+
+
+def events_visible_to(user, filters: EventFilters | None = None):
+    f = filters or EventFilters()
+    queryset = event_list(
+        status=f.status,
+        event_type=f.event_type,
+        aggregate_type=f.aggregate_type,
+        aggregate_id=f.aggregate_id,
+        since=f.since,
+    )
+    if not user.is_staff:
+        # Every portal payload names its uploader; test events name none.
+        queryset = queryset.filter(payload__uploader__id=str(user.pk))
+    return queryset.order_by("-created_at", "-id")
+
+
+def deliveries_visible_to(user):
+    queryset = delivery_list()
+    if not user.is_staff:
+        queryset = queryset.filter(event__payload__uploader__id=str(user.pk))
+    return queryset
+
+
+def get_visible_event(user, event_id: UUID) -> OutboxEvent:
+    event = events_visible_to(user).filter(pk=event_id).first()
+    if event is None:
+        raise NotFoundError("No such event.", details={"event_id": str(event_id)})
+    return event
+
+
+@router.get("/events", response={200: EventPage, **errors()}, summary="List events")
+def list_events(request: HttpRequest, filters: Query[EventFilters], page: Query[PageIn]):
+    """Newest first, each with its deliveries (one per endpoint)."""
+    return paginate(events_visible_to(request.auth, filters), page)
+
+
+@router.get("/events/{event_id}", response={200: EventOut, **errors(404)}, summary="Event")
+def get_event(request: HttpRequest, event_id: UUID):
+    return get_visible_event(request.auth, event_id)
+
+
+@router.get(
+    "/events/{event_id}/deliveries",
+    response={200: DeliveryPage, **errors(404)},
+    summary="List an event's deliveries",
+)
+def list_event_deliveries(
+    request: HttpRequest,
+    event_id: UUID,
+    page: Query[PageIn],
+    status: DeliveryStatus | None = None,
+):
+    event = get_visible_event(request.auth, event_id)
+    queryset = delivery_list(event=event, status=status).order_by("created_at", "id")
+    return paginate(queryset, page)
+
+
+@router.get("/deliveries", response={200: DeliveryPage, **errors()}, summary="List deliveries")
+def list_deliveries(
+    request: HttpRequest,
+    page: Query[PageIn],
+    status: DeliveryStatus | None = None,
+    endpoint_id: UUID | None = None,
+):
+    """Newest first; e.g. `?status=failed` for what needs attention."""
+    queryset = deliveries_visible_to(request.auth)
+    if status:
+        queryset = queryset.filter(status=status)
+    if endpoint_id:
+        queryset = queryset.filter(endpoint_id=endpoint_id)
+    return paginate(queryset.order_by("-created_at", "-id"), page)
+
+
+@router.post(
+    "/deliveries/{delivery_id}/resend",
+    response={200: DeliveryOut, **errors(403, 404, 409)},
+    summary="Re-send a delivery",
+)
+def resend_delivery(request: HttpRequest, delivery_id: UUID):
+    """Queue it again with a fresh attempt budget and the same `webhook-id`
+    (receivers can deduplicate). 409 while it is being sent or its endpoint is disabled."""
+    require_staff(request)
+    delivery = delivery_resend(delivery=delivery_get(delivery_id=delivery_id))
+    return delivery_get(delivery_id=delivery.id)
