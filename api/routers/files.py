@@ -8,7 +8,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import Field
@@ -143,14 +143,11 @@ def _reject_oversized_body(run):
         except ValueError:
             length = 0
         if length > limit + MULTIPART_OVERHEAD:
-            # Drop the unread body politely: the connection closes after this.
-            request._post, request._files = QueryDict(), {}  # type: ignore[attr-defined]
             return error_response(
                 413,
                 "payload_too_large",
                 f"The file is larger than the limit of {limit} bytes.",
                 {"max_size": limit},
-                Connection="close",
             )
         return run(request, *args, **kwargs)
 
