@@ -148,3 +148,22 @@ def test_expire_stale_upload_sessions_task_on_a_real_worker(client, tmp_path, ce
     with pytest.raises(TusCommunicationError) as excinfo:
         client.uploader(str(path), url=stale.url, chunk_size=MB)
     assert excinfo.value.status_code == 410
+
+
+def test_tuspy_upload_on_local_disk_and_s3(client, tmp_path, storage):
+    """Parts and assembly work on both storages; only the final object stays."""
+    path = tmp_path / "both.bin"
+    expected = _random_file(path, 3 * MB + 5)
+    first = client.uploader(
+        str(path), chunk_size=MB, metadata={"filename": "both.bin"}, upload_checksum=True
+    )
+    first.upload(stop_at=MB)
+    stored_keys = storage.keys()
+    assert len([k for k in stored_keys if k.startswith("tus/")]) == 1
+    client.uploader(str(path), url=first.url, chunk_size=MB, upload_checksum=True).upload()
+
+    file = _session(first.url).file
+    assert file.sha256 == expected
+    assert storage.keys() == {file.storage_key}
+    assert hashlib.sha256(storage.read(file.storage_key)).hexdigest() == expected
+    assert storage.pending_multipart_uploads() == 0
