@@ -80,7 +80,9 @@ def filter_files(queryset, filters: FileFilters):
         queryset = queryset.filter(created_at__gte=filters.created_after)
     if filters.created_before:
         queryset = queryset.filter(created_at__lt=filters.created_before)
-    return queryset.order_by("-created_at", "-id")
+    # FileOut needs owner_id/batch_id only: skip the selectors' joins (they
+    # load every user and batch column for every row, ~30% of a page's time).
+    return queryset.select_related(None).order_by("-created_at", "-id")
 
 
 def get_visible_file(user, file_id: UUID) -> UploadFile:

@@ -1,0 +1,263 @@
+"""JSON API benchmark: simple upload throughput and authenticated request rate.
+
+Starts the real web server (gunicorn, one sync worker, ``Production`` settings)
+on 127.0.0.1 against a throwaway database and measures, in the same run:
+
+1. **Simple upload** (``POST /api/files``, multipart, bearer token) of a file
+   just under ``FILE_UPLOAD_MAX_SIZE``: MB/s, against a plain copy of the same
+   bytes on the same disk (``shutil.copyfile``). The API path reads the body,
+   spools it to a temporary file (Django's upload handler), streams it to
+   storage while hashing, and records it with its ``file.stored`` event.
+   Also the server worker's peak RSS, which must stay far below the file size.
+2. **Request rate** of ``GET /api/files?limit=50`` (token lookup, count, one
+   page of 50 rows, JSON) against ``GET /healthz`` (no database, no auth) on
+   the same server and connection: what auth + query + serialisation cost.
+
+    python -m uv run python bench/api.py [--size-mib 45] [--repeat 3] [--requests 500]
+
+Needs PostgreSQL at ``DATABASE_URL`` (default: ``doorito_apibench`` on
+127.0.0.1; created and migrated if missing, rows it made removed afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito_apibench"
+BENCH_EMAIL = "api-bench@example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(database_url: str, media: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "boot.settings",
+        "DJANGO_CONFIGURATION": "Production",
+        "SECRET_KEY": "bench-only-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database_url,
+        "MEDIA_ROOT": str(media),
+        "STORAGE_BACKEND": "local",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout
+
+
+def setup_database(env: dict[str, str], list_rows: int) -> str:
+    """Create + migrate the database, a user with ``list_rows`` files; return a token."""
+    subprocess.run([sys.executable, "scripts/ensure_db.py"], cwd=ROOT, env=env, check=True)
+    manage(env, "migrate", "-v", "0")
+    code = f"""
+from django.utils import timezone
+from accounts.models import User
+from accounts.services.tokens import token_create
+from portal.models import UploadFile
+User.objects.filter(email={BENCH_EMAIL!r}).delete()
+u = User.objects.create_user({BENCH_EMAIL!r}, None)
+now = timezone.now()
+UploadFile.objects.bulk_create([
+    UploadFile(owner=u, storage_key=f"bench/{{i}}", filename=f"file-{{i}}.txt",
+               content_type="text/plain", size=i, sha256="0" * 64,
+               status="stored", stored_at=now, expires_at=now)
+    for i in range({list_rows})
+])
+print(token_create(user=u, name="bench")[1])
+"""
+    return manage(env, "shell", "-c", code).strip().splitlines()[-1]
+
+
+def cleanup_database(env: dict[str, str]) -> None:
+    manage(
+        env,
+        "shell",
+        "-c",
+        f"from accounts.models import User; User.objects.filter(email={BENCH_EMAIL!r}).delete()",
+    )
+
+
+class Server:
+    def __init__(self, env: dict[str, str], log: Path):
+        self.port = free_port()
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "boot.wsgi",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                "1",
+                "--timeout",
+                "300",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start; see {log}")
+
+    def peak_rss_mib(self) -> float:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        worker = int(children.split()[0])
+        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def make_file(path: Path, size: int) -> str:
+    block = os.urandom(MIB)
+    digest = hashlib.sha256()
+    with path.open("wb") as fh:
+        for i in range(0, size, MIB):
+            chunk = (i.to_bytes(8, "big") + block[8:])[: size - i]
+            fh.write(chunk)
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def timed_copy(src: Path, dst: Path) -> float:
+    started = time.perf_counter()
+    shutil.copyfile(src, dst)
+    with dst.open("rb") as fh:
+        os.fsync(fh.fileno())
+    elapsed = time.perf_counter() - started
+    dst.unlink()
+    return elapsed
+
+
+def timed_upload(client: httpx.Client, url: str, src: Path, expected_sha: str) -> float:
+    started = time.perf_counter()
+    with src.open("rb") as fh:
+        response = client.post(
+            url + "/api/files", files={"file": (src.name, fh, "application/octet-stream")}
+        )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 201 or response.json()["sha256"] != expected_sha:
+        raise RuntimeError(f"upload failed: {response.status_code} {response.text[:300]}")
+    client.delete(url + f"/api/files/{response.json()['id']}")
+    return elapsed
+
+
+def request_rate(client: httpx.Client, url: str, count: int) -> float:
+    for _ in range(min(20, count)):  # warm up
+        client.get(url).raise_for_status()
+    started = time.perf_counter()
+    for _ in range(count):
+        client.get(url).raise_for_status()
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=45, help="upload size (< 50 MB limit)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--list-rows", type=int, default=200)
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(
+        prefix="doorito-api-bench-", dir=ROOT / ".data" if (ROOT / ".data").is_dir() else None
+    ) as tmp:
+        work = Path(tmp)
+        media = work / "media"
+        media.mkdir()
+        env = server_env(args.database_url, media)
+        token = setup_database(env, args.list_rows)
+        src = work / "payload.bin"
+        sha = make_file(src, args.size_mib * MIB)
+        server = Server(env, work / "server.log")
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(headers=headers, timeout=300) as client:
+                small = work / "small.bin"
+                small_sha = make_file(small, MIB)
+                timed_upload(client, server.url, small, small_sha)
+                rss_small = server.peak_rss_mib()
+                copies, uploads = [], []
+                for _ in range(args.repeat):
+                    copies.append(timed_copy(src, work / "copy.bin"))
+                    uploads.append(timed_upload(client, server.url, src, sha))
+                copy_s, upload_s = statistics.median(copies), statistics.median(uploads)
+                size_mb = args.size_mib * MIB / 1e6
+                rss = server.peak_rss_mib()
+
+                list_rate = request_rate(client, server.url + "/api/files?limit=50", args.requests)
+                health_rate = request_rate(client, server.url + "/healthz", args.requests)
+        finally:
+            server.stop()
+            cleanup_database(env)
+
+    print(
+        f"simple upload: {args.size_mib} MiB, median of {args.repeat} (httpx -> gunicorn, 1 worker)"
+    )
+    print(f"  plain copy (same disk):  {size_mb / copy_s:8.1f} MB/s")
+    print(f"  POST /api/files:         {size_mb / upload_s:8.1f} MB/s")
+    print(f"  ratio upload / copy:     {copy_s / upload_s:8.2f}x")
+    print(f"  server worker peak RSS:  {rss_small:8.1f} MiB after a 1 MiB upload")
+    print(f"                           {rss:8.1f} MiB after {args.size_mib} MiB uploads")
+    print(f"request rate: {args.requests} sequential requests on one keep-alive connection")
+    print(f"  GET /healthz:               {health_rate:8.0f} req/s")
+    print(f"  GET /api/files?limit=50:    {list_rate:8.0f} req/s ({args.list_rows} files)")
+    print(f"  ratio api / healthz:        {list_rate / health_rate:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
