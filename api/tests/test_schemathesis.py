@@ -65,6 +65,7 @@ def auth_headers(transactional_db) -> dict[str, str]:
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
+    database=None,  # nothing written to .hypothesis/
 )
 def test_api_conforms_to_its_schema(case, live_server, auth_headers):
     excluded = []
