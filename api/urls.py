@@ -6,6 +6,7 @@ catch-all below leaves ``tus/`` alone so it works whichever line comes first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -16,7 +17,7 @@ from api.api import api
 from api.errors import error_response
 
 
-def _json_method_not_allowed(view):
+def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = view(request, *args, **kwargs)

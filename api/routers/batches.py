@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
+from accounts.models import User
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.routers.files import FileFilters, FilePage, filter_files
@@ -65,7 +66,7 @@ class BatchPage(PageOut):
     items: list[BatchOut]
 
 
-def get_visible_batch(user, batch_id: UUID) -> UploadBatch:
+def get_visible_batch(user: User, batch_id: UUID) -> UploadBatch:
     batch = batches_for_user(user).filter(pk=batch_id).first()
     if batch is None:
         raise NotFoundError("Batch not found.", details={"batch_id": str(batch_id)})

@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from pydantic import Field
 
+from accounts.models import User
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.routers.webhooks import EventType, require_staff
@@ -82,7 +84,7 @@ class EventFilters(Schema):
     since: IsoDatetime | None = None
 
 
-def events_visible_to(user, filters: EventFilters | None = None):
+def events_visible_to(user: User, filters: EventFilters | None = None) -> QuerySet[OutboxEvent]:
     f = filters or EventFilters()
     queryset = event_list(
         status=f.status,
@@ -97,14 +99,14 @@ def events_visible_to(user, filters: EventFilters | None = None):
     return queryset.order_by("-created_at", "-id")
 
 
-def deliveries_visible_to(user):
+def deliveries_visible_to(user: User) -> QuerySet[WebhookDelivery]:
     queryset = delivery_list()
     if not user.is_staff:
         queryset = queryset.filter(event__payload__uploader__id=str(user.pk))
     return queryset
 
 
-def get_visible_event(user, event_id: UUID) -> OutboxEvent:
+def get_visible_event(user: User, event_id: UUID) -> OutboxEvent:
     event = events_visible_to(user).filter(pk=event_id).first()
     if event is None:
         raise NotFoundError("No such event.", details={"event_id": str(event_id)})

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import Field
 
+from accounts.models import User
 from api.errors import error_response, errors
 from api.pagination import PageIn, PageOut, paginate
 from api.validation import IsoDatetime, SafeStr, _json_no_nul
@@ -64,7 +67,7 @@ class FileFilters(Schema):
     created_before: IsoDatetime | None = None
 
 
-def filter_files(queryset, filters: FileFilters):
+def filter_files(queryset: QuerySet[UploadFile], filters: FileFilters) -> QuerySet[UploadFile]:
     if filters.status:
         queryset = queryset.filter(status=filters.status)
     if filters.batch_id:
@@ -85,7 +88,7 @@ def filter_files(queryset, filters: FileFilters):
     return queryset.select_related(None).order_by("-created_at", "-id")
 
 
-def get_visible_file(user, file_id: UUID) -> UploadFile:
+def get_visible_file(user: User, file_id: UUID) -> UploadFile:
     """The file if `user` may see it; another user's file is indistinguishable from none."""
     file = files_for_user(user).filter(pk=file_id).first()
     if file is None:
@@ -135,7 +138,7 @@ def delete_file(request: HttpRequest, file_id: UUID):
     return Status(204, None)
 
 
-def _reject_oversized_body(run):
+def _reject_oversized_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Refuse a body whose declared length is over the limit before anything reads it."""
 
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:

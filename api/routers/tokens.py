@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 from accounts.services.tokens import NAME_MAX_LENGTH, token_create, token_revoke
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
@@ -45,7 +46,7 @@ class TokenPage(PageOut):
     items: list[TokenOut]
 
 
-def tokens_visible_to(user) -> object:
+def tokens_visible_to(user: User) -> QuerySet[ApiToken]:
     qs = ApiToken.objects.all() if user.is_staff else ApiToken.objects.filter(user=user)
     return qs.order_by("-created_at", "-id")
 
