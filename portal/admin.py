@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from portal.models import UploadBatch, UploadFile
+from portal.models import UploadBatch, UploadFile, UploadPart, UploadSession
 
 
 class UploadFileInline(admin.TabularInline):
@@ -72,3 +72,29 @@ class UploadFileAdmin(admin.ModelAdmin):
 
         for file in queryset.select_related("owner"):
             upload_file_delete(file=file, actor=request.user)
+
+
+class UploadPartInline(admin.TabularInline):
+    model = UploadPart
+    fields = ("number", "offset", "size", "checksum", "storage_key", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(UploadSession)
+class UploadSessionAdmin(admin.ModelAdmin):
+    """Resumable (tus) uploads: read-only; clients and the expiry sweep change them."""
+
+    list_display = ("id", "owner", "status", "concat", "offset", "length", "expires_at")
+    list_filter = ("status", "concat")
+    search_fields = ("id", "filename", "owner__email")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner", "batch", "file")
+    inlines = [UploadPartInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

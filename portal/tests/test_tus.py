@@ -694,3 +694,42 @@ def test_finalisation_hashes_the_parts_when_another_process_took_earlier_patches
     sessions._running_hashes._entries.clear()  # as if another process had taken that PATCH
     assert tus.patch(url, b"56789", 5).status_code == 204
     assert session_for(url).file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+
+
+def test_browser_session_needs_the_csrf_token(live_server, owner):
+    """The UI uses the login session on the same endpoint; CSRF applies."""
+    from django.conf import settings as django_settings
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(owner)
+    cookies = {
+        django_settings.SESSION_COOKIE_NAME: browser.cookies[
+            django_settings.SESSION_COOKIE_NAME
+        ].value
+    }
+    http = httpx.Client(cookies=cookies)
+    base = live_server.url + "/api/tus/"
+    refused = http.post(base, headers={**TUS, "Upload-Length": "3"})
+    assert refused.status_code == 401
+    assert UploadSession.objects.count() == 0
+
+    csrf = "a" * 32
+    http.cookies.set(django_settings.CSRF_COOKIE_NAME, csrf)
+    created = http.post(base, headers={**TUS, "Upload-Length": "3", "X-CSRFToken": csrf})
+    assert created.status_code == 201
+    assert session_for(created.headers["Location"]).owner == owner
+
+
+def test_admin_lists_and_shows_upload_sessions(tus, admin_client, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    url = tus.create(10)
+    tus.patch(url, b"01234", 0)
+    session = session_for(url)
+    assert admin_client.get("/admin/portal/uploadsession/").status_code == 200
+    page = admin_client.get(f"/admin/portal/uploadsession/{session.id}/change/")
+    assert page.status_code == 200
+    assert session.parts.get().storage_key.encode() in page.content
