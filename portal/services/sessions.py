@@ -463,6 +463,10 @@ def upload_session_create(
             **fields,
         )
     logger.info("Upload session %s created (%s bytes)", session.id, length)
+    if length == 0:
+        # Nothing will ever be PATCHed: an empty file is complete at once.
+        with upload_session_lock(session.id):
+            _complete(session)
     return session
 
 

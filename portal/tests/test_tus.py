@@ -733,3 +733,13 @@ def test_admin_lists_and_shows_upload_sessions(tus, admin_client, settings):
     page = admin_client.get(f"/admin/portal/uploadsession/{session.id}/change/")
     assert page.status_code == 200
     assert session.parts.get().storage_key.encode() in page.content
+
+
+def test_empty_upload_is_stored_at_creation(tus):
+    url = tus.create(0, **{"Upload-Metadata": metadata(filename="empty.txt")})
+    head = tus.head(url)
+    assert head.headers["Upload-Offset"] == head.headers["Upload-Length"] == "0"
+    assert "Upload-Expires" not in head.headers
+    file = session_for(url).file
+    assert (file.status, file.size) == (UploadFile.Status.STORED, 0)
+    assert file.sha256 == hashlib.sha256(b"").hexdigest()
