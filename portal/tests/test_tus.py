@@ -181,7 +181,10 @@ def test_another_users_upload_is_404(live_server, tus, intruder):
     url = tus.create(10)
     tus.patch(url, b"01234", 0)
     other = Tus(live_server.url, _raw_token(intruder))
-    assert other.head(url).status_code == 404
+    head = other.head(url)
+    assert head.status_code == 404
+    assert "Upload-Offset" not in head.headers
+    assert head.headers["Cache-Control"] == "no-store"
     response = other.patch(url, b"56789", 5)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
@@ -307,6 +310,8 @@ def test_patch_at_wrong_offset_is_409(tus):
     assert tus.patch(url, b"01234", 0).status_code == 204
     response = tus.patch(url, b"01234", 0)
     assert response.status_code == 409
+    assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert "Upload-Offset" not in response.headers
     assert response.json()["error"]["code"] == "offset_mismatch"
     assert response.json()["error"]["details"]["offset"] == 5
     assert tus.patch(url, b"x", 7).status_code == 409
@@ -412,6 +417,8 @@ def test_delete_then_head_is_410_and_data_is_gone(tus, settings):
     head = tus.head(url)
     assert head.status_code == 410
     assert "Upload-Offset" not in head.headers
+    assert head.headers["Cache-Control"] == "no-store"
+    assert head.headers["Tus-Resumable"] == "1.0.0"
     assert tus.patch(url, b"56789", 5).status_code == 410
     assert tus.request("DELETE", url).status_code == 410
     assert part_objects(settings) == []
@@ -654,7 +661,10 @@ def test_concatenation_of_partial_uploads(tus, settings):
     assert file.sha256 == hashlib.sha256(b"hello world").hexdigest()
     assert file.filename == "hw.txt"
     assert UploadFile.objects.count() == 1
-    assert tus.patch(final_url, b"x", 11).status_code == 403
+    forbidden = tus.patch(final_url, b"x", 11)
+    assert forbidden.status_code == 403
+    assert forbidden.headers["Tus-Resumable"] == "1.0.0"
+    assert forbidden.json()["error"]["code"] == "final_upload"
     assert part_objects(settings) == []
 
 
