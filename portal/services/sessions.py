@@ -21,7 +21,7 @@ import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -346,15 +346,33 @@ def _delete_objects(keys: list[str]) -> None:
 
 
 def _purge_parts(session_ids: list[UUID]) -> int:
-    """Delete the part objects, then the part rows, of dead sessions."""
+    """Delete the part objects, then the part rows, of sessions that are over.
+
+    Objects under a session's prefix that no row records (a process died
+    between writing a part and recording it) go too, and on local disk the
+    emptied directory.
+    """
     parts = list(
         UploadPart.objects.filter(session_id__in=session_ids).values_list("id", "storage_key")
     )
-    if not parts:
-        return 0
     _delete_objects([key for _, key in parts])
-    UploadPart.objects.filter(id__in=[pk for pk, _ in parts]).delete()
+    if parts:
+        UploadPart.objects.filter(id__in=[pk for pk, _ in parts]).delete()
+    for session_id in session_ids:
+        _delete_prefix(f"{PART_KEY_PREFIX}/{session_id}")
     return len(parts)
+
+
+def _delete_prefix(prefix: str) -> None:
+    storage = file_storage()
+    try:
+        _, names = storage.listdir(prefix)
+    except (FileNotFoundError, NotImplementedError):
+        names = []
+    _delete_objects([f"{prefix}/{name}" for name in names])
+    if _has_local_paths(storage):
+        with suppress(OSError):
+            os.rmdir(storage.path(prefix))
 
 
 # --- selectors ------------------------------------------------------------------

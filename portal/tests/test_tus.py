@@ -474,13 +474,16 @@ def test_x_http_method_override(tus):
 
 
 def _wait_for_advisory_lock(timeout: float = 10) -> None:
-    """Until some connection (the live server's PATCH) holds an advisory lock."""
+    """Until a connection to this test database (the live server's PATCH) holds an advisory lock."""
     from django.db import connection
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
             if cursor.fetchone()[0]:
                 return
         time.sleep(0.02)
@@ -753,3 +756,23 @@ def test_empty_upload_is_stored_at_creation(tus):
     file = session_for(url).file
     assert (file.status, file.size) == (UploadFile.Status.STORED, 0)
     assert file.sha256 == hashlib.sha256(b"").hexdigest()
+
+
+def test_sweep_removes_objects_no_part_records(tus, settings):
+    """A process that died between writing a part and recording it leaves an orphan."""
+
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from portal.services.sessions import upload_sessions_expire
+    from portal.storage import file_storage
+
+    url = tus.create(10)
+    tus.patch(url, b"01234", 0)
+    session = session_for(url)
+    file_storage().save(f"tus/{session.id}/orphan", ContentFile(b"56789"))
+    assert len(part_objects(settings)) == 2
+    UploadSession.objects.filter(id=session.id).update(expires_at=timezone.now())
+    assert upload_sessions_expire().expired == 1
+    assert part_objects(settings) == []
+    assert not (Path(settings.MEDIA_ROOT) / "tus" / str(session.id)).exists()
