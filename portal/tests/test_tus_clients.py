@@ -167,3 +167,28 @@ def test_tuspy_upload_on_local_disk_and_s3(client, tmp_path, storage):
     assert storage.keys() == {file.storage_key}
     assert hashlib.sha256(storage.read(file.storage_key)).hexdigest() == expected
     assert storage.pending_multipart_uploads() == 0
+
+
+def test_expire_task_policy_and_beat_entry(settings):
+    from portal.tasks import expire_stale_upload_sessions_task as task
+
+    name = "portal.tasks.expire_stale_upload_sessions_task"
+    assert task.name == name
+    assert (task.max_retries, task.default_retry_delay) == (2, 60)
+    assert settings.CELERY_TASK_ROUTES[name] == {"queue": "default"}
+    entry = settings.CELERY_BEAT_SCHEDULE["expire-stale-upload-sessions"]
+    assert entry["task"] == name
+    assert entry["options"] == {"queue": "default"}
+
+
+def test_expire_task_returns_counts_in_process(owner):
+    """The task body without a worker: counts only what is due, and nothing twice."""
+    from portal.services.sessions import upload_session_create
+    from portal.tasks import expire_stale_upload_sessions_task
+    from portal.tus.headers import UploadMetadata
+
+    due = upload_session_create(owner=owner, length=10, metadata=UploadMetadata())
+    upload_session_create(owner=owner, length=10, metadata=UploadMetadata())
+    UploadSession.objects.filter(id=due.id).update(expires_at=timezone.now() - timedelta(hours=1))
+    assert expire_stale_upload_sessions_task.apply().get() == {"expired": 1, "remaining": 0}
+    assert expire_stale_upload_sessions_task.apply().get() == {"expired": 0, "remaining": 0}
