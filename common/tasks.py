@@ -44,16 +44,16 @@ def deliver_outbox_events_task(self) -> dict:
     """Deliver due webhook deliveries (on commit of an event, and every sweep)."""
     from django.conf import settings
 
-    from common.services.outbox import process_pending_events, request_delivery_run
+    from common.services.outbox import process_pending_events
 
     try:
-        result = process_pending_events(batch_size=settings.DELIVERY_BATCH_SIZE)
+        # Due work left over is picked up by a run queued at once, not the sweep.
+        result = process_pending_events(
+            batch_size=settings.DELIVERY_BATCH_SIZE, continue_in_background=True
+        )
     except Exception as exc:
         logger.exception("Delivering outbox events failed")
         raise self.retry(exc=exc) from exc
-    if result.remaining and result.processed:
-        # Due work is left: run again now instead of waiting for the sweep.
-        request_delivery_run()
     logger.info(
         "Outbox delivery: %d processed, %d delivered, %d failed, %d remaining",
         result.processed,

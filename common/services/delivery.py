@@ -33,7 +33,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from common.services.http import TOTAL_TIMEOUT, send_executor, webhook_client
+from common.services.http import (
+    TOTAL_TIMEOUT,
+    background_executor,
+    send_executor,
+    webhook_client,
+)
 from common.services.signing import signature_header, signing_secrets
 from common.services.ssrf import UnsafeTargetError
 
@@ -398,41 +403,14 @@ def record_outcomes(
             gone_endpoints.add(claim.endpoint_id)
     unsent = [c for c in claims if c.delivery_id not in state.started]
     for claim in unsent:
-        # Never sent: give the attempt back and make it due again at once.
-        updates.append(
-            WebhookDelivery(
-                id=claim.delivery_id,
-                attempts=claim.attempts - 1,
-                status=D.PENDING,
-                next_attempt_at=now,
-                lease_expires_at=None,
-            )
-        )
+        updates.append(WebhookDelivery(id=claim.delivery_id))
     event_ids = sorted({by_id[u.id].event_id for u in updates}, key=str)
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         lock_events(cursor, event_ids)
-        outcome_rows = [u for u in updates if u.id in state.outcomes]
-        if outcome_rows:
-            WebhookDelivery.objects.bulk_update(
-                outcome_rows,
-                [
-                    "status",
-                    "attempts",
-                    "next_attempt_at",
-                    "lease_expires_at",
-                    "delivered_at",
-                    "last_attempt_at",
-                    "last_status_code",
-                    "last_duration_ms",
-                    "last_error",
-                    "last_response",
-                ],
-            )
-        released = [u for u in updates if u.id not in state.outcomes]
+        _write_outcomes(cursor, [u for u in updates if u.id in state.outcomes], now)
+        released = [u.id for u in updates if u.id not in state.outcomes]
         if released:
-            WebhookDelivery.objects.bulk_update(
-                released, ["status", "attempts", "next_attempt_at", "lease_expires_at"]
-            )
+            cursor.execute(_RELEASE_SQL, [now, now, released])
         _update_endpoint_health(
             cursor, ok=ok_endpoints, failing=failing_endpoints - ok_endpoints, now=now
         )
@@ -442,6 +420,49 @@ def record_outcomes(
     for endpoint_id, reason in disable.items():
         disable_endpoint(endpoint_id=endpoint_id, reason=reason)
     return statuses
+
+
+_WRITE_OUTCOMES_SQL = """
+UPDATE common_webhookdelivery d SET
+    status = v.status, next_attempt_at = v.next_attempt_at, delivered_at = v.delivered_at,
+    last_attempt_at = v.last_attempt_at, last_status_code = v.last_status_code,
+    last_duration_ms = v.last_duration_ms, last_error = v.last_error,
+    last_response = v.last_response, lease_expires_at = NULL, updated_at = %s
+FROM unnest(
+    %s::uuid[], %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
+    %s::integer[], %s::integer[], %s::text[], %s::text[]
+) AS v(id, status, next_attempt_at, delivered_at, last_attempt_at, last_status_code,
+       last_duration_ms, last_error, last_response)
+WHERE d.id = v.id
+"""
+# A claim that was never sent gives its attempt back and is due again at once.
+_RELEASE_SQL = """
+UPDATE common_webhookdelivery
+SET status = 'pending', attempts = attempts - 1, next_attempt_at = %s,
+    lease_expires_at = NULL, updated_at = %s
+WHERE id = ANY(%s) AND status = 'sending'
+"""
+
+
+def _write_outcomes(cursor, rows: list[WebhookDelivery], now: dt.datetime) -> None:
+    """All outcomes of a run in one UPDATE (one per row cost a fifth of the time)."""
+    if not rows:
+        return
+    cursor.execute(
+        _WRITE_OUTCOMES_SQL,
+        [
+            now,
+            [r.id for r in rows],
+            [r.status for r in rows],
+            [r.next_attempt_at for r in rows],
+            [r.delivered_at for r in rows],
+            [r.last_attempt_at for r in rows],
+            [r.last_status_code for r in rows],
+            [r.last_duration_ms for r in rows],
+            [r.last_error for r in rows],
+            [r.last_response for r in rows],
+        ],
+    )
 
 
 def _update_endpoint_health(cursor, *, ok: set, failing: set, now: dt.datetime) -> None:
@@ -519,10 +540,29 @@ def count_due_events(*, limit: int = 100_000) -> int:
         return cursor.fetchone()[0]
 
 
-def run_delivery_batch(*, batch_size: int) -> DeliveryRunResult:
-    """One dispatcher run: claim, send, record. See the module docstring."""
+def _safe_call(func) -> None:
+    try:
+        func()
+    except Exception:
+        logger.exception("Queueing the next delivery run failed; the sweep will pick it up")
+
+
+def run_delivery_batch(*, batch_size: int, request_followup=None) -> DeliveryRunResult:
+    """One dispatcher run: claim, send, record. See the module docstring.
+
+    ``request_followup`` (the task passes one) queues the next run as soon as
+    the claim shows more due work, so the next run claims while this one is
+    still sending; it is called at most once per run, and again at the end
+    only if the run released work or the backlog appeared meanwhile.
+    """
     result = DeliveryRunResult()
     claims = claim_due_deliveries(batch_size=batch_size)
+    followup_requested = False
+    if claims and request_followup is not None and count_due_events(limit=1):
+        # Publishing to the SQL broker takes tens of ms from a worker child:
+        # do it beside the HTTP sends. Only a shortcut, the sweep backs it up.
+        background_executor().submit(_safe_call, request_followup)
+        followup_requested = True
     if claims:
         state, stopped = send_claims(claims)
         try:
@@ -538,4 +578,11 @@ def run_delivery_batch(*, batch_size: int) -> DeliveryRunResult:
         result.stopped_early = stopped
         result.event_statuses = statuses
     result.remaining = count_due_events()
+    if (
+        request_followup is not None
+        and result.remaining
+        and result.processed
+        and not followup_requested
+    ):
+        request_followup()
     return result

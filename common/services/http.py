@@ -45,6 +45,7 @@ def _fresh() -> None:
     _state["executor"] = ThreadPoolExecutor(
         max_workers=SEND_THREADS, thread_name_prefix="webhook-send"
     )
+    _state["background"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-bg")
     _state["pid"] = os.getpid()
 
 
@@ -63,3 +64,9 @@ def webhook_client() -> httpx.Client:
 def send_executor() -> ThreadPoolExecutor:
     _ensure()
     return _state["executor"]  # type: ignore[return-value]
+
+
+def background_executor() -> ThreadPoolExecutor:
+    """One thread for small fire-and-forget work (queueing the next run)."""
+    _ensure()
+    return _state["background"]  # type: ignore[return-value]

@@ -181,15 +181,20 @@ def request_delivery_run() -> None:
     _send_delivery_task()
 
 
-def process_pending_events(batch_size: int = 20):
+def process_pending_events(batch_size: int = 20, *, continue_in_background: bool = False):
     """Deliver the due deliveries of up to ``batch_size`` events.
 
+    With ``continue_in_background`` (the Celery task) a further run is queued
+    whenever due work is left, instead of waiting for the beat sweep.
     Returns a ``DeliveryRunResult`` (``.as_dict()`` is the task's
     ``{"processed", "delivered", "failed", "remaining"}``).
     """
     from common.services.delivery import run_delivery_batch
 
-    return run_delivery_batch(batch_size=batch_size)
+    return run_delivery_batch(
+        batch_size=batch_size,
+        request_followup=request_delivery_run if continue_in_background else None,
+    )
 
 
 def _resummarize(event_ids: list) -> None:

@@ -1,0 +1,317 @@
+"""Webhook delivery benchmark: events/s from commit to a 2xx at a local receiver.
+
+Everything is real and local: PostgreSQL (a throwaway database), the SQL
+broker, a Celery worker (``-c 4``, as documented), and a uvicorn receiver in
+its own process. Three measurements in the same run:
+
+1. **bare client** (baseline): one httpx client posting the same kind of signed
+   bodies to the same receiver, one after the other;
+2. **worker**: N events committed (transactions of ``--tx-size``), delivered by
+   the worker through the fast path (on-commit task + immediate re-runs);
+   deliveries/s from the first commit to the last receipt, commit→receipt
+   p50/p99, duplicates;
+3. **one POST at a time**: the same through a worker limited to one request
+   at a time (``-c 1``, ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT=1``);
+4. **latency under steady load**: ``--paced`` events, one per transaction, at
+   ``--rate`` per second; commit→receipt p50/p99.
+
+    python -m uv run python bench/webhooks.py [--events 5000] [--tx-size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django() -> None:
+    import dj_database_url
+
+    # Not imported from boot.settings: importing it reads DATABASE_URL before
+    # the override below could take effect.
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/doorito")
+    name = dj_database_url.parse(url)["NAME"]
+    os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{name}_whbench"
+    os.environ.pop("CELERY_BROKER_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
+    os.environ["DJANGO_CONFIGURATION"] = "Test"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import configurations
+
+    configurations.setup()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_receiver(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.webhook_receiver:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("receiver did not start")
+
+
+def stats(port: int) -> dict[str, list[tuple[str, float]]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def start_worker(log: Path, *, concurrency: int, **extra: str) -> subprocess.Popen:
+    from django.conf import settings
+    from django.db import connection
+
+    s = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}"
+        f"/{s['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "boot",
+        "worker",
+        "-Q",
+        "high,default",
+        "-c",
+        str(concurrency),
+        f"--loglevel={os.environ.get('BENCH_WORKER_LOGLEVEL', 'warning')}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    fh = log.open("a")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    from common.tasks import ping
+
+    ping.apply_async().get(timeout=60)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def bare_client(port: int, n: int) -> float:
+    """Baseline: one httpx client, signed bodies, one POST after the other."""
+    import httpx
+
+    from common.services.signing import generate_secret, signature_header
+
+    secret = generate_secret()
+    url = f"http://127.0.0.1:{port}/bare"
+    bodies = [
+        json.dumps(
+            {"type": "file.stored", "timestamp": "2026-01-01T00:00:00Z", "data": {"i": i}}
+        ).encode()
+        for i in range(n)
+    ]
+    with httpx.Client() as client:
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            ts = int(time.time())
+            msg_id = f"bare-{i}"
+            r = client.post(
+                url,
+                content=body,
+                headers={
+                    "content-type": "application/json",
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": str(ts),
+                    "webhook-signature": signature_header(
+                        secrets=[secret], msg_id=msg_id, timestamp=ts, body=body
+                    ),
+                },
+            )
+            assert r.status_code == 204
+        return n / (time.perf_counter() - start)
+
+
+def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) -> dict[str, float]:
+    """Commit ``n`` events for a fresh endpoint at ``path``; returns event id → commit time."""
+    from django.db import transaction
+
+    from common.models import WebhookEndpoint
+    from common.services.outbox import emit_event
+    from common.services.webhooks import endpoint_create
+
+    WebhookEndpoint.objects.update(is_active=False)
+    endpoint_create(url=f"http://127.0.0.1:{port}{path}")
+    committed: dict[str, float] = {}
+    i = 0
+    next_at = time.perf_counter()
+    while i < n:
+        ids = []
+        with transaction.atomic():
+            for _ in range(min(tx_size, n - i)):
+                ids.append(str(emit_event("file", f"{path}-{i}", "file.stored", {"i": i}).id))
+                i += 1
+        now = time.time()
+        committed.update(dict.fromkeys(ids, now))
+        if pace:
+            next_at += pace
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+    return committed
+
+
+def wait_delivered(port: int, path: str, n: int, timeout: float) -> list[tuple[str, float]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = stats(port).get(path, [])
+        if len({i for i, _ in got}) >= n:
+            time.sleep(1.0)  # let late duplicates show up
+            return stats(port).get(path, [])
+        time.sleep(0.2)
+    got = stats(port).get(path, [])
+    raise TimeoutError(f"{path}: {len(got)} of {n} received")
+
+
+def summarize(committed: dict[str, float], received: list[tuple[str, float]]) -> dict:
+    first: dict[str, float] = {}
+    for msg_id, at in received:
+        first.setdefault(msg_id, at)
+    lat = sorted(first[i] - committed[i] for i in committed)
+    span = max(first.values()) - min(committed.values())
+    return {
+        "rate": len(committed) / span,
+        "p50": statistics.median(lat),
+        "p99": lat[int(len(lat) * 0.99) - 1],
+        "duplicates": len(received) - len(first),
+        "missing": len(set(committed) - set(first)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--tx-size", type=int, default=100, help="events per transaction")
+    parser.add_argument("--paced", type=int, default=1000, help="events in the latency phase")
+    parser.add_argument("--rate", type=float, default=100.0, help="events/s in the latency phase")
+    parser.add_argument("--skip-sequential", action="store_true")
+    args = parser.parse_args()
+    if args.events < 1 or args.tx_size < 1 or args.paced < 0 or args.rate <= 0:
+        parser.error("--events, --tx-size must be >= 1, --paced >= 0, --rate > 0")
+
+    setup_django()
+    from django.db import connection
+
+    from common.models import WebhookDelivery
+
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    port = free_port()
+    receiver = start_receiver(port)
+    log = ROOT / ".data" / "bench-webhooks-worker.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text("")
+    worker = None
+    results: dict[str, dict] = {}
+    try:
+        bare = bare_client(port, args.events)
+
+        worker = start_worker(log, concurrency=4)
+        committed = emit_batch("/worker", port, args.events, args.tx_size)
+        results["worker"] = summarize(committed, wait_delivered(port, "/worker", args.events, 600))
+        if args.paced:
+            committed = emit_batch("/paced", port, args.paced, 1, pace=1 / args.rate)
+            results["paced"] = summarize(committed, wait_delivered(port, "/paced", args.paced, 300))
+        stop(worker)
+        worker = None
+
+        if not args.skip_sequential:
+            worker = start_worker(log, concurrency=1, WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT="1")
+            committed = emit_batch("/sequential", port, args.events, args.tx_size)
+            results["sequential"] = summarize(
+                committed, wait_delivered(port, "/sequential", args.events, 1200)
+            )
+        not_delivered = WebhookDelivery.objects.exclude(status="delivered").count()
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(receiver)
+        from kombu.transport.sqlalchemy import Channel
+
+        from boot.celery import app
+
+        app.pool.force_close_all()
+        for engine, _ in list(Channel._engines.values()):
+            engine.dispose()
+        Channel._engines.clear()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    w = results["worker"]
+    print(f"events: {args.events} (transactions of {args.tx_size}), one endpoint, worker -c 4")
+    print(f"bare httpx client, sequential:     {bare:8.0f} requests/s")
+    print(
+        f"worker delivery:                   {w['rate']:8.0f} deliveries/s   "
+        f"ratio {w['rate'] / bare:.2f}x bare   commit->receipt p50 {w['p50'] * 1000:.0f} ms, "
+        f"p99 {w['p99'] * 1000:.0f} ms   duplicates {w['duplicates']}, missing {w['missing']}"
+    )
+    if "sequential" in results:
+        s = results["sequential"]
+        print(
+            f"one POST at a time (-c 1, 1/ep):   {s['rate']:8.0f} deliveries/s   "
+            f"worker / sequential {w['rate'] / s['rate']:.2f}x   "
+            f"duplicates {s['duplicates']}, missing {s['missing']}"
+        )
+    if "paced" in results:
+        p = results["paced"]
+        print(
+            f"steady load ({args.paced} events at {args.rate:g}/s, 1 per transaction): "
+            f"commit->receipt p50 {p['p50'] * 1000:.0f} ms, p99 {p['p99'] * 1000:.0f} ms   "
+            f"duplicates {p['duplicates']}, missing {p['missing']}"
+        )
+    print(f"deliveries not in state delivered at the end: {not_delivered}")
+
+
+if __name__ == "__main__":
+    main()
