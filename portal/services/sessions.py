@@ -265,37 +265,54 @@ def _assemble(part_keys: list[str], *, key: str, known_sha256: str | None = None
     """Concatenate the parts into the final object at ``key``, hashing with sha256.
 
     Any storage: the parts are streamed into ``Storage.save`` (on S3 a
-    multipart upload). Local disk: the bytes are copied in the kernel
-    (``copy_file_range``) and read at most once, for the hash, through one
-    reused buffer; not at all when the receiving process already hashed them
-    (``known_sha256``).
+    multipart upload). Local disk: one upload's bytes are already one file
+    (see ``_write_part``), which is renamed; partial uploads being
+    concatenated are copied in the kernel (``copy_file_range``). The bytes
+    are read at most once, for the hash, through one reused buffer; not at
+    all when the receiving process already hashed them (``known_sha256``).
     """
+    keys = _distinct(part_keys)
     storage = file_storage()
     if not _has_local_paths(storage):
-        reader = _PartsReader(part_keys)
+        reader = _PartsReader(keys)
         try:
             key = storage.save(key, reader)
         finally:
             reader.close()
         return _Assembled(key=key, size=reader.size, sha256=reader.sha256.hexdigest())
 
-    key = storage.save(key, ContentFile(b""))
     sha256 = hashlib.sha256()
-    buffer = bytearray(STREAM_CHUNK_SIZE)
-    view = memoryview(buffer)
+    if known_sha256 is None:
+        buffer = bytearray(STREAM_CHUNK_SIZE)
+        view = memoryview(buffer)
+        for part_key in keys:
+            with open(storage.path(part_key), "rb", buffering=0) as part:
+                while n := part.readinto(buffer):
+                    sha256.update(view[:n])
+    digest = known_sha256 or sha256.hexdigest()
+    if len(keys) == 1:
+        # The key is fresh (a new uuid), so nothing can be overwritten.
+        target = storage.path(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(storage.path(keys[0]), target)
+        return _Assembled(key=key, size=os.path.getsize(target), sha256=digest)
+
+    key = storage.save(key, ContentFile(b""))
     try:
         with open(storage.path(key), "r+b", buffering=0) as out:
-            for part_key in part_keys:
+            for part_key in keys:
                 with open(storage.path(part_key), "rb", buffering=0) as part:
-                    if known_sha256 is None:
-                        while n := part.readinto(buffer):
-                            sha256.update(view[:n])
                     _copy_file(part, out)
             size = out.tell()
     except BaseException:
         _delete_objects([key])
         raise
-    return _Assembled(key=key, size=size, sha256=known_sha256 or sha256.hexdigest())
+    return _Assembled(key=key, size=size, sha256=digest)
+
+
+def _distinct(keys: list[str]) -> list[str]:
+    """Keys in order, each once (on local disk an upload's parts share one file)."""
+    return list(dict.fromkeys(keys))
 
 
 def _has_local_paths(storage: Any) -> bool:
@@ -325,7 +342,7 @@ def _copy_file(src: Any, dst: Any) -> None:
 def _read_head(keys: list[str], limit: int = HEAD_BYTES) -> bytes:
     head = b""
     storage = file_storage()
-    for key in keys:
+    for key in _distinct(keys):
         with storage.open(key, "rb") as fh:
             head += fh.read(limit - len(head))
         if len(head) >= limit:
@@ -336,7 +353,7 @@ def _read_head(keys: list[str], limit: int = HEAD_BYTES) -> bytes:
 def _delete_objects(keys: list[str]) -> None:
     """Delete storage objects, tolerating ones that are already gone."""
     storage = file_storage()
-    for key in keys:
+    for key in _distinct(keys):
         try:
             storage.delete(key)
         except FileNotFoundError:
@@ -536,25 +553,54 @@ def _write_part(
     checksum: Checksum | None,
     running: Any | None = None,
 ) -> tuple[str, int] | None:
-    """Stream up to ``limit`` bytes into a new part object; ``None`` if nothing arrived.
+    """Stream up to ``limit`` bytes into storage; ``None`` if nothing arrived.
 
-    With a checksum the part is kept only if it verifies (a cut-off body can
-    never verify); without one, whatever arrived is kept.
+    With a checksum the bytes are kept only if they verify (a cut-off body
+    can never verify); without one, whatever arrived is kept.
+
+    Object storage: each PATCH becomes its own object. Local disk: all of an
+    upload's bytes go into one data file at their offset (what is past the
+    recorded offset, left by a request that died before recording, is cut
+    off first), so finalising is a rename instead of a copy.
     """
     hasher = checksum.new_hasher() if checksum else None
     hashers = [h for h in (hasher, running) if h is not None]
     reader = _BodyReader(stream, limit=limit, hashers=hashers)
-    key = f"{PART_KEY_PREFIX}/{session.id}/{uuid4().hex}"
-    key = file_storage().save(key, reader)
+    storage = file_storage()
+    if _has_local_paths(storage):
+        key = _data_file_key(session.id)
+        path = storage.path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb", buffering=0) as fh:
+            fh.truncate(session.offset)
+            fh.seek(session.offset)
+            for chunk in reader.chunks():
+                fh.write(chunk)
+    else:
+        key = storage.save(f"{PART_KEY_PREFIX}/{session.id}/{uuid4().hex}", reader)
     if checksum is not None and (reader.interrupted or hasher.digest() != checksum.digest):
-        _delete_objects([key])
+        _discard(session=session, key=key, offset=session.offset)
         raise ChecksumMismatchError(
             details={"algorithm": checksum.algorithm, "received_bytes": reader.size}
         )
     if reader.size == 0:
-        _delete_objects([key])
+        _discard(session=session, key=key, offset=session.offset)
         return None
     return key, reader.size
+
+
+def _data_file_key(session_id: UUID) -> str:
+    return f"{PART_KEY_PREFIX}/{session_id}/data"
+
+
+def _discard(*, session: UploadSession, key: str, offset: int) -> None:
+    """Undo a write that will not be recorded: cut the data file back, or delete the part."""
+    storage = file_storage()
+    if key == _data_file_key(session.id) and _has_local_paths(storage):
+        with suppress(FileNotFoundError), open(storage.path(key), "r+b") as fh:
+            fh.truncate(offset)
+        return
+    _delete_objects([key])
 
 
 def upload_session_append(
@@ -647,7 +693,7 @@ def upload_session_append(
                 session.save(update_fields=fields)
         except Exception:
             if written is not None:
-                _delete_objects([written[0]])
+                _discard(session=session, key=written[0], offset=offset)
             raise
         if running is not None:
             _running_hashes.keep(session.id, session.offset, running)

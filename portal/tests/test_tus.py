@@ -776,3 +776,17 @@ def test_sweep_removes_objects_no_part_records(tus, settings):
     assert upload_sessions_expire().expired == 1
     assert part_objects(settings) == []
     assert not (Path(settings.MEDIA_ROOT) / "tus" / str(session.id)).exists()
+
+
+def test_bytes_past_the_recorded_offset_are_cut_off(tus, settings):
+    """A request that died after writing but before recording leaves junk; it is dropped."""
+    url = tus.create(10)
+    assert tus.patch(url, b"01234", 0).status_code == 204
+    data_file = Path(settings.MEDIA_ROOT) / "tus" / str(session_for(url).id) / "data"
+    with data_file.open("ab") as fh:
+        fh.write(b"JUNKJUNK")
+    assert tus.head(url).headers["Upload-Offset"] == "5"
+    assert tus.patch(url, b"56789", 5).status_code == 204
+    file = session_for(url).file
+    assert file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+    assert (Path(settings.MEDIA_ROOT) / file.storage_key).read_bytes() == b"0123456789"
