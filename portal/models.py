@@ -117,9 +117,10 @@ class UploadFile(BaseModel):
 class UploadSession(BaseModel):
     """The server side of one tus upload: how much has arrived and where it is.
 
-    Bytes live in storage as one object per accepted PATCH (``UploadPart``), so
-    any web process on any machine can take the next request; the final file
-    is assembled from the parts when the last byte arrives.
+    Bytes live in storage as one object per accepted PATCH on S3 (one data file
+    on local disk), recorded as ``UploadPart`` rows, so any web process on any
+    machine can take the next request; the final file is assembled from the
+    parts when the last byte arrives.
     """
 
     class Status(models.TextChoices):

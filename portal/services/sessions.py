@@ -2,12 +2,14 @@
 
 Why the bytes are stored the way they are: several web processes on several
 machines may each receive one PATCH of the same upload, and S3 has no
-"append". So every accepted PATCH body is streamed into its own storage object
-(an ``UploadPart`` row records its key, offset and size) and the session's
-offset moves only after the part is safely written. When the last byte
-arrives the parts are streamed, in order, into the final object while it is
-hashed, the file record is created exactly like a simple upload, and the parts
-are deleted. Concurrent requests on one upload are serialised with a
+"append". So on object storage every accepted PATCH body is streamed into its
+own object (an ``UploadPart`` row records its key, offset and size); on local
+disk, which all processes share anyway, the bodies are written at their
+offset into one data file per upload. Either way the session's offset moves
+only after the bytes are safely written. When the last byte arrives the parts
+become the final object (streamed in order on S3, a rename on local disk),
+hashed, the file record is created exactly like a simple upload, and the
+parts are deleted. Concurrent requests on one upload are serialised with a
 PostgreSQL advisory lock (``423 Locked`` when busy) that is held across the
 storage write but outside any transaction.
 """
