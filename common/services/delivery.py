@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.models import WebhookDelivery, WebhookEndpoint
 from common.services.http import (
     TOTAL_TIMEOUT,
     background_executor,
@@ -97,13 +97,6 @@ class DeliveryRunResult:
         }
 
 
-def envelope_body(event: OutboxEvent) -> bytes:
-    """The exact bytes POSTed: the Standard Webhooks envelope, same on every retry."""
-    timestamp = event.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    envelope = {"type": event.event_type, "timestamp": timestamp, "data": event.payload}
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def retry_delay_seconds(attempts: int) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones (with jitter)."""
     schedule = [float(s) for s in settings.WEBHOOK_RETRY_SCHEDULE] or [60.0]
@@ -149,11 +142,22 @@ LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
 _MARK_SENDING_SQL = """
-UPDATE common_webhookdelivery
-SET status = 'sending', lease_expires_at = %s, attempts = attempts + 1,
+UPDATE common_webhookdelivery d
+SET status = 'sending', lease_expires_at = %s, attempts = d.attempts + 1,
     last_attempt_at = %s, updated_at = %s
-WHERE id = ANY(%s)
+FROM common_outboxevent e, common_webhookendpoint ep
+WHERE d.id = ANY(%s) AND e.id = d.event_id AND ep.id = d.endpoint_id
+RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.max_attempts,
+          e.event_type, e.created_at, e.payload::text,
+          ep.url, ep.secret, ep.previous_secrets::text, ep.is_active
 """
+
+
+def _body(event_type: str, created_at: dt.datetime, payload_json: str) -> bytes:
+    """The envelope around the stored payload text (no decode/encode round trip)."""
+    timestamp = created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    head = json.dumps({"type": event_type, "timestamp": timestamp}, separators=(",", ":"))
+    return (head[:-1] + ',"data":' + payload_json + "}").encode()
 
 
 def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
@@ -177,25 +181,40 @@ def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
             return []
         lease_until = now + dt.timedelta(seconds=_lease_seconds())
         cursor.execute(_MARK_SENDING_SQL, [lease_until, now, now, ids])
-        deliveries = list(
-            WebhookDelivery.objects.filter(id__in=ids).select_related("event", "endpoint")
-        )
+        claimed = cursor.fetchall()
     claims = []
-    for d in deliveries:
-        ep = d.endpoint
+    secrets_by_endpoint: dict[Any, tuple[str, ...]] = {}
+    for (
+        delivery_id,
+        event_id,
+        endpoint_id,
+        attempts,
+        max_attempts,
+        event_type,
+        created_at,
+        payload_json,
+        url,
+        secret,
+        previous_json,
+        is_active,
+    ) in claimed:
+        if endpoint_id not in secrets_by_endpoint:
+            secrets_by_endpoint[endpoint_id] = tuple(
+                signing_secrets(
+                    secret=secret, previous_secrets=json.loads(previous_json or "[]"), now=now
+                )
+            )
         claims.append(
             Claim(
-                delivery_id=d.id,
-                event_id=d.event_id,
-                endpoint_id=d.endpoint_id,
-                url=ep.url,
-                secrets=tuple(
-                    signing_secrets(secret=ep.secret, previous_secrets=ep.previous_secrets, now=now)
-                ),
-                body=envelope_body(d.event),
-                attempts=d.attempts,
-                max_attempts=d.max_attempts,
-                endpoint_active=ep.is_active,
+                delivery_id=delivery_id,
+                event_id=event_id,
+                endpoint_id=endpoint_id,
+                url=url,
+                secrets=secrets_by_endpoint[endpoint_id],
+                body=_body(event_type, created_at, payload_json),
+                attempts=attempts,
+                max_attempts=max_attempts,
+                endpoint_active=is_active,
             )
         )
     return claims
