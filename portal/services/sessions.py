@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import shutil
 import threading
 from collections import OrderedDict
@@ -167,6 +168,34 @@ def _fill(read_some: Any, size: int | None) -> bytes:
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
+class _HashingThread:
+    """Feeds hashers from a second thread.
+
+    hashlib releases the GIL while it hashes a large buffer, so hashing runs
+    alongside reading the socket and writing storage instead of after them.
+    The queue is bounded: memory stays at a few chunks however fast the
+    client sends.
+    """
+
+    def __init__(self, hashers: list[Any]):
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run, args=(hashers,), daemon=True)
+        self._thread.start()
+
+    def _run(self, hashers: list[Any]) -> None:
+        while (data := self._queue.get()) is not None:
+            for hasher in hashers:
+                hasher.update(data)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def finish(self) -> None:
+        """Wait until every queued byte is hashed."""
+        self._queue.put(None)
+        self._thread.join()
+
+
 class _BodyReader:
     """Reads at most ``limit`` bytes of a request body, feeding ``hashers``.
 
@@ -180,7 +209,7 @@ class _BodyReader:
     def __init__(self, stream: BinaryStream, *, limit: int, hashers: list[Any]):
         self._stream = stream
         self._remaining = limit
-        self._hashers = hashers
+        self._hashing = _HashingThread(hashers) if hashers else None
         self.size = 0
         self.interrupted = False
 
@@ -200,9 +229,14 @@ class _BodyReader:
             return b""
         self._remaining -= len(data)
         self.size += len(data)
-        for hasher in self._hashers:
-            hasher.update(data)
+        if self._hashing is not None:
+            self._hashing.update(data)
         return data
+
+    def finish(self) -> None:
+        """Wait for the hashes of everything read so far (call exactly once)."""
+        if self._hashing is not None:
+            self._hashing.finish()
 
     def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
         while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
@@ -569,17 +603,20 @@ def _write_part(
     hashers = [h for h in (hasher, running) if h is not None]
     reader = _BodyReader(stream, limit=limit, hashers=hashers)
     storage = file_storage()
-    if _has_local_paths(storage):
-        key = _data_file_key(session.id)
-        path = storage.path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb", buffering=0) as fh:
-            fh.truncate(session.offset)
-            fh.seek(session.offset)
-            for chunk in reader.chunks():
-                fh.write(chunk)
-    else:
-        key = storage.save(f"{PART_KEY_PREFIX}/{session.id}/{uuid4().hex}", reader)
+    try:
+        if _has_local_paths(storage):
+            key = _data_file_key(session.id)
+            path = storage.path(key)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb", buffering=0) as fh:
+                fh.truncate(session.offset)
+                fh.seek(session.offset)
+                for chunk in reader.chunks():
+                    fh.write(chunk)
+        else:
+            key = storage.save(f"{PART_KEY_PREFIX}/{session.id}/{uuid4().hex}", reader)
+    finally:
+        reader.finish()
     if checksum is not None and (reader.interrupted or hasher.digest() != checksum.digest):
         _discard(session=session, key=key, offset=session.offset)
         raise ChecksumMismatchError(
