@@ -11,31 +11,25 @@ become the final object (streamed in order on S3, a rename on local disk),
 hashed, the file record is created exactly like a simple upload, and the
 parts are deleted. Concurrent requests on one upload are serialised with a
 PostgreSQL advisory lock (``423 Locked`` when busy) that is held across the
-storage write but outside any transaction.
+storage write but outside any transaction. The byte handling itself is in
+``portal.services.session_storage``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import queue
-import shutil
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
-from uuid_utils.compat import uuid4
 
 from common.exceptions import (
     ApplicationError,
@@ -46,20 +40,13 @@ from common.exceptions import (
     ValidationError,
 )
 from portal.models import UploadBatch, UploadPart, UploadSession
-from portal.storage import file_storage
+from portal.services import session_storage
 
 if TYPE_CHECKING:
     from accounts.models import User
     from portal.tus.headers import Checksum, UploadMetadata
 
 logger = logging.getLogger(__name__)
-
-# Reads from the request and from parts happen in pieces of this size, so
-# memory use does not depend on the size of a PATCH or of the file.
-STREAM_CHUNK_SIZE = 1024 * 1024
-# Enough leading bytes for content sniffing.
-HEAD_BYTES = 8192
-PART_KEY_PREFIX = "tus"
 
 
 class GoneError(ApplicationError):
@@ -74,19 +61,9 @@ class LockedError(ApplicationError):
     default_message = "Another request is writing to this upload; retry shortly."
 
 
-class ChecksumMismatchError(ApplicationError):
-    code = "checksum_mismatch"
-    status_code = 460
-    default_message = "The checksum of the received bytes does not match Upload-Checksum."
-
-
 class OffsetMismatchError(ConflictError):
     code = "offset_mismatch"
     default_message = "Upload-Offset does not match the upload's current offset."
-
-
-class BinaryStream(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -145,287 +122,6 @@ def _locks(session_ids: list[UUID]) -> Iterator[None]:
         return
     with upload_session_lock(session_ids[0]), _locks(session_ids[1:]):
         yield
-
-
-# --- streaming helpers ----------------------------------------------------------
-
-
-def _fill(read_some: Any, size: int | None) -> bytes:
-    """``size`` bytes (fewer only at the end), as callers of ``read(n)`` expect.
-
-    boto3 takes a short read for the end of the stream. Without a size, the
-    next chunk rather than everything: memory must not grow with the upload.
-    """
-    want = STREAM_CHUNK_SIZE if size is None or size < 0 else size
-    pieces = []
-    got = 0
-    while got < want:
-        data = read_some(want - got)
-        if not data:
-            break
-        pieces.append(data)
-        got += len(data)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
-class _HashingThread:
-    """Feeds hashers from a second thread.
-
-    hashlib releases the GIL while it hashes a large buffer, so hashing runs
-    alongside reading the socket and writing storage instead of after them.
-    The queue is bounded: memory stays at a few chunks however fast the
-    client sends.
-    """
-
-    def __init__(self, hashers: list[Any]):
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-        self._thread = threading.Thread(target=self._run, args=(hashers,), daemon=True)
-        self._thread.start()
-
-    def _run(self, hashers: list[Any]) -> None:
-        while (data := self._queue.get()) is not None:
-            for hasher in hashers:
-                hasher.update(data)
-
-    def update(self, data: bytes) -> None:
-        self._queue.put(data)
-
-    def finish(self) -> None:
-        """Wait until every queued byte is hashed."""
-        self._queue.put(None)
-        self._thread.join()
-
-
-class _BodyReader:
-    """Reads at most ``limit`` bytes of a request body, feeding ``hashers``.
-
-    A client that drops the connection just ends the stream early
-    (``interrupted``): tus asks servers to keep what did arrive. Quacks enough
-    like a file for ``Storage.save`` on the filesystem and on S3.
-    """
-
-    closed = False
-
-    def __init__(self, stream: BinaryStream, *, limit: int, hashers: list[Any]):
-        self._stream = stream
-        self._remaining = limit
-        self._hashing = _HashingThread(hashers) if hashers else None
-        self.size = 0
-        self.interrupted = False
-
-    def read(self, size: int = -1) -> bytes:
-        return _fill(self._read_some, size)
-
-    def _read_some(self, size: int) -> bytes:
-        if self._remaining <= 0:
-            return b""
-        try:
-            data = self._stream.read(min(size, self._remaining, STREAM_CHUNK_SIZE))
-        except OSError:
-            data = b""
-        if not data:
-            self.interrupted = True
-            self._remaining = 0
-            return b""
-        self._remaining -= len(data)
-        self.size += len(data)
-        if self._hashing is not None:
-            self._hashing.update(data)
-        return data
-
-    def finish(self) -> None:
-        """Wait for the hashes of everything read so far (call exactly once)."""
-        if self._hashing is not None:
-            self._hashing.finish()
-
-    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
-            yield data
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-class _PartsReader:
-    """The parts of an upload read back in order as one stream, hashed with sha256."""
-
-    closed = False
-
-    def __init__(self, keys: list[str]):
-        self._keys = list(keys)
-        self._current = None
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        return _fill(self._read_some, size)
-
-    def _read_some(self, size: int) -> bytes:
-        while True:
-            if self._current is None:
-                if not self._keys:
-                    return b""
-                self._current = file_storage().open(self._keys.pop(0), "rb")
-            data = self._current.read(min(size, STREAM_CHUNK_SIZE))
-            if data:
-                self.sha256.update(data)
-                self.size += len(data)
-                return data
-            self._current.close()
-            self._current = None
-
-    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
-            yield data
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
-
-
-@dataclass(frozen=True)
-class _Assembled:
-    key: str
-    size: int
-    sha256: str
-
-
-def _assemble(part_keys: list[str], *, key: str, known_sha256: str | None = None) -> _Assembled:
-    """Concatenate the parts into the final object at ``key``, hashing with sha256.
-
-    Any storage: the parts are streamed into ``Storage.save`` (on S3 a
-    multipart upload). Local disk: one upload's bytes are already one file
-    (see ``_write_part``), which is renamed; partial uploads being
-    concatenated are copied in the kernel (``copy_file_range``). The bytes
-    are read at most once, for the hash, through one reused buffer; not at
-    all when the receiving process already hashed them (``known_sha256``).
-    """
-    keys = _distinct(part_keys)
-    storage = file_storage()
-    if not _has_local_paths(storage):
-        reader = _PartsReader(keys)
-        try:
-            key = storage.save(key, reader)
-        finally:
-            reader.close()
-        return _Assembled(key=key, size=reader.size, sha256=reader.sha256.hexdigest())
-
-    sha256 = hashlib.sha256()
-    if known_sha256 is None:
-        buffer = bytearray(STREAM_CHUNK_SIZE)
-        view = memoryview(buffer)
-        for part_key in keys:
-            with open(storage.path(part_key), "rb", buffering=0) as part:
-                while n := part.readinto(buffer):
-                    sha256.update(view[:n])
-    digest = known_sha256 or sha256.hexdigest()
-    if len(keys) == 1:
-        # The key is fresh (a new uuid), so nothing can be overwritten.
-        target = storage.path(key)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(storage.path(keys[0]), target)
-        return _Assembled(key=key, size=os.path.getsize(target), sha256=digest)
-
-    key = storage.save(key, ContentFile(b""))
-    try:
-        with open(storage.path(key), "r+b", buffering=0) as out:
-            for part_key in keys:
-                with open(storage.path(part_key), "rb", buffering=0) as part:
-                    _copy_file(part, out)
-            size = out.tell()
-    except BaseException:
-        _delete_objects([key])
-        raise
-    return _Assembled(key=key, size=size, sha256=digest)
-
-
-def _distinct(keys: list[str]) -> list[str]:
-    """Keys in order, each once (on local disk an upload's parts share one file)."""
-    return list(dict.fromkeys(keys))
-
-
-def _has_local_paths(storage: Any) -> bool:
-    try:
-        storage.path("probe")
-    except NotImplementedError:
-        return False
-    return True
-
-
-def _copy_file(src: Any, dst: Any) -> None:
-    """Append all of ``src`` to ``dst`` in the kernel where it can, else through Python."""
-    src.seek(0)
-    remaining = os.fstat(src.fileno()).st_size
-    try:
-        while remaining > 0:
-            copied = os.copy_file_range(src.fileno(), dst.fileno(), remaining)
-            if copied == 0:
-                break
-            remaining -= copied
-    except OSError:
-        src.seek(os.fstat(src.fileno()).st_size - remaining)
-        shutil.copyfileobj(src, dst, STREAM_CHUNK_SIZE)
-        remaining = 0
-
-
-def _read_head(keys: list[str], limit: int = HEAD_BYTES) -> bytes:
-    head = b""
-    storage = file_storage()
-    for key in _distinct(keys):
-        with storage.open(key, "rb") as fh:
-            head += fh.read(limit - len(head))
-        if len(head) >= limit:
-            break
-    return head
-
-
-def _delete_objects(keys: list[str]) -> None:
-    """Delete storage objects, tolerating ones that are already gone."""
-    storage = file_storage()
-    for key in _distinct(keys):
-        try:
-            storage.delete(key)
-        except FileNotFoundError:
-            pass
-        except Exception:
-            logger.exception("Could not delete upload part object %s", key)
-
-
-def _purge_parts(session_ids: list[UUID]) -> int:
-    """Delete the part objects, then the part rows, of sessions that are over.
-
-    Objects under a session's prefix that no row records (a process died
-    between writing a part and recording it) go too, and on local disk the
-    emptied directory.
-    """
-    parts = list(
-        UploadPart.objects.filter(session_id__in=session_ids).values_list("id", "storage_key")
-    )
-    _delete_objects([key for _, key in parts])
-    if parts:
-        UploadPart.objects.filter(id__in=[pk for pk, _ in parts]).delete()
-    for session_id in session_ids:
-        _delete_prefix(f"{PART_KEY_PREFIX}/{session_id}")
-    return len(parts)
-
-
-def _delete_prefix(prefix: str) -> None:
-    storage = file_storage()
-    try:
-        _, names = storage.listdir(prefix)
-    except (FileNotFoundError, NotImplementedError):
-        names = []
-    _delete_objects([f"{prefix}/{name}" for name in names])
-    if _has_local_paths(storage):
-        with suppress(OSError):
-            os.rmdir(storage.path(prefix))
 
 
 # --- selectors ------------------------------------------------------------------
@@ -544,110 +240,12 @@ def upload_session_create(
 # --- appending --------------------------------------------------------------------
 
 
-class _RunningHashes:
-    """The sha256 of each upload's bytes so far, in the process that received them.
-
-    Only a shortcut: a hash state cannot be shared between processes, so it is
-    used when this process also received every earlier PATCH of the upload
-    (its offset matches the session's); otherwise finalisation reads the parts
-    back to hash them, as any process can. It hashes while the body arrives,
-    when the process would otherwise wait for the network, and spares the last
-    PATCH a full read of the file. Bounded, least recently used dropped first.
-    """
-
-    def __init__(self, capacity: int = 1024):
-        self._capacity = capacity
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[UUID, tuple[int, Any]] = OrderedDict()
-
-    def take(self, session_id: UUID, offset: int) -> Any | None:
-        """The hash of the first ``offset`` bytes, removed from the cache, or ``None``."""
-        with self._lock:
-            entry = self._entries.pop(session_id, None)
-        if offset == 0:
-            return hashlib.sha256()
-        if entry is not None and entry[0] == offset:
-            return entry[1]
-        return None
-
-    def keep(self, session_id: UUID, offset: int, hasher: Any) -> None:
-        with self._lock:
-            self._entries[session_id] = (offset, hasher)
-            self._entries.move_to_end(session_id)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
-
-
-_running_hashes = _RunningHashes()
-
-
-def _write_part(
-    *,
-    session: UploadSession,
-    stream: BinaryStream,
-    limit: int,
-    checksum: Checksum | None,
-    running: Any | None = None,
-) -> tuple[str, int] | None:
-    """Stream up to ``limit`` bytes into storage; ``None`` if nothing arrived.
-
-    With a checksum the bytes are kept only if they verify (a cut-off body
-    can never verify); without one, whatever arrived is kept.
-
-    Object storage: each PATCH becomes its own object. Local disk: all of an
-    upload's bytes go into one data file at their offset (what is past the
-    recorded offset, left by a request that died before recording, is cut
-    off first), so finalising is a rename instead of a copy.
-    """
-    hasher = checksum.new_hasher() if checksum else None
-    hashers = [h for h in (hasher, running) if h is not None]
-    reader = _BodyReader(stream, limit=limit, hashers=hashers)
-    storage = file_storage()
-    try:
-        if _has_local_paths(storage):
-            key = _data_file_key(session.id)
-            path = storage.path(key)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb", buffering=0) as fh:
-                fh.truncate(session.offset)
-                fh.seek(session.offset)
-                for chunk in reader.chunks():
-                    fh.write(chunk)
-        else:
-            key = storage.save(f"{PART_KEY_PREFIX}/{session.id}/{uuid4().hex}", reader)
-    finally:
-        reader.finish()
-    if checksum is not None and (reader.interrupted or hasher.digest() != checksum.digest):
-        _discard(session=session, key=key, offset=session.offset)
-        raise ChecksumMismatchError(
-            details={"algorithm": checksum.algorithm, "received_bytes": reader.size}
-        )
-    if reader.size == 0:
-        _discard(session=session, key=key, offset=session.offset)
-        return None
-    return key, reader.size
-
-
-def _data_file_key(session_id: UUID) -> str:
-    return f"{PART_KEY_PREFIX}/{session_id}/data"
-
-
-def _discard(*, session: UploadSession, key: str, offset: int) -> None:
-    """Undo a write that will not be recorded: cut the data file back, or delete the part."""
-    storage = file_storage()
-    if key == _data_file_key(session.id) and _has_local_paths(storage):
-        with suppress(FileNotFoundError), open(storage.path(key), "r+b") as fh:
-            fh.truncate(offset)
-        return
-    _delete_objects([key])
-
-
 def upload_session_append(
     *,
     owner: User,
     upload_id: UUID | str,
     offset: int,
-    stream: BinaryStream,
+    stream: session_storage.BinaryStream,
     content_length: int,
     checksum: Checksum | None = None,
     upload_length: int | None = None,
@@ -701,8 +299,8 @@ def upload_session_append(
         written = None
         running = None
         if content_length > 0:
-            running = _running_hashes.take(session.id, session.offset)
-            written = _write_part(
+            running = session_storage.running_hashes.take(session.id, session.offset)
+            written = session_storage.write_part(
                 session=session,
                 stream=stream,
                 limit=content_length,
@@ -732,10 +330,10 @@ def upload_session_append(
                 session.save(update_fields=fields)
         except Exception:
             if written is not None:
-                _discard(session=session, key=written[0], offset=offset)
+                session_storage.discard_write(session=session, key=written[0], offset=offset)
             raise
         if running is not None:
-            _running_hashes.keep(session.id, session.offset, running)
+            session_storage.running_hashes.keep(session.id, session.offset, running)
         if session.length is not None and session.offset == session.length:
             _complete(session)
     return session
@@ -750,7 +348,9 @@ def _complete(session: UploadSession) -> None:
             session.save(update_fields=["status", "completed_at", "updated_at"])
         return
     keys = list(session.parts.order_by("number").values_list("storage_key", flat=True))
-    running = _running_hashes.take(session.id, session.offset) if session.offset else None
+    running = (
+        session_storage.running_hashes.take(session.id, session.offset) if session.offset else None
+    )
     known_sha256 = running.hexdigest() if running is not None else None
     _finalise(session, part_keys=keys, source_ids=[session.id], known_sha256=known_sha256)
 
@@ -773,15 +373,19 @@ def _finalise(
 
     try:
         content_type = uploads.upload_file_content_type(
-            head=_read_head(part_keys), filename=session.filename, declared=session.filetype
+            head=session_storage.read_head(part_keys),
+            filename=session.filename,
+            declared=session.filetype,
         )
     except ApplicationError as exc:
         _fail(session, source_ids=source_ids, error=exc)
         raise
 
-    assembled = _assemble(part_keys, key=generate_storage_key(), known_sha256=known_sha256)
+    assembled = session_storage.assemble(
+        part_keys, key=generate_storage_key(), known_sha256=known_sha256
+    )
     if assembled.size != session.length:
-        _delete_objects([assembled.key])
+        session_storage.delete_objects([assembled.key])
         raise ApplicationError(
             "The stored parts do not add up to the upload length.",
             code="upload_incomplete",
@@ -811,16 +415,16 @@ def _finalise(
                 )
     except ApplicationError as exc:
         # E.g. the batch ended meanwhile: this upload can no longer become a file.
-        _delete_objects([final_key])
+        session_storage.delete_objects([final_key])
         _fail(session, source_ids=source_ids, error=exc, record=False)
         raise
     except BaseException:
-        _delete_objects([final_key])
+        session_storage.delete_objects([final_key])
         raise
     logger.info(
         "Upload session %s finalised as file %s (%d bytes)", session.id, file.id, assembled.size
     )
-    _purge_parts(source_ids)
+    session_storage.purge_parts(source_ids)
 
 
 _RECORD_KEYS = frozenset({"filename", "name", "filetype", "type", "batch"})
@@ -867,7 +471,7 @@ def _fail(
             UploadSession.objects.filter(id__in=source_ids).update(
                 status=UploadSession.Status.CONCATENATED, updated_at=timezone.now()
             )
-    _purge_parts(source_ids)
+    session_storage.purge_parts(source_ids)
 
 
 # --- concatenation ------------------------------------------------------------------
@@ -949,7 +553,7 @@ def upload_session_terminate(*, owner: User, upload_id: UUID | str) -> None:
         with transaction.atomic(durable=True):
             session.status = UploadSession.Status.TERMINATED
             session.save(update_fields=["status", "updated_at"])
-        _purge_parts([session.id])
+        session_storage.purge_parts([session.id])
     logger.info("Upload session %s terminated", session.id)
 
 
@@ -985,7 +589,7 @@ def upload_sessions_expire(*, limit: int = 500, now: datetime | None = None) -> 
                     )
                 if changed:
                     expired += 1
-                    purged += _purge_parts([session_id])
+                    purged += session_storage.purge_parts([session_id])
         except LockedError:
             continue
     leftover = list(
@@ -997,6 +601,6 @@ def upload_sessions_expire(*, limit: int = 500, now: datetime | None = None) -> 
         .distinct()[:limit]
     )
     if leftover:
-        purged += _purge_parts(leftover)
+        purged += session_storage.purge_parts(leftover)
     remaining = UploadSession.objects.filter(_expirable(timezone.now())).count()
     return ExpireResult(expired=expired, remaining=remaining, purged_parts=purged)

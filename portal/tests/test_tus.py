@@ -700,11 +700,11 @@ def test_method_not_allowed(tus):
 
 def test_finalisation_hashes_the_parts_when_another_process_took_earlier_patches(tus):
     """The in-process running hash is a shortcut; without it the parts are read back."""
-    from portal.services import sessions
+    from portal.services import session_storage
 
     url = tus.create(10)
     assert tus.patch(url, b"01234", 0).status_code == 204
-    sessions._running_hashes._entries.clear()  # as if another process had taken that PATCH
+    session_storage.running_hashes._entries.clear()  # as if another process had taken that PATCH
     assert tus.patch(url, b"56789", 5).status_code == 204
     assert session_for(url).file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
 

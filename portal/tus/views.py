@@ -25,7 +25,7 @@ from common.exceptions import (
     UnsupportedMediaTypeError,
 )
 from portal.models import UploadSession
-from portal.services import sessions
+from portal.services import session_storage, sessions
 from portal.tus import cors
 from portal.tus.headers import (
     CHECKSUM_ALGORITHMS,
@@ -165,7 +165,7 @@ def _create(request: HttpRequest, user) -> HttpResponse:
                 content_length=body_length,
                 checksum=checksum,
             )
-        except sessions.ChecksumMismatchError:
+        except session_storage.ChecksumMismatchError:
             # The upload exists; its first chunk was discarded. Upload-Offset: 0
             # tells the client to send it again with PATCH.
             session.refresh_from_db()
