@@ -2,7 +2,7 @@
 
 Everything is real and local: PostgreSQL (a throwaway database), the SQL
 broker, a Celery worker (``-c 4``, as documented), and a uvicorn receiver in
-its own process. Three measurements in the same run:
+its own process. Measurements, all in the same run:
 
 1. **bare client** (baseline): one httpx client posting the same kind of signed
    bodies to the same receiver, one after the other;
@@ -10,9 +10,11 @@ its own process. Three measurements in the same run:
    the worker through the fast path (on-commit task + immediate re-runs);
    deliveries/s from the first commit to the last receipt, commit→receipt
    p50/p99, duplicates;
-3. **one POST at a time**: the same through a worker limited to one request
+3. **engine alone**: the same runs of 20 called in a loop in this process
+   (no broker, no worker), to separate the engine from the task machinery;
+4. **one POST at a time**: the same through a worker limited to one request
    at a time (``-c 1``, ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT=1``);
-4. **latency under steady load**: ``--paced`` events, one per transaction, at
+5. **latency under steady load**: ``--paced`` events, one per transaction, at
    ``--rate`` per second; commit→receipt p50/p99.
 
     python -m uv run python bench/webhooks.py [--events 5000] [--tx-size 100]
@@ -127,7 +129,11 @@ def start_worker(log: Path, *, concurrency: int, **extra: str) -> subprocess.Pop
     )
     from common.tasks import ping
 
-    ping.apply_async().get(timeout=60)
+    try:
+        ping.apply_async().get(timeout=120)
+    except BaseException:
+        stop(proc)
+        raise
     return proc
 
 
@@ -230,6 +236,21 @@ def summarize(committed: dict[str, float], received: list[tuple[str, float]]) ->
     }
 
 
+def in_process(committed: dict[str, float], port: int) -> dict:
+    """The delivery engine alone: runs of 20 in this process, no broker, no worker."""
+    from django.conf import settings
+
+    from common.services.outbox import process_pending_events
+
+    start = time.time()
+    while process_pending_events(batch_size=settings.DELIVERY_BATCH_SIZE).processed:
+        pass
+    received = wait_delivered(port, "/engine", len(committed), 60)
+    result = summarize(committed, received)
+    result["rate"] = len(committed) / (max(at for _, at in received) - start)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
@@ -258,6 +279,12 @@ def main() -> None:
     try:
         bare = bare_client(port, args.events)
 
+        committed = emit_batch("/engine", port, args.events, args.tx_size)
+        from boot.celery import app
+
+        app.control.purge()  # no worker yet: this phase is the engine alone
+        results["engine"] = in_process(committed, port)
+
         worker = start_worker(log, concurrency=4)
         committed = emit_batch("/worker", port, args.events, args.tx_size)
         results["worker"] = summarize(committed, wait_delivered(port, "/worker", args.events, 600))
@@ -268,6 +295,7 @@ def main() -> None:
         worker = None
 
         if not args.skip_sequential:
+            app.control.purge()  # leftover no-op runs of the phases above
             worker = start_worker(log, concurrency=1, WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT="1")
             committed = emit_batch("/sequential", port, args.events, args.tx_size)
             results["sequential"] = summarize(
@@ -295,6 +323,12 @@ def main() -> None:
         f"worker delivery:                   {w['rate']:8.0f} deliveries/s   "
         f"ratio {w['rate'] / bare:.2f}x bare   commit->receipt p50 {w['p50'] * 1000:.0f} ms, "
         f"p99 {w['p99'] * 1000:.0f} ms   duplicates {w['duplicates']}, missing {w['missing']}"
+    )
+    e = results["engine"]
+    print(
+        f"engine alone (runs of 20 in-process): {e['rate']:6.0f} deliveries/s   "
+        f"ratio {e['rate'] / bare:.2f}x bare   duplicates {e['duplicates']}, "
+        f"missing {e['missing']}"
     )
     if "sequential" in results:
         s = results["sequential"]
