@@ -790,3 +790,16 @@ def test_bytes_past_the_recorded_offset_are_cut_off(tus, settings):
     file = session_for(url).file
     assert file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
     assert (Path(settings.MEDIA_ROOT) / file.storage_key).read_bytes() == b"0123456789"
+
+
+def test_chunked_body_without_content_length_is_411(tus):
+    url = tus.create(10)
+    parsed = urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    headers = {**TUS, **tus.auth, **OCTET, "Upload-Offset": "0", "Transfer-Encoding": "chunked"}
+    conn.request("PATCH", parsed.path, body=iter([b"01234"]), headers=headers)
+    response = conn.getresponse()
+    conn.close()
+    assert response.status == 411
+    assert response.getheader("Tus-Resumable") == "1.0.0"
+    assert session_for(url).offset == 0
