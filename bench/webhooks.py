@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--paced", type=int, default=1000, help="events in the latency phase")
     parser.add_argument("--rate", type=float, default=100.0, help="events/s in the latency phase")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--worker-concurrency", type=int, default=4, help="worker -c (default 4)")
     args = parser.parse_args()
     if args.events < 1 or args.tx_size < 1 or args.paced < 0 or args.rate <= 0:
         parser.error("--events, --tx-size must be >= 1, --paced >= 0, --rate > 0")
@@ -285,7 +286,7 @@ def main() -> None:
         app.control.purge()  # no worker yet: this phase is the engine alone
         results["engine"] = in_process(committed, port)
 
-        worker = start_worker(log, concurrency=4)
+        worker = start_worker(log, concurrency=args.worker_concurrency)
         committed = emit_batch("/worker", port, args.events, args.tx_size)
         results["worker"] = summarize(committed, wait_delivered(port, "/worker", args.events, 600))
         if args.paced:
@@ -317,7 +318,10 @@ def main() -> None:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
     w = results["worker"]
-    print(f"events: {args.events} (transactions of {args.tx_size}), one endpoint, worker -c 4")
+    print(
+        f"events: {args.events} (transactions of {args.tx_size}), one endpoint, "
+        f"worker -c {args.worker_concurrency}"
+    )
     print(f"bare httpx client, sequential:     {bare:8.0f} requests/s")
     print(
         f"worker delivery:                   {w['rate']:8.0f} deliveries/s   "
