@@ -13,7 +13,7 @@ on 127.0.0.1 against a throwaway database and measures, in the same run:
    page of 50 rows, JSON) against ``GET /healthz`` (no database, no auth) on
    the same server and connection: what auth + query + serialisation cost.
 
-    python -m uv run python bench/api.py [--size-mib 45] [--repeat 3] [--requests 500]
+    python -m uv run python bench/api_endpoints.py [--size-mib 45] [--repeat 3] [--requests 500]
 
 Needs PostgreSQL at ``DATABASE_URL`` (default: ``doorito_apibench`` on
 127.0.0.1; created and migrated if missing, rows it made removed afterwards).

@@ -128,6 +128,8 @@ class Base(Configuration):
     DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
     STATIC_URL = "/static/"
+    # Hashed, compressed static files (needs `collectstatic`) outside DEBUG.
+    STATIC_MANIFEST = True
     STATIC_ROOT = env(default=str(BASE_DIR / ".data" / "static"))
     MEDIA_ROOT = env(default=str(BASE_DIR / ".data" / "media"))
     MEDIA_URL = "/media/"
@@ -165,7 +167,7 @@ class Base(Configuration):
             "default": default,
             "staticfiles": {
                 "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-                if not self.DEBUG
+                if self.STATIC_MANIFEST and not self.DEBUG
                 else "django.contrib.staticfiles.storage.StaticFilesStorage"
             },
         }
@@ -311,6 +313,11 @@ class Test(Base):
     CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, False)
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.0/8", "::1/128"])
     MEDIA_ROOT = env(default=str(BASE_DIR / ".data" / "test-media"))
+    # Live-server threads must not keep connections open, or the test
+    # database cannot be dropped at the end of the run.
+    DATABASE_CONN_MAX_AGE = env(values.IntegerValue, 0)
+    # Admin pages render without a collectstatic manifest.
+    STATIC_MANIFEST = False
 
     @property
     def CELERY_BROKER_URL(self):

@@ -9,11 +9,6 @@ pytestmark = pytest.mark.django_db
 
 
 def test_token_admin_lists_and_revokes(client, settings):
-    # Without a collectstatic manifest the admin templates need plain static storage.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
     admin = User.objects.create_superuser("admin@example.com", "pw-123456")
     token, raw = token_create(user=admin, name="ci")
     client.force_login(admin)

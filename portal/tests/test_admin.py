@@ -11,11 +11,6 @@ from portal.tests.streams import BytesStream
 
 
 def test_admin_pages_and_delete(admin_client, user, settings):
-    # Without a collectstatic manifest the admin templates need plain static storage.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
     batch = batch_create(owner=user, expected_files=2)
     file = upload_file_create(owner=user, stream=BytesStream(b"x"), filename="a.txt", batch=batch)
     for url in (

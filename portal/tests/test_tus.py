@@ -71,18 +71,6 @@ def _raw_token(user: User) -> str:
     return token_create(user=user, name="tus")[1]
 
 
-@pytest.fixture(autouse=True)
-def _short_lived_server_connections(monkeypatch):
-    """The live server's request threads close their database connections.
-
-    With persistent connections (CONN_MAX_AGE) each finished request thread
-    would leave one open, and the test database could not be dropped.
-    """
-    from django.db import connections
-
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
-
-
 @pytest.fixture
 def owner(transactional_db) -> User:
     return User.objects.create_user("tus-owner@example.com", "pw-owner-1234")
@@ -735,10 +723,6 @@ def test_browser_session_needs_the_csrf_token(live_server, owner):
 
 
 def test_admin_lists_and_shows_upload_sessions(tus, admin_client, settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
     url = tus.create(10)
     tus.patch(url, b"01234", 0)
     session = session_for(url)

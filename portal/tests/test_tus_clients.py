@@ -23,18 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _short_lived_server_connections(monkeypatch):
-    """The live server's request threads close their database connections.
-
-    With persistent connections (CONN_MAX_AGE) each finished request thread
-    would leave one open, and the test database could not be dropped.
-    """
-    from django.db import connections
-
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
-
-
 @pytest.fixture
 def owner(transactional_db) -> User:
     return User.objects.create_user("tuspy@example.com", "pw-tuspy-1234")
