@@ -257,3 +257,14 @@ def test_expired_lease_is_claimed_again(receiver):
     assert process_pending_events().delivered == 1
     d = WebhookDelivery.objects.get()
     assert (d.status, d.attempts) == ("delivered", 2)
+
+
+def test_connects_to_the_vetted_address_but_keeps_the_host_header(receiver):
+    # localhost may resolve to ::1 first (nothing listens there): the vetted
+    # addresses are tried in turn, and the request still names the URL's host.
+    port = receiver.server.server_address[1]
+    endpoint_create(url=f"http://localhost:{port}/named")
+    emit_event("file", "f1", "file.stored", {})
+    assert process_pending_events().delivered == 1
+    (req,) = receiver.on("/named")
+    assert req.headers["host"] == f"localhost:{port}"
