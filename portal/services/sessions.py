@@ -452,7 +452,7 @@ def _fail(
     file = None
     if record:
         # The same failed record a refused simple upload gets.
-        file = uploads._record_failed(
+        file = uploads.upload_file_record_failed(
             owner=session.owner,
             filename=session.filename or uploads.clean_filename(""),
             content_type=str(error.details.get("content_type", session.filetype))[:255],

@@ -231,7 +231,7 @@ def _delete_object_quietly(key: str) -> None:
         logger.exception("Could not remove object %s", key)
 
 
-def _record_failed(
+def upload_file_record_failed(
     *,
     owner: Any,
     filename: str,
@@ -285,7 +285,7 @@ def upload_file_create(
             head=head, filename=filename, declared=content_type
         )
     except UnsupportedMediaTypeError as exc:
-        failed = _record_failed(
+        failed = upload_file_record_failed(
             owner=owner,
             filename=filename,
             content_type=exc.details.get("content_type", ""),
@@ -301,7 +301,7 @@ def upload_file_create(
     except _TooLarge:
         limit = int(settings.FILE_UPLOAD_MAX_SIZE)
         message = f"The file is larger than the limit of {limit} bytes."
-        failed = _record_failed(
+        failed = upload_file_record_failed(
             owner=owner,
             filename=filename,
             content_type=detected_type,
