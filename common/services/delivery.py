@@ -394,7 +394,11 @@ def _apply(d: WebhookDelivery, claim: Claim, outcome: Outcome, now: dt.datetime)
 
 
 def record_outcomes(
-    *, claims: list[Claim], state: _SendState, now: dt.datetime | None = None
+    *,
+    claims: list[Claim],
+    outcomes: dict[Any, Outcome],
+    started: set,
+    now: dt.datetime | None = None,
 ) -> dict[Any, str]:
     """Write every outcome, release unstarted claims, update endpoints and events.
 
@@ -407,7 +411,7 @@ def record_outcomes(
     ok_endpoints: set = set()
     failing_endpoints: set = set()
     gone_endpoints: set = set()
-    for delivery_id, outcome in state.outcomes.items():
+    for delivery_id, outcome in outcomes.items():
         claim = by_id[delivery_id]
         d = WebhookDelivery(id=delivery_id, attempts=claim.attempts)
         _apply(d, claim, outcome, now)
@@ -420,14 +424,14 @@ def record_outcomes(
             failing_endpoints.add(claim.endpoint_id)
         if outcome.gone:
             gone_endpoints.add(claim.endpoint_id)
-    unsent = [c for c in claims if c.delivery_id not in state.started]
+    unsent = [c for c in claims if c.delivery_id not in started]
     for claim in unsent:
         updates.append(WebhookDelivery(id=claim.delivery_id))
     event_ids = sorted({by_id[u.id].event_id for u in updates}, key=str)
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         lock_events(cursor, event_ids)
-        _write_outcomes(cursor, [u for u in updates if u.id in state.outcomes], now)
-        released = [u.id for u in updates if u.id not in state.outcomes]
+        _write_outcomes(cursor, [u for u in updates if u.id in outcomes], now)
+        released = [u.id for u in updates if u.id not in outcomes]
         if released:
             cursor.execute(_RELEASE_SQL, [now, now, released])
         _update_endpoint_health(
@@ -584,13 +588,16 @@ def run_delivery_batch(*, batch_size: int, request_followup=None) -> DeliveryRun
         followup_requested = True
     if claims:
         state, stopped = send_claims(claims)
+        # Lanes still in flight after a soft-limit grace period may add to
+        # these; what is recorded and counted is this snapshot.
+        outcomes, started = dict(state.outcomes), set(state.started)
         try:
-            statuses = record_outcomes(claims=claims, state=state)
+            statuses = record_outcomes(claims=claims, outcomes=outcomes, started=started)
         except SoftTimeLimitExceeded:
             # The limit fired while recording (rolled back): record once more.
-            statuses = record_outcomes(claims=claims, state=state)
+            statuses = record_outcomes(claims=claims, outcomes=outcomes, started=started)
             stopped = True
-        attempted = {c.event_id for c in claims if c.delivery_id in state.outcomes}
+        attempted = {c.event_id for c in claims if c.delivery_id in outcomes}
         result.processed = len(attempted)
         result.delivered = sum(1 for e in attempted if statuses.get(e) == "delivered")
         result.failed = sum(1 for e in attempted if statuses.get(e) == "failed")
