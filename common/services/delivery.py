@@ -4,7 +4,8 @@
    mark them ``sending`` with a lease, in a short transaction that commits
    before any HTTP. A concurrent dispatcher never sees a leased row; a crashed
    one's rows become claimable again when the lease runs out.
-2. **Send** with no transaction open: one process-wide httpx client, several
+2. **Send** (``common.services.sending``) with no transaction open: one
+   process-wide httpx client, several
    requests at once, at most ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT`` per
    endpoint.
 3. **Record** every outcome in one short transaction (bulk UPDATE), then the
@@ -15,68 +16,30 @@
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import json
 import logging
 import random
-import threading
-import time
-from collections import defaultdict
-from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from common.models import WebhookDelivery, WebhookEndpoint
-from common.services.http import (
-    TOTAL_TIMEOUT,
-    background_executor,
-    send_executor,
-    webhook_client,
-)
-from common.services.signing import signature_header, signing_secrets
-from common.services.ssrf import UnsafeTargetError
+from common.services.event_state import disable_endpoint, lock_events, summarize_events
+from common.services.http import background_executor
+from common.services.sending import Claim, Outcome, send_claims
+from common.services.signing import signing_secrets
 
 logger = logging.getLogger(__name__)
 
-RESPONSE_EXCERPT_BYTES = 4096
-RETRY_AFTER_MIN_SECONDS = 1
-RETRY_AFTER_MAX_SECONDS = 24 * 3600
 JITTER = 0.2
 # Rows scanned per claimed event: an event has one row per endpoint.
 SCAN_FACTOR = 8
 
 D = WebhookDelivery.Status
-
-
-@dataclass(frozen=True)
-class Claim:
-    delivery_id: Any
-    event_id: Any
-    endpoint_id: Any
-    url: str
-    secrets: tuple[str, ...]
-    body: bytes
-    attempts: int
-    max_attempts: int
-    endpoint_active: bool
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    status_code: int | None = None
-    duration_ms: int = 0
-    error: str = ""
-    response: str = ""
-    retry_after: float | None = None
-    gone: bool = False
-    skipped: bool = False
 
 
 @dataclass
@@ -102,24 +65,6 @@ def retry_delay_seconds(attempts: int) -> float:
     schedule = [float(s) for s in settings.WEBHOOK_RETRY_SCHEDULE] or [60.0]
     base = schedule[min(max(attempts, 1), len(schedule)) - 1]
     return base * random.uniform(1 - JITTER, 1 + JITTER)
-
-
-def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), clamped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(int(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = (when - now).total_seconds()
-    return float(min(max(seconds, RETRY_AFTER_MIN_SECONDS), RETRY_AFTER_MAX_SECONDS))
 
 
 def _lease_seconds() -> int:
@@ -218,163 +163,6 @@ def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
             )
         )
     return claims
-
-
-def send_one(claim: Claim) -> Outcome:
-    """POST one signed request; never raises (the error is the outcome)."""
-    if not claim.endpoint_active:
-        return Outcome(ok=False, skipped=True, error="endpoint is disabled")
-    msg_id = str(claim.event_id)
-    timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature_header(
-            secrets=claim.secrets, msg_id=msg_id, timestamp=timestamp, body=claim.body
-        ),
-    }
-    started = time.monotonic()
-    try:
-        with webhook_client().stream("POST", claim.url, content=claim.body, headers=headers) as r:
-            excerpt = bytearray()
-            for chunk in r.iter_raw():
-                if len(excerpt) < RESPONSE_EXCERPT_BYTES:
-                    excerpt += chunk[: RESPONSE_EXCERPT_BYTES - len(excerpt)]
-                if time.monotonic() - started > TOTAL_TIMEOUT:
-                    raise httpx.ReadTimeout("response body not read within 30 s")
-                if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
-                    break
-    except UnsafeTargetError as exc:
-        return Outcome(ok=False, error=str(exc), duration_ms=_ms(started))
-    except httpx.TimeoutException as exc:
-        return Outcome(
-            ok=False, error=f"timeout: {exc or type(exc).__name__}", duration_ms=_ms(started)
-        )
-    except httpx.HTTPError as exc:
-        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
-    except Exception as exc:  # a bug must not lose the other outcomes of the run
-        logger.exception("Unexpected error delivering %s to %s", msg_id, claim.url)
-        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
-    status = r.status_code
-    outcome = Outcome(
-        ok=200 <= status < 300,
-        status_code=status,
-        duration_ms=_ms(started),
-        response=excerpt.decode("utf-8", errors="replace"),
-        gone=status == 410,
-    )
-    if not outcome.ok:
-        outcome.error = f"HTTP {status}"
-        if 300 <= status < 400:
-            outcome.error += " (redirects are not followed)"
-        if status in (429, 503):
-            outcome.retry_after = parse_retry_after(
-                r.headers.get("retry-after"), now=timezone.now()
-            )
-    return outcome
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
-
-
-@dataclass
-class _SendState:
-    outcomes: dict[Any, Outcome] = field(default_factory=dict)
-    started: set = field(default_factory=set)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-def _grace_seconds() -> float:
-    """Time between the soft and the hard limit that in-flight requests may use."""
-    hard = soft = None
-    from celery import current_task
-
-    if current_task is not None and current_task.request is not None:
-        hard, soft = (current_task.request.timelimit or (None, None))[:2]
-    hard = hard or settings.CELERY_TASK_TIME_LIMIT
-    soft = soft or settings.CELERY_TASK_SOFT_TIME_LIMIT
-    return max(float(hard) - float(soft) - 2.0, 0.5)
-
-
-def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
-    """Send concurrently, bounded per endpoint; stop cleanly on the soft time limit.
-
-    Returns the state (outcomes, which deliveries were started) and whether
-    the run was cut short.
-    """
-    state = _SendState()
-    per_endpoint: dict[Any, list[Claim]] = defaultdict(list)
-    for claim in claims:
-        per_endpoint[claim.endpoint_id].append(claim)
-    lanes: list[list[Claim]] = []
-    width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
-    for items in per_endpoint.values():
-        n = min(width, len(items))
-        lanes.extend(items[i::n] for i in range(n))
-
-    def run_lane(items: list[Claim]) -> None:
-        for claim in items:
-            if state.stop.is_set():
-                return
-            state.started.add(claim.delivery_id)
-            state.outcomes[claim.delivery_id] = send_one(claim)
-
-    executor = send_executor()
-    futures = [executor.submit(run_lane, lane) for lane in lanes]
-    try:
-        wait(futures)
-    except SoftTimeLimitExceeded:
-        state.stop.set()
-        logger.warning(
-            "Soft time limit: finishing %d in-flight request(s), releasing the rest",
-            len(state.started) - len(state.outcomes),
-        )
-        wait(futures, timeout=_grace_seconds())
-        return state, True
-    return state, False
-
-
-_SUMMARY_SQL = """
-UPDATE common_outboxevent e SET
-    status = CASE WHEN s.open > 0 THEN 'pending'
-                  WHEN s.failed > 0 THEN 'failed'
-                  ELSE 'delivered' END,
-    attempts = s.attempts,
-    next_attempt_at = s.next_at,
-    delivered_at = CASE WHEN s.open = 0 AND s.failed = 0 THEN COALESCE(e.delivered_at, %s)
-                        ELSE e.delivered_at END,
-    last_error = COALESCE(s.last_error, ''),
-    updated_at = %s
-FROM (
-    SELECT event_id,
-           count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           max(attempts) AS attempts,
-           min(next_attempt_at) FILTER (WHERE status = 'pending') AS next_at,
-           max(last_error) FILTER (WHERE status <> 'delivered' AND last_error <> '') AS last_error
-    FROM common_webhookdelivery WHERE event_id = ANY(%s) GROUP BY event_id
-) s
-WHERE e.id = s.event_id
-RETURNING e.id, e.status
-"""
-
-
-def lock_events(cursor, event_ids: list[Any]) -> None:
-    """Serialise summary updates of the same events (id order: no deadlocks)."""
-    cursor.execute(
-        "SELECT id FROM common_outboxevent WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-        [event_ids],
-    )
-
-
-def summarize_events(cursor, event_ids: list[Any], now: dt.datetime) -> dict[Any, str]:
-    """Recompute each event's summary from its deliveries; call with the events locked."""
-    if not event_ids:
-        return {}
-    cursor.execute(_SUMMARY_SQL, [now, now, event_ids])
-    return dict(cursor.fetchall())
 
 
 def _apply(d: WebhookDelivery, claim: Claim, outcome: Outcome, now: dt.datetime) -> None:
@@ -512,36 +300,6 @@ def _endpoints_failing_too_long(endpoint_ids: set, now: dt.datetime) -> dict[Any
         id__in=endpoint_ids, is_active=True, failing_since__lte=cutoff
     ).values_list("id", flat=True)
     return {ep: f"failing continuously for {days} days" for ep in ids}
-
-
-def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:
-    """Deactivate an endpoint and fail its pending deliveries (events can finish).
-
-    Returns how many pending deliveries were failed. They can be re-sent once
-    the endpoint is enabled again.
-    """
-    now = timezone.now()
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
-        updated = WebhookEndpoint.objects.filter(id=endpoint_id, is_active=True).update(
-            is_active=False, disabled_reason=reason[:255], updated_at=now
-        )
-        if not updated:
-            return 0
-        event_ids = list(
-            WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING)
-            .order_by()
-            .values_list("event_id", flat=True)
-        )
-        lock_events(cursor, sorted(event_ids, key=str))
-        failed = WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING).update(
-            status=D.FAILED,
-            next_attempt_at=None,
-            last_error=f"endpoint disabled: {reason}"[:2000],
-            updated_at=now,
-        )
-        summarize_events(cursor, sorted(event_ids, key=str), now)
-    logger.warning("Webhook endpoint %s disabled: %s", endpoint_id, reason)
-    return failed
 
 
 def count_due_events(*, limit: int = 100_000) -> int:

@@ -198,7 +198,7 @@ def process_pending_events(batch_size: int = 20, *, continue_in_background: bool
 
 
 def _resummarize(event_ids: list) -> None:
-    from common.services.delivery import lock_events, summarize_events
+    from common.services.event_state import lock_events, summarize_events
 
     with connection.cursor() as cursor:
         ids = sorted(set(event_ids), key=str)

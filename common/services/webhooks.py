@@ -88,7 +88,7 @@ def endpoint_update(
         fields.append("description")
     if is_active is not None and is_active != endpoint.is_active:
         if not is_active:
-            from common.services.delivery import disable_endpoint
+            from common.services.event_state import disable_endpoint
 
             endpoint.save(update_fields=fields)
             disable_endpoint(endpoint_id=endpoint.id, reason="disabled by an operator")
@@ -148,7 +148,7 @@ def endpoint_send_test_event(*, endpoint: WebhookEndpoint) -> OutboxEvent:
 
 def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint and its delivery records; events it shared finish without it."""
-    from common.services.delivery import lock_events, summarize_events
+    from common.services.event_state import lock_events, summarize_events
 
     with transaction.atomic():
         event_ids = sorted(

@@ -1,0 +1,91 @@
+"""Event summaries and endpoint disabling (shared by delivery, re-sends, deletes).
+
+An event's own status/attempts/next_attempt_at summarise its per-endpoint
+deliveries; whoever changes deliveries recomputes it with the events locked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from common.models import WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+D = WebhookDelivery.Status
+
+
+_SUMMARY_SQL = """
+UPDATE common_outboxevent e SET
+    status = CASE WHEN s.open > 0 THEN 'pending'
+                  WHEN s.failed > 0 THEN 'failed'
+                  ELSE 'delivered' END,
+    attempts = s.attempts,
+    next_attempt_at = s.next_at,
+    delivered_at = CASE WHEN s.open = 0 AND s.failed = 0 THEN COALESCE(e.delivered_at, %s)
+                        ELSE e.delivered_at END,
+    last_error = COALESCE(s.last_error, ''),
+    updated_at = %s
+FROM (
+    SELECT event_id,
+           count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           max(attempts) AS attempts,
+           min(next_attempt_at) FILTER (WHERE status = 'pending') AS next_at,
+           max(last_error) FILTER (WHERE status <> 'delivered' AND last_error <> '') AS last_error
+    FROM common_webhookdelivery WHERE event_id = ANY(%s) GROUP BY event_id
+) s
+WHERE e.id = s.event_id
+RETURNING e.id, e.status
+"""
+
+
+def lock_events(cursor, event_ids: list[Any]) -> None:
+    """Serialise summary updates of the same events (id order: no deadlocks)."""
+    cursor.execute(
+        "SELECT id FROM common_outboxevent WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        [event_ids],
+    )
+
+
+def summarize_events(cursor, event_ids: list[Any], now: dt.datetime) -> dict[Any, str]:
+    """Recompute each event's summary from its deliveries; call with the events locked."""
+    if not event_ids:
+        return {}
+    cursor.execute(_SUMMARY_SQL, [now, now, event_ids])
+    return dict(cursor.fetchall())
+
+
+def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:
+    """Deactivate an endpoint and fail its pending deliveries (events can finish).
+
+    Returns how many pending deliveries were failed. They can be re-sent once
+    the endpoint is enabled again.
+    """
+    now = timezone.now()
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        updated = WebhookEndpoint.objects.filter(id=endpoint_id, is_active=True).update(
+            is_active=False, disabled_reason=reason[:255], updated_at=now
+        )
+        if not updated:
+            return 0
+        event_ids = list(
+            WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING)
+            .order_by()
+            .values_list("event_id", flat=True)
+        )
+        lock_events(cursor, sorted(event_ids, key=str))
+        failed = WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING).update(
+            status=D.FAILED,
+            next_attempt_at=None,
+            last_error=f"endpoint disabled: {reason}"[:2000],
+            updated_at=now,
+        )
+        summarize_events(cursor, sorted(event_ids, key=str), now)
+    logger.warning("Webhook endpoint %s disabled: %s", endpoint_id, reason)
+    return failed

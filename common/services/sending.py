@@ -1,0 +1,191 @@
+"""Sending claimed deliveries: signed POSTs, concurrent, bounded per endpoint.
+
+No database access here: the caller claimed the rows before and records the
+outcomes after. One process-wide httpx client (``common.services.http``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.utils import timezone
+
+from common.services.http import TOTAL_TIMEOUT, send_executor, webhook_client
+from common.services.signing import signature_header
+from common.services.ssrf import UnsafeTargetError
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT_BYTES = 4096
+RETRY_AFTER_MIN_SECONDS = 1
+RETRY_AFTER_MAX_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: Any
+    event_id: Any
+    endpoint_id: Any
+    url: str
+    secrets: tuple[str, ...]
+    body: bytes
+    attempts: int
+    max_attempts: int
+    endpoint_active: bool
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    status_code: int | None = None
+    duration_ms: int = 0
+    error: str = ""
+    response: str = ""
+    retry_after: float | None = None
+    gone: bool = False
+    skipped: bool = False
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), clamped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(int(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - now).total_seconds()
+    return float(min(max(seconds, RETRY_AFTER_MIN_SECONDS), RETRY_AFTER_MAX_SECONDS))
+
+
+def send_one(claim: Claim) -> Outcome:
+    """POST one signed request; never raises (the error is the outcome)."""
+    if not claim.endpoint_active:
+        return Outcome(ok=False, skipped=True, error="endpoint is disabled")
+    msg_id = str(claim.event_id)
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            secrets=claim.secrets, msg_id=msg_id, timestamp=timestamp, body=claim.body
+        ),
+    }
+    started = time.monotonic()
+    try:
+        with webhook_client().stream("POST", claim.url, content=claim.body, headers=headers) as r:
+            excerpt = bytearray()
+            for chunk in r.iter_raw():
+                if len(excerpt) < RESPONSE_EXCERPT_BYTES:
+                    excerpt += chunk[: RESPONSE_EXCERPT_BYTES - len(excerpt)]
+                if time.monotonic() - started > TOTAL_TIMEOUT:
+                    raise httpx.ReadTimeout("response body not read within 30 s")
+                if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
+                    break
+    except UnsafeTargetError as exc:
+        return Outcome(ok=False, error=str(exc), duration_ms=_ms(started))
+    except httpx.TimeoutException as exc:
+        return Outcome(
+            ok=False, error=f"timeout: {exc or type(exc).__name__}", duration_ms=_ms(started)
+        )
+    except httpx.HTTPError as exc:
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
+    except Exception as exc:  # a bug must not lose the other outcomes of the run
+        logger.exception("Unexpected error delivering %s to %s", msg_id, claim.url)
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
+    status = r.status_code
+    outcome = Outcome(
+        ok=200 <= status < 300,
+        status_code=status,
+        duration_ms=_ms(started),
+        response=excerpt.decode("utf-8", errors="replace"),
+        gone=status == 410,
+    )
+    if not outcome.ok:
+        outcome.error = f"HTTP {status}"
+        if 300 <= status < 400:
+            outcome.error += " (redirects are not followed)"
+        if status in (429, 503):
+            outcome.retry_after = parse_retry_after(
+                r.headers.get("retry-after"), now=timezone.now()
+            )
+    return outcome
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+@dataclass
+class _SendState:
+    outcomes: dict[Any, Outcome] = field(default_factory=dict)
+    started: set = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _grace_seconds() -> float:
+    """Time between the soft and the hard limit that in-flight requests may use."""
+    hard = soft = None
+    from celery import current_task
+
+    if current_task is not None and current_task.request is not None:
+        hard, soft = (current_task.request.timelimit or (None, None))[:2]
+    hard = hard or settings.CELERY_TASK_TIME_LIMIT
+    soft = soft or settings.CELERY_TASK_SOFT_TIME_LIMIT
+    return max(float(hard) - float(soft) - 2.0, 0.5)
+
+
+def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
+    """Send concurrently, bounded per endpoint; stop cleanly on the soft time limit.
+
+    Returns the state (outcomes, which deliveries were started) and whether
+    the run was cut short.
+    """
+    state = _SendState()
+    per_endpoint: dict[Any, list[Claim]] = defaultdict(list)
+    for claim in claims:
+        per_endpoint[claim.endpoint_id].append(claim)
+    lanes: list[list[Claim]] = []
+    width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
+    for items in per_endpoint.values():
+        n = min(width, len(items))
+        lanes.extend(items[i::n] for i in range(n))
+
+    def run_lane(items: list[Claim]) -> None:
+        for claim in items:
+            if state.stop.is_set():
+                return
+            state.started.add(claim.delivery_id)
+            state.outcomes[claim.delivery_id] = send_one(claim)
+
+    executor = send_executor()
+    futures = [executor.submit(run_lane, lane) for lane in lanes]
+    try:
+        wait(futures)
+    except SoftTimeLimitExceeded:
+        state.stop.set()
+        logger.warning(
+            "Soft time limit: finishing %d in-flight request(s), releasing the rest",
+            len(state.started) - len(state.outcomes),
+        )
+        wait(futures, timeout=_grace_seconds())
+        return state, True
+    return state, False
