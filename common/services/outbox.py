@@ -83,6 +83,10 @@ def create_event(
     passes one. Returns ``None`` when the idempotency key was already used.
     """
     body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+    if "\\u0000" in body:
+        # PostgreSQL's jsonb cannot hold NUL; failing in SQL would abort the
+        # caller's transaction, so refuse it here.
+        raise ValueError("event payloads cannot contain NUL characters")
     data = json.loads(body)
     key = idempotency_key or f"{aggregate_type}:{aggregate_id}"
     endpoints = list(endpoints)

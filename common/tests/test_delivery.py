@@ -268,3 +268,12 @@ def test_connects_to_the_vetted_address_but_keeps_the_host_header(receiver):
     assert process_pending_events().delivered == 1
     (req,) = receiver.on("/named")
     assert req.headers["host"] == f"localhost:{port}"
+
+
+def test_non_ascii_payload_is_sent_as_utf8_and_verifies(receiver):
+    _endpoint, secret = endpoint_create(url=receiver.url("/u"))
+    emit_event("file", "f1", "file.stored", {"filename": "Grüße 📄.pdf", "n": [1, 2.5, None]})
+    process_pending_events()
+    (req,) = receiver.on("/u")
+    payload = _verify_both(secret, req)
+    assert payload["data"] == {"filename": "Grüße 📄.pdf", "n": [1, 2.5, None]}

@@ -99,3 +99,11 @@ def test_rolled_back_transaction_leaves_nothing(django_capture_on_commit_callbac
     assert callbacks == []
     assert not OutboxEvent.objects.exists()
     assert not WebhookDelivery.objects.exists()
+
+
+def test_nul_in_payload_is_refused_before_sql_and_the_transaction_survives():
+    with transaction.atomic():
+        with pytest.raises(ValueError):
+            emit_event("file", "n", "file.stored", {"name": "a\x00b"})
+        assert emit_event("file", "ok", "file.stored", {}) is not None
+    assert OutboxEvent.objects.count() == 1
