@@ -122,6 +122,7 @@ def start_worker(log: Path, *, concurrency: int, **extra: str) -> subprocess.Pop
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
+        *os.environ.get("BENCH_WORKER_ARGS", "").split(),
     ]
     fh = log.open("a")
     proc = subprocess.Popen(
