@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) refuses connections when dispatchers open
+    # dozens at once; a refused connection is (rightly) a failed attempt.
+    request_queue_size = 256
+
+
 @dataclass
 class Reply:
     status: int = 200
@@ -67,7 +73,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -53,6 +53,8 @@ def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
 def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver):
     for path in ("/a", "/b", "/c"):
         endpoint_create(url=receiver.url(path))
+        # Slow enough that one dispatcher cannot finish before the other starts.
+        receiver.always(path, Reply(delay=0.05))
     with transaction.atomic():
         for i in range(500):
             emit_event("file", f"f{i}", "file.stored", {"i": i})
@@ -84,7 +86,7 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
     from common.tasks import deliver_outbox_events_task
 
     endpoint_create(url=receiver.url("/slow"))
-    receiver.always("/slow", Reply(delay=2.5))
+    receiver.always("/slow", Reply(delay=4))
     with transaction.atomic():
         for i in range(3):
             emit_event("file", f"f{i}", "file.stored", {"i": i})
@@ -93,14 +95,16 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
     worker = start_worker(tmp_path, WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT="1")
     try:
         wait_for_ping(worker)
-        result = deliver_outbox_events_task.apply_async(soft_time_limit=1, time_limit=8)
-        first = result.get(timeout=30)
+        # Soft limit 2 s (room for a cold child's imports), receiver 4 s, and
+        # 12 - 2 - 2 = 8 s of grace for the request in flight.
+        result = deliver_outbox_events_task.apply_async(soft_time_limit=2, time_limit=12)
+        first = result.get(timeout=40)
         # One request was in flight at the soft limit: it finished and was recorded;
         # the two not yet started were released, not lost and not sent.
         assert first == {"processed": 1, "delivered": 1, "failed": 0, "remaining": 2}
         assert "Soft time limit" in worker.output()
         # The run re-queued itself because work remained: the rest arrives.
-        receiver.wait_for(3, timeout=30)
+        receiver.wait_for(3, timeout=40)
         _wait_until(
             lambda: WebhookDelivery.objects.filter(status="delivered").count() == 3,
             what="all delivered",
