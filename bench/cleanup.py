@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 def setup_django(media_root: str) -> None:
     import dj_database_url
 
-    from boot.settings import DEFAULT_DATABASE_URL
-
     # A database of its own (test_<name>_bench, made and dropped here); the
-    # Test configuration points the broker at the same one.
-    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    # Test configuration points the broker at the same one. The default is
+    # spelled out: importing boot.settings would set Django up (boot/__init__
+    # loads the Celery app) before DATABASE_URL is changed below.
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/doorito")
     name = dj_database_url.parse(url)["NAME"]
     os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{name}_bench"
     os.environ.pop("CELERY_BROKER_URL", None)

@@ -107,3 +107,52 @@ def test_nul_in_payload_is_refused_before_sql_and_the_transaction_survives():
             emit_event("file", "n", "file.stored", {"name": "a\x00b"})
         assert emit_event("file", "ok", "file.stored", {}) is not None
     assert OutboxEvent.objects.count() == 1
+
+
+def test_emit_events_writes_many_skips_used_keys_and_fans_out():
+    from django.db import connection
+
+    from common.services.outbox import EventSpec, _send_delivery_task, emit_events
+
+    a = _endpoint()
+    b = _endpoint(event_types=["file.deleted"])
+    _endpoint(event_types=["file.stored"])
+    emit_event("file", "f0", "file.deleted", {"id": "f0"}, idempotency_key="f0")
+    specs = [
+        EventSpec(
+            aggregate_type="file",
+            aggregate_id=f"f{i}",
+            payload={"id": f"f{i}"},
+            idempotency_key=f"f{i}",
+        )
+        for i in range(5)
+    ]
+    with transaction.atomic():
+        written = emit_events(event_type="file.deleted", events=specs)
+        again = emit_events(event_type="file.deleted", events=specs)
+    assert (written, again) == (4, 0)
+    # One delivery run requested for the whole transaction.
+    assert [f for _, f, _ in connection.run_on_commit].count(_send_delivery_task) == 1
+    events = OutboxEvent.objects.filter(event_type="file.deleted")
+    assert sorted(events.values_list("idempotency_key", flat=True)) == [f"f{i}" for i in range(5)]
+    assert OutboxEvent.objects.get(idempotency_key="f3").payload == {"id": "f3"}
+    assert WebhookDelivery.objects.count() == 5 * 2
+    assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {a.id, b.id}
+
+
+def test_emit_events_refuses_nul_before_any_sql():
+    from common.services.outbox import EventSpec, emit_events
+
+    with pytest.raises(ValueError, match="NUL"):
+        emit_events(
+            event_type="file.deleted",
+            events=[
+                EventSpec(
+                    aggregate_type="file",
+                    aggregate_id="x",
+                    payload={"n": "a\x00"},
+                    idempotency_key="x",
+                )
+            ],
+        )
+    assert not OutboxEvent.objects.exists()

@@ -18,8 +18,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from storages.utils import clean_name
 
+from common.services.outbox import EventSpec
 from portal.models import UploadFile
-from portal.services.events import EventSpec, emit_many
+from portal.services.events import emit_many
 from portal.services.payloads import file_event_payload
 from portal.storage import file_storage, is_s3_storage
 
