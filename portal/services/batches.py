@@ -38,6 +38,11 @@ def clean_metadata(metadata: Any) -> dict[str, Any]:
         raise ValidationError(
             f"metadata is larger than {MAX_METADATA_BYTES} bytes.", details={"field": "metadata"}
         )
+    if "\\u0000" in encoded:
+        # PostgreSQL's jsonb cannot store NUL: refuse it here, not as a database error.
+        raise ValidationError(
+            "metadata cannot contain NUL characters.", details={"field": "metadata"}
+        )
     return metadata
 
 
@@ -64,10 +69,13 @@ def batch_create(
                 details={"field": "expected_files"},
             )
     if idempotency_key is not None and (
-        not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255
+        not isinstance(idempotency_key, str)
+        or not 1 <= len(idempotency_key) <= 255
+        or "\x00" in idempotency_key
     ):
         raise ValidationError(
-            "idempotency_key must be 1 to 255 characters.", details={"field": "idempotency_key"}
+            "idempotency_key must be 1 to 255 characters, without NUL.",
+            details={"field": "idempotency_key"},
         )
     metadata = clean_metadata(metadata)
 

@@ -179,3 +179,20 @@ def test_someone_elses_batch_is_not_found(storage, user, other_user):
         upload_file_create(owner=user, stream=BytesStream(b"x"), filename="x.txt", batch=batch)
     assert not UploadFile.objects.exists()
     assert storage.keys() == set()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"metadata": {"note": "a\x00b"}}, "metadata"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key"),
+    ],
+)
+def test_nul_in_batch_input_is_a_validation_error(user, kwargs, field):
+    """PostgreSQL cannot store NUL; callers other than the API get a clear error too."""
+    from common.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as exc:
+        batch_create(owner=user, **kwargs)
+    assert exc.value.details == {"field": field}
+    assert not UploadBatch.objects.exists()
