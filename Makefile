@@ -1,4 +1,7 @@
-.PHONY: run test lint format bench-webhooks stop-db
+.PHONY: run test manage format stop-db
+
+# scripts/bootstrap.sh installs uv when missing and prints the one to use.
+UV = $$(bash scripts/bootstrap.sh | tail -n1)
 
 run:  ## web + worker + beat against PostgreSQL (found or started)
 	bash scripts/run.sh
@@ -6,8 +9,11 @@ run:  ## web + worker + beat against PostgreSQL (found or started)
 test:  ## lint, format check, migrations check, the whole test suite
 	bash scripts/test.sh $(PYTEST_ARGS)
 
+manage:  ## any manage.py command: make manage ARGS="create_user me@example.com --staff"
+	$(UV) run --frozen python manage.py $(ARGS)
+
 format:
-	uv run ruff format . && uv run ruff check --fix .
+	$(UV) run --frozen ruff format . && $(UV) run --frozen ruff check --fix .
 
 stop-db:  ## stop the project-local PostgreSQL cluster, if one was started
-	uv run python scripts/ensure_db.py stop
+	$(UV) run --frozen python scripts/ensure_db.py stop
