@@ -148,6 +148,14 @@ def start_local_cluster(cfg: dict) -> None:
         if owner:
             shutil.chown(data, owner, owner)
             os.chmod(data, 0o700)
+            reach = subprocess.run(
+                ["runuser", "-u", owner, "--", "test", "-w", str(data)], check=False
+            )
+            if reach.returncode != 0:
+                sys.exit(
+                    f"[ensure-db] the {owner} user cannot reach {data} (a parent directory is "
+                    "not traversable); set DOORITO_PG_DATA to a directory it can reach"
+                )
         run_as(
             [str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"],
             owner,

