@@ -152,6 +152,7 @@ def start_local_cluster(cfg: dict) -> None:
                 ["runuser", "-u", owner, "--", "test", "-w", str(data)], check=False
             )
             if reach.returncode != 0:
+                shutil.rmtree(data, ignore_errors=True)
                 sys.exit(
                     f"[ensure-db] the {owner} user cannot reach {data} (a parent directory is "
                     "not traversable); set DOORITO_PG_DATA to a directory it can reach"
