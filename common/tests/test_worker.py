@@ -74,9 +74,12 @@ def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver)
     assert max(pairs.values()) == 1
     assert WebhookDelivery.objects.filter(status="delivered").count() == 1500
     assert OutboxEvent.objects.filter(status="delivered").count() == 500
-    # Both dispatchers did part of the work.
+    # Both dispatchers did part of the work. "processed" counts events a run
+    # touched: one event's endpoints may be split between the two dispatchers
+    # (claims are per delivery row), so the sum can exceed 500 — the
+    # exactly-once property is the per-(event, endpoint) count above.
     processed = [int(out.decode().split('"processed": ')[1].split(",")[0]) for out, _ in outputs]
-    assert sum(processed) == 500 and min(processed) > 0
+    assert 500 <= sum(processed) <= 1500 and min(processed) > 0
 
 
 @pytest.mark.slow
