@@ -34,6 +34,19 @@ def postgres_user_can_run_embedded() -> bool:
     return probe.returncode == 0
 
 
+def run_python(env: dict[str, str], *args: str, timeout: int) -> subprocess.CompletedProcess:
+    """Runs a project script with this interpreter, capturing its text output."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def script_env(url: str, data_dir) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
     env.update(
@@ -64,15 +77,7 @@ def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, bin
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip("the postgres user cannot reach this checkout's .venv (a 0700 parent)")
     try:
-        first = subprocess.run(
-            [sys.executable, "scripts/ensure_db.py"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        first = run_python(env, "scripts/ensure_db.py", timeout=180)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "nothing answers" in first.stdout
         assert "project-local cluster" in first.stdout
@@ -81,41 +86,18 @@ def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, bin
         assert "created database 'doorito_probe'" in first.stdout
         assert (data / "DOORITO_CLUSTER").exists()
 
-        migrate = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        migrate = run_python(env, "manage.py", "migrate", "--noinput", timeout=300)
         assert migrate.returncode == 0, migrate.stderr
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/doorito_probe") as conn:
             tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
         assert {"accounts_user", "django_celery_results_taskresult"} <= tables
 
-        again = subprocess.run(
-            [sys.executable, "scripts/ensure_db.py"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        again = run_python(env, "scripts/ensure_db.py", timeout=60)
         assert again.returncode == 0
         assert "PostgreSQL answers" in again.stdout
         assert "exists" in again.stdout
     finally:
-        subprocess.run(
-            [sys.executable, "scripts/ensure_db.py", "stop"],
-            cwd=ROOT,
-            env=env,
-            timeout=60,
-            check=False,
-            capture_output=True,
-        )
+        run_python(env, "scripts/ensure_db.py", "stop", timeout=60)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -124,15 +106,7 @@ def test_refuses_a_directory_it_did_not_create(tmp_path):
     data.mkdir()
     (data / "PG_VERSION").write_text("15\n")
     env = script_env(f"postgres://postgres@127.0.0.1:{free_port()}/x", data)
-    out = subprocess.run(
-        [sys.executable, "scripts/ensure_db.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run_python(env, "scripts/ensure_db.py", timeout=60)
     assert out.returncode != 0
     assert "refusing to touch it" in out.stderr
     assert (data / "PG_VERSION").read_text() == "15\n"

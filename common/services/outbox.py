@@ -133,20 +133,7 @@ def create_event(
             logger.info("Outbox event %s %s already recorded; skipped", event_type, key)
             return None
         if endpoints:
-            WebhookDelivery.objects.bulk_create(
-                [
-                    WebhookDelivery(
-                        event_id=event_id,
-                        endpoint_id=ep.id,
-                        max_attempts=max_attempts,
-                        next_attempt_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for ep in endpoints
-                ]
-            )
-            request_delivery_on_commit()
+            _fan_out([event_id], endpoints, max_attempts=max_attempts, now=now)
 
     event = OutboxEvent(
         id=event_id,
@@ -169,6 +156,32 @@ def create_event(
         "Outbox event %s %s recorded for %d endpoint(s)", event_type, event_id, len(endpoints)
     )
     return event
+
+
+def _fan_out(
+    event_ids: list[Any],
+    endpoints: list[WebhookEndpoint],
+    *,
+    max_attempts: int,
+    now: dt.datetime,
+) -> None:
+    """One delivery row per (event, endpoint), then ask for a run after commit."""
+    WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                event_id=event_id,
+                endpoint_id=ep.id,
+                max_attempts=max_attempts,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            for event_id in event_ids
+            for ep in endpoints
+        ],
+        batch_size=1000,
+    )
+    request_delivery_on_commit()
 
 
 @dataclass(frozen=True)
@@ -231,22 +244,7 @@ def emit_events(*, event_type: str, events: list[EventSpec]) -> int:
         cursor.execute(_INSERT_EVENTS_SQL, params)
         inserted = [row[0] for row in cursor.fetchall()]
         if inserted and endpoints:
-            WebhookDelivery.objects.bulk_create(
-                [
-                    WebhookDelivery(
-                        event_id=event_id,
-                        endpoint_id=ep.id,
-                        max_attempts=max_attempts,
-                        next_attempt_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for event_id in inserted
-                    for ep in endpoints
-                ],
-                batch_size=1000,
-            )
-            request_delivery_on_commit()
+            _fan_out(inserted, endpoints, max_attempts=max_attempts, now=now)
     logger.info(
         "%d outbox events %s recorded (%d skipped)",
         len(inserted),
