@@ -177,9 +177,9 @@ class Base(Configuration):
     BROKER_URL_FROM_ENV = values.Value(
         None, environ_name="CELERY_BROKER_URL", environ_prefix=None, late_binding=True
     )
-    # kombu's SQLAlchemy transport only takes its poll interval as a class
-    # attribute (transport options go to create_engine); boot/celery.py sets it.
-    BROKER_POLLING_INTERVAL = env(values.FloatValue, 0.1)
+    # Longest wait of an idle consumer when no NOTIFY comes (boot/broker.py);
+    # a class attribute of the transport, set in boot/celery.py.
+    BROKER_POLLING_INTERVAL = env(values.FloatValue, 1.0)
 
     @property
     def CELERY_BROKER_URL(self):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +24,45 @@ from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
-_INSERT_EVENT_SQL = """
-INSERT INTO common_outboxevent (
-    id, created_at, updated_at, aggregate_type, aggregate_id, event_type,
-    idempotency_key, payload, status, attempts, max_attempts, next_attempt_at,
-    delivered_at, last_error
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, 0, %s, %s, %s, '')
-ON CONFLICT (event_type, idempotency_key) DO NOTHING
-RETURNING id
+# The event and its delivery rows in one statement (one round trip per event,
+# and the endpoints read in the same snapshot as the rows are written). With
+# ``only`` NULL the active endpoints subscribed to the type receive it; else
+# exactly the listed ones, if active (a test event).
+_EMIT_SQL = """
+WITH endpoints AS (
+    SELECT id FROM common_webhookendpoint
+    WHERE is_active AND CASE
+        WHEN %(only)s::uuid[] IS NULL
+            THEN event_types = '[]'::jsonb OR event_types ? %(event_type)s
+        ELSE id = ANY(%(only)s::uuid[])
+    END
+),
+event AS (
+    INSERT INTO common_outboxevent (
+        id, created_at, updated_at, aggregate_type, aggregate_id, event_type,
+        idempotency_key, payload, status, attempts, max_attempts, next_attempt_at,
+        delivered_at, last_error
+    )
+    SELECT %(id)s, %(now)s, %(now)s, %(aggregate_type)s, %(aggregate_id)s, %(event_type)s,
+           %(key)s, %(payload)s::jsonb,
+           CASE WHEN subscribed THEN 'pending' ELSE 'delivered' END, 0, %(max_attempts)s,
+           CASE WHEN subscribed THEN %(now)s END,
+           CASE WHEN subscribed THEN NULL ELSE %(now)s END, ''
+    FROM (SELECT EXISTS (SELECT 1 FROM endpoints) AS subscribed) s
+    ON CONFLICT (event_type, idempotency_key) DO NOTHING
+    RETURNING id, status
+),
+deliveries AS (
+    INSERT INTO common_webhookdelivery (
+        id, created_at, updated_at, event_id, endpoint_id, status, attempts,
+        max_attempts, next_attempt_at, last_error, last_response
+    )
+    SELECT common_uuid7(), %(now)s, %(now)s, event.id, endpoints.id, 'pending', 0,
+           %(max_attempts)s, %(now)s, '', ''
+    FROM event CROSS JOIN endpoints
+    RETURNING 1
+)
+SELECT event.status, (SELECT count(*) FROM deliveries) FROM event
 """
 
 
@@ -71,16 +101,16 @@ def emit_event(
     ``(event_type, idempotency_key)`` is not an error: the insert is skipped
     with ``ON CONFLICT DO NOTHING`` (the caller's transaction stays usable) and
     ``None`` is returned. The key defaults to ``"{aggregate_type}:{aggregate_id}"``,
-    i.e. one event of a type per aggregate.
+    i.e. one event of a type per aggregate. Every subscribed active endpoint
+    gets a delivery row, written by the same statement.
     """
-    endpoints = subscribed_endpoints(event_type)
     return create_event(
         aggregate_type=aggregate_type,
         aggregate_id=aggregate_id,
         event_type=event_type,
         payload=payload,
         idempotency_key=idempotency_key,
-        endpoints=endpoints,
+        endpoint_ids=None,
     )
 
 
@@ -91,50 +121,42 @@ def create_event(
     event_type: str,
     payload: dict[str, Any],
     idempotency_key: str | None,
-    endpoints: Iterable[WebhookEndpoint],
+    endpoint_ids: list[Any] | None,
 ) -> OutboxEvent | None:
-    """Insert an event and its delivery rows for exactly ``endpoints``.
+    """Insert an event and its delivery rows in one statement.
 
-    ``emit_event`` passes every subscribed active endpoint; a test event
-    passes one. Returns ``None`` when the idempotency key was already used.
+    ``endpoint_ids=None`` means every subscribed active endpoint
+    (``emit_event``); a list means exactly those, if active (a test event).
+    Returns ``None`` when the idempotency key was already used. Uploads emit
+    inside their request, so this is one round trip, not three.
     """
     body = serialize_payload(payload)
-    data = json.loads(body)
     key = idempotency_key or f"{aggregate_type}:{aggregate_id}"
-    endpoints = list(endpoints)
     max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
     now = timezone.now()
     event_id = uuid7()
-    status = OutboxEvent.Status.PENDING if endpoints else OutboxEvent.Status.DELIVERED
-    next_attempt_at = now if endpoints else None
-    delivered_at = None if endpoints else now
-
-    with transaction.atomic(savepoint=False):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _INSERT_EVENT_SQL,
-                [
-                    event_id,
-                    now,
-                    now,
-                    aggregate_type,
-                    str(aggregate_id),
-                    event_type,
-                    key,
-                    body,
-                    status,
-                    max_attempts,
-                    next_attempt_at,
-                    delivered_at,
-                ],
-            )
-            inserted = cursor.fetchone()
-        if inserted is None:
-            logger.info("Outbox event %s %s already recorded; skipped", event_type, key)
-            return None
-        if endpoints:
-            _fan_out([event_id], endpoints, max_attempts=max_attempts, now=now)
-
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _EMIT_SQL,
+            {
+                "only": None if endpoint_ids is None else [str(i) for i in endpoint_ids],
+                "event_type": event_type,
+                "id": event_id,
+                "now": now,
+                "aggregate_type": aggregate_type,
+                "aggregate_id": str(aggregate_id),
+                "key": key,
+                "payload": body,
+                "max_attempts": max_attempts,
+            },
+        )
+        inserted = cursor.fetchone()
+    if inserted is None:
+        logger.info("Outbox event %s %s already recorded; skipped", event_type, key)
+        return None
+    status, deliveries = inserted
+    if deliveries:
+        request_delivery_on_commit()
     event = OutboxEvent(
         id=event_id,
         created_at=now,
@@ -143,18 +165,16 @@ def create_event(
         aggregate_id=str(aggregate_id),
         event_type=event_type,
         idempotency_key=key,
-        payload=data,
+        payload=json.loads(body),
         status=status,
         attempts=0,
         max_attempts=max_attempts,
-        next_attempt_at=next_attempt_at,
-        delivered_at=delivered_at,
+        next_attempt_at=now if deliveries else None,
+        delivered_at=None if deliveries else now,
     )
     event._state.adding = False
     event._state.db = "default"
-    logger.info(
-        "Outbox event %s %s recorded for %d endpoint(s)", event_type, event_id, len(endpoints)
-    )
+    logger.info("Outbox event %s %s recorded for %d endpoint(s)", event_type, event_id, deliveries)
     return event
 
 

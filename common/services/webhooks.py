@@ -140,7 +140,7 @@ def endpoint_send_test_event(*, endpoint: WebhookEndpoint) -> OutboxEvent:
                 "endpoint_id": str(endpoint.id),
             },
             idempotency_key=f"test:{uuid.uuid4()}",
-            endpoints=[endpoint],
+            endpoint_ids=[endpoint.id],
         )
     assert event is not None  # a fresh key never conflicts
     return event

@@ -156,3 +156,34 @@ def test_emit_events_refuses_nul_before_any_sql():
             ],
         )
     assert not OutboxEvent.objects.exists()
+
+
+def test_delivery_rows_written_in_sql_get_time_ordered_uuid7_ids():
+    _endpoint()
+    _endpoint()
+    before = dt.datetime.now(dt.UTC)
+    event = emit_event("file", uuid.uuid4(), "file.stored", {})
+    ids = list(WebhookDelivery.objects.filter(event_id=event.id).values_list("id", flat=True))
+    assert len(ids) == 2
+    for delivery_id in ids:
+        assert delivery_id.version == 7
+        millis = int(delivery_id.hex[:12], 16)
+        made = dt.datetime.fromtimestamp(millis / 1000, dt.UTC)
+        assert before - dt.timedelta(seconds=5) < made < before + dt.timedelta(seconds=60)
+
+
+def test_the_uuid7_migration_reverses(django_db_blocker):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def has_function() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regprocedure('common_uuid7()') IS NOT NULL")
+            return cursor.fetchone()[0]
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("common", "0001_initial")])
+    assert not has_function()
+    executor = MigrationExecutor(connection)
+    executor.migrate([("common", "0002_uuid7_function")])
+    assert has_function()

@@ -1,0 +1,182 @@
+"""kombu's SQLAlchemy transport, woken by PostgreSQL ``LISTEN``/``NOTIFY``.
+
+The stock transport finds new messages by polling: an idle consumer sleeps
+``polling_interval`` between rounds of queries, so every message waits up to
+that long and a short interval costs queries all day. Here a publisher adds
+``pg_notify`` to the transaction that inserts the message (PostgreSQL
+delivers it on commit, never for a rolled-back insert) and a consumer with
+nothing to fetch waits on a ``LISTEN`` connection instead of sleeping. A
+message is picked up within milliseconds; the interval only bounds how long
+a consumer waits when no notification comes (a message written by another
+kombu client, or a lost listener connection), so it can stay long.
+
+Everything else (tables, visibility, acks) is kombu's. On a database other
+than PostgreSQL this behaves exactly like the stock transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from queue import Empty
+
+import psycopg
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "doorito_broker"
+# A full prefetch window frees up when a pool process accepts a task: check
+# again soon rather than after a whole polling interval.
+FULL_WINDOW_WAIT = 0.005
+
+
+@functools.lru_cache(maxsize=8)
+def _is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+# kombu's models give ids from a sequence, not a column default.
+# One autocommitted statement each instead of kombu's ORM round trips
+# (look the queue up, insert or lock-and-update, commit): the worker's main
+# process fetches every message and every run publishes one.
+_PUT_SQL = text(
+    "WITH m AS (INSERT INTO kombu_message (id, queue_id, visible, payload, version)"
+    " VALUES (nextval('message_id_sequence'), :queue_id, true, :payload, 1) RETURNING id)"
+    " SELECT pg_notify(:channel, '') FROM m"
+)
+# SKIP LOCKED: several workers never wait for each other's fetches.
+_GET_SQL = text(
+    "UPDATE kombu_message SET visible = false, timestamp = LOCALTIMESTAMP"
+    " WHERE id = (SELECT id FROM kombu_message WHERE queue_id = :queue_id AND visible"
+    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING payload"
+)
+
+
+class Channel(kombu_sqlalchemy.Channel):
+    """kombu's channel with single-statement put/get on PostgreSQL.
+
+    Same tables and the same states as kombu (a fetched message is marked
+    invisible, ``prune_broker_messages_task`` deletes it later), so the
+    stock transport and this one can share a database.
+    """
+
+    def __init__(self, connection, **kwargs):
+        super().__init__(connection, **kwargs)
+        self._queue_ids: dict[str, int] = {}
+
+    def _fast(self) -> bool:
+        return _is_postgresql(self.connection.client.hostname)
+
+    def _queue_id(self, queue: str) -> int:
+        if queue not in self._queue_ids:
+            self._queue_ids[queue] = self._get_or_create(queue).id
+            self.session.commit()
+        return self._queue_ids[queue]
+
+    def _autocommit(self):
+        engine, _ = self._open()
+        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _put(self, queue, payload, **kwargs):
+        if not self._fast():
+            return super()._put(queue, payload, **kwargs)
+        params = {
+            "queue_id": self._queue_id(queue),
+            "payload": dumps(payload),
+            "channel": NOTIFY_CHANNEL,
+        }
+        with self._autocommit() as conn:
+            try:
+                conn.execute(_PUT_SQL, params)
+            except IntegrityError:
+                # The queue row went away (tables reset by hand): make it again.
+                self._queue_ids.pop(queue, None)
+                params["queue_id"] = self._queue_id(queue)
+                conn.execute(_PUT_SQL, params)
+        return None
+
+    def _get(self, queue):
+        if not self._fast():
+            return super()._get(queue)
+        with self._autocommit() as conn:
+            row = conn.execute(_GET_SQL, {"queue_id": self._queue_id(queue)}).first()
+        if row is None:
+            raise Empty()
+        return loads(bytes_to_str(row[0]))
+
+
+class Transport(kombu_sqlalchemy.Transport):
+    Channel = Channel
+
+    def __init__(self, client, **kwargs):
+        super().__init__(client, **kwargs)
+        self._listener: psycopg.Connection | None = None
+
+    def drain_events(self, connection, timeout=None):
+        started = time.monotonic()
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                pass
+            elapsed = time.monotonic() - started
+            if timeout is not None and elapsed >= timeout:
+                raise TimeoutError()
+            limit = self.polling_interval or 1.0
+            if timeout is not None:
+                limit = min(limit, timeout - elapsed)
+            self._wait_for_messages(connection.client.hostname, limit)
+
+    def _wait_for_messages(self, url: str, limit: float) -> None:
+        if not any(ch._consumers and ch.qos.can_consume() for ch in self.channels):
+            time.sleep(min(limit, FULL_WINDOW_WAIT))
+            return
+        listener = self._listen(url)
+        if listener is None:
+            time.sleep(limit)
+            return
+        try:
+            # Notifications that arrived while messages were being fetched
+            # may announce ones not fetched yet: look again before waiting.
+            if any(True for _ in listener.notifies(timeout=0)):
+                return
+            for _ in listener.notifies(timeout=limit, stop_after=1):
+                pass
+        except psycopg.Error as exc:
+            logger.warning("Broker listener connection lost (%s); polling until it is back", exc)
+            self._close_listener()
+            time.sleep(limit)
+
+    def _listen(self, url: str) -> psycopg.Connection | None:
+        if self._listener is not None and not self._listener.closed:
+            return self._listener
+        if not _is_postgresql(url):
+            return None
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self._listener = psycopg.connect(conninfo, autocommit=True)
+            self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error as exc:
+            logger.warning("Cannot listen for broker notifications (%s); polling instead", exc)
+            self._close_listener()
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listener.close()
+        self._listener = None
+
+    def close_connection(self, connection):
+        self._close_listener()
+        super().close_connection(connection)

@@ -1,0 +1,115 @@
+"""The SQL broker transport: single-statement put/get and LISTEN/NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from kombu import Connection
+
+from boot import broker
+from boot.celery import app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def rows(queue: str) -> list[tuple[bool, bool]]:
+    """(visible, consumed-timestamp set) per message of a queue, in id order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.visible, m.timestamp IS NOT NULL FROM kombu_message m"
+            " JOIN kombu_queue q ON q.id = m.queue_id WHERE q.name = %s ORDER BY m.id",
+            [queue],
+        )
+        return cursor.fetchall()
+
+
+def test_the_broker_url_uses_the_notifying_transport():
+    with app.connection_for_write() as conn:
+        assert isinstance(conn.transport, broker.Transport)
+
+
+def test_messages_come_back_in_order_and_are_marked_consumed():
+    queue = f"probe-{uuid.uuid4().hex[:8]}"
+    with app.connection_for_write() as conn:
+        q = conn.SimpleQueue(queue)
+        for i in range(3):
+            q.put({"n": i})
+        assert rows(queue) == [(True, False)] * 3
+        got = []
+        for _ in range(2):
+            message = q.get(timeout=5)
+            got.append(message.payload["n"])
+            message.ack()
+        q.close()
+    assert got == [0, 1]
+    assert rows(queue) == [(False, True), (False, True), (True, False)]
+
+
+def test_an_idle_consumer_is_woken_by_a_publish_not_by_its_poll(monkeypatch):
+    # With a one-minute poll, only the NOTIFY can deliver within the 20 s wait.
+    monkeypatch.setattr(broker.Transport, "polling_interval", 60.0)
+    queue = f"wake-{uuid.uuid4().hex[:8]}"
+    received: list[dict] = []
+
+    def consume() -> None:
+        with Connection(settings.CELERY_BROKER_URL) as conn:
+            q = conn.SimpleQueue(queue)
+            message = q.get(timeout=20)
+            received.append(message.payload)
+            message.ack()
+            q.close()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    time.sleep(1.0)  # the consumer is waiting on LISTEN by now
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        conn.SimpleQueue(queue).put({"hello": "world"})
+    consumer.join(timeout=30)
+    assert received == [{"hello": "world"}]
+
+
+def test_two_consumers_never_get_the_same_message():
+    queue = f"share-{uuid.uuid4().hex[:8]}"
+    with app.connection_for_write() as conn:
+        q = conn.SimpleQueue(queue)
+        for i in range(200):
+            q.put({"n": i})
+        q.close()
+    seen: list[list[int]] = [[], []]
+
+    def consume(out: list[int]) -> None:
+        with Connection(settings.CELERY_BROKER_URL) as conn:
+            q = conn.SimpleQueue(queue)
+            while True:
+                try:
+                    message = q.get(timeout=1)
+                except q.Empty:
+                    break
+                out.append(message.payload["n"])
+                message.ack()
+            q.close()
+
+    threads = [threading.Thread(target=consume, args=(out,)) for out in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    together = seen[0] + seen[1]
+    assert sorted(together) == list(range(200))
+
+
+def test_other_databases_keep_the_stock_behaviour(tmp_path):
+    url = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    with Connection(url) as conn:
+        assert isinstance(conn.transport, broker.Transport)
+        q = conn.SimpleQueue("plain")
+        q.put({"n": 1})
+        message = q.get(timeout=5)
+        assert message.payload == {"n": 1}
+        message.ack()
+        q.close()
