@@ -1,7 +1,9 @@
 """A minimal ASGI webhook receiver for bench/webhooks.py (run by uvicorn).
 
 Records, per request path, the ``webhook-id`` and the wall-clock arrival time;
-``GET /_stats`` returns them as JSON. Answers 204 at once.
+``GET /_stats`` returns them as JSON, ``GET /_count?path=/x`` only how many
+distinct ids one path received (cheap enough to poll while a run is going on
+without taking CPU from it). Answers 204 at once.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ async def app(scope, receive, send):
         message = await receive()
         more = message.get("more_body", False)
     path = scope["path"]
-    if scope["method"] == "GET" and path == "/_stats":
-        body = json.dumps(RECEIVED).encode()
+    if scope["method"] == "GET" and path in ("/_stats", "/_count"):
+        if path == "/_count":
+            wanted = scope["query_string"].decode().partition("path=")[2]
+            body = str(len({i for i, _ in RECEIVED.get(wanted, [])})).encode()
+        else:
+            body = json.dumps(RECEIVED).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -72,29 +72,43 @@ def _lease_seconds() -> int:
     return int(settings.CELERY_TASK_TIME_LIMIT) + 60
 
 
-_DUE_PENDING_SQL = """
-SELECT id, event_id FROM common_webhookdelivery
-WHERE status = 'pending' AND next_attempt_at <= %s
-ORDER BY next_attempt_at, id
-LIMIT %s
-FOR UPDATE SKIP LOCKED
-"""
-_EXPIRED_LEASE_SQL = """
-SELECT id, event_id FROM common_webhookdelivery
-WHERE status = 'sending' AND lease_expires_at <= %s
-ORDER BY lease_expires_at, id
-LIMIT %s
-FOR UPDATE SKIP LOCKED
-"""
-_MARK_SENDING_SQL = """
-UPDATE common_webhookdelivery d
-SET status = 'sending', lease_expires_at = %s, attempts = d.attempts + 1,
-    last_attempt_at = %s, updated_at = %s
-FROM common_outboxevent e, common_webhookendpoint ep
-WHERE d.id = ANY(%s) AND e.id = d.event_id AND ep.id = d.endpoint_id
-RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.max_attempts,
-          e.event_type, e.created_at, e.payload::text,
-          ep.url, ep.secret, ep.previous_secrets::text, ep.is_active
+# The whole claim in one autocommitted statement: lock due rows (leases that
+# ran out first), keep those of the first ``batch`` events, lease them, and
+# return what sending needs. ``due_events`` counts the events seen due, so the
+# caller knows whether more work waits without another query.
+_CLAIM_SQL = """
+WITH expired AS (
+    SELECT id, event_id, 0 AS pass, lease_expires_at AS due_at
+    FROM common_webhookdelivery
+    WHERE status = 'sending' AND lease_expires_at <= %(now)s
+    ORDER BY lease_expires_at, id LIMIT %(scan)s
+    FOR UPDATE SKIP LOCKED
+), pending AS (
+    SELECT id, event_id, 1 AS pass, next_attempt_at AS due_at
+    FROM common_webhookdelivery
+    WHERE status = 'pending' AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at, id LIMIT %(scan)s
+    FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT * FROM expired UNION ALL SELECT * FROM pending
+), chosen AS (
+    SELECT event_id FROM due GROUP BY event_id ORDER BY min(pass), min(due_at) LIMIT %(batch)s
+), claimed AS (
+    UPDATE common_webhookdelivery d
+    SET status = 'sending', lease_expires_at = %(lease)s, attempts = d.attempts + 1,
+        last_attempt_at = %(now)s, updated_at = %(now)s
+    FROM due
+    WHERE d.id = due.id AND due.event_id IN (SELECT event_id FROM chosen)
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.max_attempts
+)
+SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.max_attempts,
+       e.event_type, e.created_at, e.payload::text,
+       ep.url, ep.secret, ep.previous_secrets::text, ep.is_active,
+       (SELECT count(DISTINCT event_id) FROM due) AS due_events,
+       (SELECT count(*) FROM pending) AS pending_rows
+FROM claimed c
+JOIN common_outboxevent e ON e.id = c.event_id
+JOIN common_webhookendpoint ep ON ep.id = c.endpoint_id
 """
 
 
@@ -105,30 +119,45 @@ def _body(event_type: str, created_at: dt.datetime, payload_json: str) -> bytes:
     return (head[:-1] + ',"data":' + payload_json + "}").encode()
 
 
-def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
+@dataclass
+class ClaimBatch:
+    claims: list[Claim]
+    more_due: bool  # due work was seen beyond what this batch took
+
+
+def _durably(run):
+    """Run a statement that must commit on its own (before any HTTP).
+
+    In autocommit mode one statement is its own transaction: no BEGIN and
+    COMMIT round trips. Inside an atomic block, ``durable=True`` refuses a
+    caller's open transaction (tests' wrapping transaction is allowed).
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic(durable=True):
+            return run()
+    return run()
+
+
+def claim_due_deliveries(*, batch_size: int) -> ClaimBatch:
     """Lease the due deliveries of at most ``batch_size`` events and commit."""
     now = timezone.now()
     scan = max(batch_size, 1) * SCAN_FACTOR
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
-        cursor.execute(_EXPIRED_LEASE_SQL, [now, scan])
-        rows = cursor.fetchall()
-        cursor.execute(_DUE_PENDING_SQL, [now, scan])
-        rows += cursor.fetchall()
-        chosen_events: list[Any] = []
-        ids = []
-        for delivery_id, event_id in rows:
-            if event_id not in chosen_events:
-                if len(chosen_events) >= batch_size:
-                    continue
-                chosen_events.append(event_id)
-            ids.append(delivery_id)
-        if not ids:
-            return []
-        lease_until = now + dt.timedelta(seconds=_lease_seconds())
-        cursor.execute(_MARK_SENDING_SQL, [lease_until, now, now, ids])
-        claimed = cursor.fetchall()
+    params = {
+        "now": now,
+        "scan": scan,
+        "batch": batch_size,
+        "lease": now + dt.timedelta(seconds=_lease_seconds()),
+    }
+
+    def run() -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, params)
+            return cursor.fetchall()
+
+    claimed = _durably(run)
     claims = []
     secrets_by_endpoint: dict[Any, tuple[str, ...]] = {}
+    more_due = False
     for (
         delivery_id,
         event_id,
@@ -142,7 +171,10 @@ def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
         secret,
         previous_json,
         is_active,
+        due_events,
+        pending_rows,
     ) in claimed:
+        more_due = due_events > batch_size or pending_rows >= scan
         if endpoint_id not in secrets_by_endpoint:
             secrets_by_endpoint[endpoint_id] = tuple(
                 signing_secrets(
@@ -162,7 +194,7 @@ def claim_due_deliveries(*, batch_size: int) -> list[Claim]:
                 endpoint_active=is_active,
             )
         )
-    return claims
+    return ClaimBatch(claims=claims, more_due=more_due)
 
 
 def _apply(d: WebhookDelivery, claim: Claim, outcome: Outcome, now: dt.datetime) -> None:
@@ -337,9 +369,10 @@ def run_delivery_batch(*, batch_size: int, request_followup=None) -> DeliveryRun
     only if the run released work or the backlog appeared meanwhile.
     """
     result = DeliveryRunResult()
-    claims = claim_due_deliveries(batch_size=batch_size)
+    batch = claim_due_deliveries(batch_size=batch_size)
+    claims = batch.claims
     followup_requested = False
-    if claims and request_followup is not None and count_due_events(limit=1):
+    if batch.more_due and request_followup is not None:
         # Publishing to the SQL broker takes tens of ms from a worker child:
         # do it beside the HTTP sends. Only a shortcut, the sweep backs it up.
         background_executor().submit(_safe_call, request_followup)

@@ -1,7 +1,7 @@
 """Sending claimed deliveries: signed POSTs, concurrent, bounded per endpoint.
 
 No database access here: the caller claimed the rows before and records the
-outcomes after. One process-wide httpx client (``common.services.http``).
+outcomes after. One process-wide httpcore pool (``common.services.http``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,18 @@ from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpcore
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from common.services.http import TOTAL_TIMEOUT, send_executor, webhook_client
+from common.services.http import (
+    TIMEOUTS,
+    TOTAL_TIMEOUT,
+    request_url,
+    send_executor,
+    webhook_pool,
+)
 from common.services.signing import signature_header
 from common.services.ssrf import UnsafeTargetError
 
@@ -30,6 +36,15 @@ logger = logging.getLogger(__name__)
 RESPONSE_EXCERPT_BYTES = 4096
 RETRY_AFTER_MIN_SECONDS = 1
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
+USER_AGENT = b"Doorito-Webhooks/1"
+# httpcore's errors share no base class; timeouts are handled before these.
+HTTP_ERRORS = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+    httpcore.ProxyError,
+)
 
 
 @dataclass(frozen=True)
@@ -81,37 +96,45 @@ def send_one(claim: Claim) -> Outcome:
         return Outcome(ok=False, skipped=True, error="endpoint is disabled")
     msg_id = str(claim.event_id)
     timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature_header(
-            secrets=claim.secrets, msg_id=msg_id, timestamp=timestamp, body=claim.body
-        ),
-    }
+    signature = signature_header(
+        secrets=claim.secrets, msg_id=msg_id, timestamp=timestamp, body=claim.body
+    )
+    headers = [
+        (b"user-agent", USER_AGENT),
+        (b"content-type", b"application/json"),
+        (b"webhook-id", msg_id.encode()),
+        (b"webhook-timestamp", str(timestamp).encode()),
+        (b"webhook-signature", signature.encode()),
+    ]
     started = time.monotonic()
     try:
-        with webhook_client().stream("POST", claim.url, content=claim.body, headers=headers) as r:
+        with webhook_pool().stream(
+            "POST",
+            request_url(claim.url),
+            headers=headers,
+            content=claim.body,
+            extensions={"timeout": TIMEOUTS},
+        ) as r:
             excerpt = bytearray()
-            for chunk in r.iter_raw():
+            for chunk in r.iter_stream():
                 if len(excerpt) < RESPONSE_EXCERPT_BYTES:
                     excerpt += chunk[: RESPONSE_EXCERPT_BYTES - len(excerpt)]
                 if time.monotonic() - started > TOTAL_TIMEOUT:
-                    raise httpx.ReadTimeout("response body not read within 30 s")
+                    raise httpcore.ReadTimeout("response body not read within 30 s")
                 if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
                     break
     except UnsafeTargetError as exc:
         return Outcome(ok=False, error=str(exc), duration_ms=_ms(started))
-    except httpx.TimeoutException as exc:
+    except httpcore.TimeoutException as exc:
         return Outcome(
             ok=False, error=f"timeout: {exc or type(exc).__name__}", duration_ms=_ms(started)
         )
-    except httpx.HTTPError as exc:
+    except HTTP_ERRORS as exc:
         return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
     except Exception as exc:  # a bug must not lose the other outcomes of the run
         logger.exception("Unexpected error delivering %s to %s", msg_id, claim.url)
         return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
-    status = r.status_code
+    status = r.status
     outcome = Outcome(
         ok=200 <= status < 300,
         status_code=status,
@@ -125,9 +148,16 @@ def send_one(claim: Claim) -> Outcome:
             outcome.error += " (redirects are not followed)"
         if status in (429, 503):
             outcome.retry_after = parse_retry_after(
-                r.headers.get("retry-after"), now=timezone.now()
+                _header(r.headers, b"retry-after"), now=timezone.now()
             )
     return outcome
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _ms(started: float) -> int:
