@@ -32,6 +32,7 @@ from common.services.event_state import disable_endpoint, lock_events, summarize
 from common.services.http import background_executor
 from common.services.sending import Claim, Outcome, send_claims
 from common.services.signing import signing_secrets
+from common.services.sql import fetch_all
 
 logger = logging.getLogger(__name__)
 
@@ -150,9 +151,7 @@ def claim_due_deliveries(*, batch_size: int) -> ClaimBatch:
     }
 
     def run() -> list[tuple]:
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, params)
-            return cursor.fetchall()
+        return fetch_all(_CLAIM_SQL, params)
 
     claimed = _durably(run)
     claims = []
@@ -248,16 +247,14 @@ def record_outcomes(
     for claim in unsent:
         updates.append(WebhookDelivery(id=claim.delivery_id))
     event_ids = sorted({by_id[u.id].event_id for u in updates}, key=str)
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
-        lock_events(cursor, event_ids)
-        _write_outcomes(cursor, [u for u in updates if u.id in outcomes], now)
+    with transaction.atomic(durable=True):
+        lock_events(event_ids)
+        _write_outcomes([u for u in updates if u.id in outcomes], now)
         released = [u.id for u in updates if u.id not in outcomes]
         if released:
-            cursor.execute(_RELEASE_SQL, [now, now, released])
-        _update_endpoint_health(
-            cursor, ok=ok_endpoints, failing=failing_endpoints - ok_endpoints, now=now
-        )
-        statuses = summarize_events(cursor, event_ids, now)
+            fetch_all(_RELEASE_SQL, [now, now, released])
+        _update_endpoint_health(ok=ok_endpoints, failing=failing_endpoints - ok_endpoints, now=now)
+        statuses = summarize_events(event_ids, now)
     disable = {ep: "responded 410 Gone" for ep in gone_endpoints}
     disable.update(_endpoints_failing_too_long(failing_endpoints - ok_endpoints, now))
     for endpoint_id, reason in disable.items():
@@ -287,11 +284,11 @@ WHERE id = ANY(%s) AND status = 'sending'
 """
 
 
-def _write_outcomes(cursor, rows: list[WebhookDelivery], now: dt.datetime) -> None:
+def _write_outcomes(rows: list[WebhookDelivery], now: dt.datetime) -> None:
     """All outcomes of a run in one UPDATE (one per row cost a fifth of the time)."""
     if not rows:
         return
-    cursor.execute(
+    fetch_all(
         _WRITE_OUTCOMES_SQL,
         [
             now,
@@ -308,15 +305,15 @@ def _write_outcomes(cursor, rows: list[WebhookDelivery], now: dt.datetime) -> No
     )
 
 
-def _update_endpoint_health(cursor, *, ok: set, failing: set, now: dt.datetime) -> None:
+def _update_endpoint_health(*, ok: set, failing: set, now: dt.datetime) -> None:
     if ok:
-        cursor.execute(
+        fetch_all(
             "UPDATE common_webhookendpoint SET failing_since = NULL, updated_at = %s "
             "WHERE id = ANY(%s) AND failing_since IS NOT NULL",
             [now, list(ok)],
         )
     if failing:
-        cursor.execute(
+        fetch_all(
             "UPDATE common_webhookendpoint SET failing_since = %s, updated_at = %s "
             "WHERE id = ANY(%s) AND failing_since IS NULL",
             [now, now, list(failing)],
@@ -334,23 +331,20 @@ def _endpoints_failing_too_long(endpoint_ids: set, now: dt.datetime) -> dict[Any
     return {ep: f"failing continuously for {days} days" for ep in ids}
 
 
+_COUNT_DUE_SQL = """
+SELECT count(DISTINCT event_id) FROM (
+    (SELECT event_id FROM common_webhookdelivery
+     WHERE status = 'pending' AND next_attempt_at <= %(now)s LIMIT %(limit)s)
+    UNION ALL
+    (SELECT event_id FROM common_webhookdelivery
+     WHERE status = 'sending' AND lease_expires_at <= %(now)s LIMIT %(limit)s)
+) due
+"""
+
+
 def count_due_events(*, limit: int = 100_000) -> int:
     """Events with a delivery due now (capped count, cheap on a big backlog)."""
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT count(DISTINCT event_id) FROM (
-                (SELECT event_id FROM common_webhookdelivery
-                 WHERE status = 'pending' AND next_attempt_at <= %s LIMIT %s)
-                UNION ALL
-                (SELECT event_id FROM common_webhookdelivery
-                 WHERE status = 'sending' AND lease_expires_at <= %s LIMIT %s)
-            ) due
-            """,
-            [now, limit, now, limit],
-        )
-        return cursor.fetchone()[0]
+    return fetch_all(_COUNT_DUE_SQL, {"now": timezone.now(), "limit": limit})[0][0]
 
 
 def _safe_call(func) -> None:

@@ -10,10 +10,11 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from common.models import WebhookDelivery, WebhookEndpoint
+from common.services.sql import fetch_all
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +46,19 @@ RETURNING e.id, e.status
 """
 
 
-def lock_events(cursor, event_ids: list[Any]) -> None:
+def lock_events(event_ids: list[Any]) -> None:
     """Serialise summary updates of the same events (id order: no deadlocks)."""
-    cursor.execute(
+    fetch_all(
         "SELECT id FROM common_outboxevent WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
         [event_ids],
     )
 
 
-def summarize_events(cursor, event_ids: list[Any], now: dt.datetime) -> dict[Any, str]:
+def summarize_events(event_ids: list[Any], now: dt.datetime) -> dict[Any, str]:
     """Recompute each event's summary from its deliveries; call with the events locked."""
     if not event_ids:
         return {}
-    cursor.execute(_SUMMARY_SQL, [now, now, event_ids])
-    return dict(cursor.fetchall())
+    return dict(fetch_all(_SUMMARY_SQL, [now, now, event_ids]))
 
 
 def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:
@@ -68,7 +68,7 @@ def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:
     the endpoint is enabled again.
     """
     now = timezone.now()
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
+    with transaction.atomic(durable=True):
         updated = WebhookEndpoint.objects.filter(id=endpoint_id, is_active=True).update(
             is_active=False, disabled_reason=reason[:255], updated_at=now
         )
@@ -79,13 +79,13 @@ def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:
             .order_by()
             .values_list("event_id", flat=True)
         )
-        lock_events(cursor, sorted(event_ids, key=str))
+        lock_events(sorted(event_ids, key=str))
         failed = WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=D.PENDING).update(
             status=D.FAILED,
             next_attempt_at=None,
             last_error=f"endpoint disabled: {reason}"[:2000],
             updated_at=now,
         )
-        summarize_events(cursor, sorted(event_ids, key=str), now)
+        summarize_events(sorted(event_ids, key=str), now)
     logger.warning("Webhook endpoint %s disabled: %s", endpoint_id, reason)
     return failed

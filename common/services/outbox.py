@@ -21,6 +21,7 @@ from django.utils import timezone
 from uuid_utils.compat import uuid7
 
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.services.sql import fetch_all
 
 logger = logging.getLogger(__name__)
 
@@ -135,22 +136,21 @@ def create_event(
     max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
     now = timezone.now()
     event_id = uuid7()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _EMIT_SQL,
-            {
-                "only": None if endpoint_ids is None else [str(i) for i in endpoint_ids],
-                "event_type": event_type,
-                "id": event_id,
-                "now": now,
-                "aggregate_type": aggregate_type,
-                "aggregate_id": str(aggregate_id),
-                "key": key,
-                "payload": body,
-                "max_attempts": max_attempts,
-            },
-        )
-        inserted = cursor.fetchone()
+    rows = fetch_all(
+        _EMIT_SQL,
+        {
+            "only": None if endpoint_ids is None else [str(i) for i in endpoint_ids],
+            "event_type": event_type,
+            "id": event_id,
+            "now": now,
+            "aggregate_type": aggregate_type,
+            "aggregate_id": str(aggregate_id),
+            "key": key,
+            "payload": body,
+            "max_attempts": max_attempts,
+        },
+    )
+    inserted = rows[0] if rows else None
     if inserted is None:
         logger.info("Outbox event %s %s already recorded; skipped", event_type, key)
         return None
@@ -319,10 +319,9 @@ def process_pending_events(batch_size: int = 20, *, continue_in_background: bool
 def _resummarize(event_ids: list) -> None:
     from common.services.event_state import lock_events, summarize_events
 
-    with connection.cursor() as cursor:
-        ids = sorted(set(event_ids), key=str)
-        lock_events(cursor, ids)
-        summarize_events(cursor, ids, timezone.now())
+    ids = sorted(set(event_ids), key=str)
+    lock_events(ids)
+    summarize_events(ids, timezone.now())
 
 
 def delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:

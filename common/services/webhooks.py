@@ -154,9 +154,6 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
         event_ids = sorted(
             set(endpoint.deliveries.order_by().values_list("event_id", flat=True)), key=str
         )
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            lock_events(cursor, event_ids)
-            endpoint.delete()
-            summarize_events(cursor, event_ids, timezone.now())
+        lock_events(event_ids)
+        endpoint.delete()
+        summarize_events(event_ids, timezone.now())
