@@ -277,3 +277,18 @@ def test_non_ascii_payload_is_sent_as_utf8_and_verifies(receiver):
     (req,) = receiver.on("/u")
     payload = _verify_both(secret, req)
     assert payload["data"] == {"filename": "Grüße 📄.pdf", "n": [1, 2.5, None]}
+
+
+def test_receivers_cannot_plant_cookies_or_get_compressed_replies(receiver):
+    """Sending keeps no cookie jar: what one response sets never reaches a later request."""
+    endpoint_create(url=receiver.url("/c"))
+    receiver.script("/c", Reply(headers={"set-cookie": "session=planted; Path=/"}))
+    emit_event("file", "c1", "file.stored", {})
+    process_pending_events()
+    emit_event("file", "c2", "file.stored", {})
+    process_pending_events()
+    first, second = receiver.on("/c")
+    assert "cookie" not in second.headers
+    assert "accept-encoding" not in first.headers
+    assert first.headers["user-agent"] == "Doorito-Webhooks/1"
+    assert WebhookDelivery.objects.filter(status="delivered").count() == 2
