@@ -108,7 +108,11 @@ class WebhookDelivery(BaseModel):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
 
-    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: the unique (event, endpoint) index serves lookups by
+    # event, and every index here is rewritten on each status change.
+    event = models.ForeignKey(
+        OutboxEvent, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
     )
