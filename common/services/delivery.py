@@ -37,7 +37,7 @@ from common.services.sql import fetch_all
 logger = logging.getLogger(__name__)
 
 JITTER = 0.2
-# Rows scanned per claimed event: an event has one row per endpoint.
+# At most this many rows scanned per claimed event (one row per endpoint).
 SCAN_FACTOR = 8
 
 D = WebhookDelivery.Status
@@ -78,17 +78,23 @@ def _lease_seconds() -> int:
 # return what sending needs. ``due_events`` counts the events seen due, so the
 # caller knows whether more work waits without another query.
 _CLAIM_SQL = """
-WITH expired AS (
+WITH scan AS (
+    -- Rows to look at: an event has one row per endpoint, so a batch spans
+    -- batch * (active endpoints) rows, capped. Locking more than that would
+    -- only dirty (and WAL-log) rows this run leaves alone.
+    SELECT %(batch)s * LEAST(GREATEST(count(*), 1), %(factor)s) AS n
+    FROM common_webhookendpoint WHERE is_active
+), expired AS (
     SELECT id, event_id, 0 AS pass, lease_expires_at AS due_at
     FROM common_webhookdelivery
     WHERE status = 'sending' AND lease_expires_at <= %(now)s
-    ORDER BY lease_expires_at, id LIMIT %(scan)s
+    ORDER BY lease_expires_at, id LIMIT (SELECT n FROM scan)
     FOR UPDATE SKIP LOCKED
 ), pending AS (
     SELECT id, event_id, 1 AS pass, next_attempt_at AS due_at
     FROM common_webhookdelivery
     WHERE status = 'pending' AND next_attempt_at <= %(now)s
-    ORDER BY next_attempt_at, id LIMIT %(scan)s
+    ORDER BY next_attempt_at, id LIMIT (SELECT n FROM scan)
     FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT * FROM expired UNION ALL SELECT * FROM pending
@@ -106,7 +112,8 @@ SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.max_attempts,
        e.event_type, e.created_at, e.payload::text,
        ep.url, ep.secret, ep.previous_secrets::text, ep.is_active,
        (SELECT count(DISTINCT event_id) FROM due) AS due_events,
-       (SELECT count(*) FROM pending) AS pending_rows
+       (SELECT count(*) FROM pending) AS pending_rows,
+       (SELECT n FROM scan) AS scan
 FROM claimed c
 JOIN common_outboxevent e ON e.id = c.event_id
 JOIN common_webhookendpoint ep ON ep.id = c.endpoint_id
@@ -142,10 +149,9 @@ def _durably(run):
 def claim_due_deliveries(*, batch_size: int) -> ClaimBatch:
     """Lease the due deliveries of at most ``batch_size`` events and commit."""
     now = timezone.now()
-    scan = max(batch_size, 1) * SCAN_FACTOR
     params = {
         "now": now,
-        "scan": scan,
+        "factor": SCAN_FACTOR,
         "batch": batch_size,
         "lease": now + dt.timedelta(seconds=_lease_seconds()),
     }
@@ -172,6 +178,7 @@ def claim_due_deliveries(*, batch_size: int) -> ClaimBatch:
         is_active,
         due_events,
         pending_rows,
+        scan,
     ) in claimed:
         more_due = due_events > batch_size or pending_rows >= scan
         if endpoint_id not in secrets_by_endpoint:
