@@ -206,7 +206,7 @@ class _Written:
     sha256: str
 
 
-def _write_to_storage(*, stream: Readable, head: bytes, content_type: str) -> _Written:
+def _write_to_storage(*, key: str, stream: Readable, head: bytes, content_type: str) -> _Written:
     max_size = int(settings.FILE_UPLOAD_MAX_SIZE)
     if len(head) > max_size:
         raise _TooLarge
@@ -214,7 +214,6 @@ def _write_to_storage(*, stream: Readable, head: bytes, content_type: str) -> _W
     reader = _LimitedHashingReader(stream, head=head, max_size=max_size)
     content = File(reader, name="upload")
     content.content_type = content_type  # stored as the S3 object's Content-Type
-    key = generate_storage_key()
     try:
         key = storage.save(key, content)
     except BaseException:
@@ -296,38 +295,95 @@ def upload_file_create(
         exc.details["file_id"] = str(failed.id)
         raise
 
+    # The record exists before the first byte is written: a process killed
+    # mid-write leaves an ``uploading`` row naming the object, which TTL
+    # cleanup deletes with it, never an object nobody knows about.
+    with transaction.atomic(durable=True):
+        file = UploadFile.objects.create(
+            owner=owner,
+            batch=batch,
+            storage_key=generate_storage_key(),
+            filename=filename,
+            content_type=detected_type,
+            metadata=metadata,
+            status=UploadFile.Status.UPLOADING,
+        )
     try:
-        written = _write_to_storage(stream=stream, head=head, content_type=detected_type)
+        written = _write_to_storage(
+            key=file.storage_key, stream=stream, head=head, content_type=detected_type
+        )
     except _TooLarge:
         limit = int(settings.FILE_UPLOAD_MAX_SIZE)
         message = f"The file is larger than the limit of {limit} bytes."
-        failed = upload_file_record_failed(
-            owner=owner,
-            filename=filename,
-            content_type=detected_type,
-            batch=batch,
-            metadata=metadata,
-            error_message=message,
-        )
+        _fail_reserved(file, message)
         raise PayloadTooLargeError(
-            message, details={"max_size": limit, "file_id": str(failed.id)}
+            message, details={"max_size": limit, "file_id": str(file.id)}
         ) from None
+    except BaseException:
+        _forget_reserved(file)
+        raise
 
     try:
         with transaction.atomic(durable=True):
-            return upload_file_record_stored(
-                owner=owner,
-                storage_key=written.key,
-                filename=filename,
-                content_type=detected_type,
-                size=written.size,
-                sha256=written.sha256,
-                batch=batch,
-                metadata=metadata,
+            return _record_stored(
+                file, storage_key=written.key, size=written.size, sha256=written.sha256
             )
     except BaseException:
         _delete_object_quietly(written.key)
+        _forget_reserved(file)
         raise
+
+
+def _fail_reserved(file: UploadFile, message: str) -> None:
+    """A reserved upload refused while streaming: failed, no bytes, no event."""
+    _delete_object_quietly(file.storage_key)
+    with transaction.atomic(durable=True):
+        file.status = UploadFile.Status.FAILED
+        file.error_message = message
+        file.storage_key = ""
+        file.save(update_fields=["status", "error_message", "storage_key", "updated_at"])
+        if file.batch_id is not None:
+            batch_record_file_ended(batch_id=file.batch_id, stored=False)
+    logger.info("Upload of %r refused: %s (file %s)", file.filename, message, file.id)
+
+
+def _forget_reserved(file: UploadFile) -> None:
+    """An upload that broke off (client gone, storage error): no record, as if never begun.
+
+    Best effort: if the database is unreachable the ``uploading`` row stays and
+    TTL cleanup removes it and its object later.
+    """
+    try:
+        UploadFile.objects.filter(pk=file.pk, status=UploadFile.Status.UPLOADING).delete()
+    except Exception:
+        logger.exception("Could not remove the record of the broken upload %s", file.id)
+
+
+def _record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str) -> UploadFile:
+    """Mark ``file`` stored, count it in its batch, emit ``file.stored``.
+
+    Runs in the caller's transaction.
+    """
+    now = timezone.now()
+    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
+    file.storage_key = storage_key
+    file.size = size
+    file.sha256 = sha256
+    file.status = UploadFile.Status.STORED
+    file.stored_at = now
+    file.expires_at = now + ttl
+    file.save()
+    if file.batch_id is not None:
+        batch_record_file_ended(batch_id=file.batch_id, stored=True)
+    emit(
+        aggregate_type="file",
+        aggregate_id=file.id,
+        event_type="file.stored",
+        payload=file_event_payload(file),
+        idempotency_key=str(file.id),
+    )
+    logger.info("Stored file %s (%d bytes, %s)", file.id, size, file.content_type)
+    return file
 
 
 def upload_file_record_stored(
@@ -347,33 +403,15 @@ def upload_file_record_stored(
     the batch counters commit together or not at all. The caller owns the
     object and removes it if this raises.
     """
-    now = timezone.now()
-    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
     with transaction.atomic():
-        file = UploadFile.objects.create(
+        file = UploadFile(
             owner=owner,
             batch=batch,
-            storage_key=storage_key,
             filename=clean_filename(filename),
             content_type=content_type,
-            size=size,
-            sha256=sha256,
             metadata=clean_metadata(metadata),
-            status=UploadFile.Status.STORED,
-            stored_at=now,
-            expires_at=now + ttl,
         )
-        if batch is not None:
-            batch_record_file_ended(batch_id=batch.pk, stored=True)
-        emit(
-            aggregate_type="file",
-            aggregate_id=file.id,
-            event_type="file.stored",
-            payload=file_event_payload(file),
-            idempotency_key=str(file.id),
-        )
-    logger.info("Stored file %s (%d bytes, %s)", file.id, size, content_type)
-    return file
+        return _record_stored(file, storage_key=storage_key, size=size, sha256=sha256)
 
 
 def upload_file_delete(*, file: UploadFile, actor: Any) -> None:
