@@ -114,6 +114,17 @@ class Channel(kombu_sqlalchemy.Channel):
         return loads(bytes_to_str(row[0]))
 
 
+def _worker_stopping() -> bool:
+    """A Celery worker was told to stop: hand control back to its loop now.
+
+    The worker checks its stop flag only between ``drain_events`` calls, which
+    it makes with a 2 s timeout; without this a shutdown waited out the rest.
+    """
+    from celery.worker import state
+
+    return state.should_stop not in (None, False) or state.should_terminate not in (None, False)
+
+
 class Transport(kombu_sqlalchemy.Transport):
     Channel = Channel
 
@@ -130,7 +141,7 @@ class Transport(kombu_sqlalchemy.Transport):
             except Empty:
                 pass
             elapsed = time.monotonic() - started
-            if timeout is not None and elapsed >= timeout:
+            if (timeout is not None and elapsed >= timeout) or _worker_stopping():
                 raise TimeoutError()
             limit = self.polling_interval or 1.0
             if timeout is not None:
