@@ -122,7 +122,11 @@ def _worker_stopping() -> bool:
     """
     from celery.worker import state
 
-    return state.should_stop not in (None, False) or state.should_terminate not in (None, False)
+    # Identity, as Celery checks: a stop flag is an exit code and may be 0.
+    return any(
+        flag is not None and flag is not False
+        for flag in (state.should_stop, state.should_terminate)
+    )
 
 
 class Transport(kombu_sqlalchemy.Transport):
