@@ -25,8 +25,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,17 +33,12 @@ import time
 from pathlib import Path
 
 import httpx
+from gunicorn_server import GunicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito_apibench"
 BENCH_EMAIL = "api-bench@example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(database_url: str, media: Path) -> dict[str, str]:
@@ -105,58 +98,6 @@ def cleanup_database(env: dict[str, str]) -> None:
         "-c",
         f"from accounts.models import User; User.objects.filter(email={BENCH_EMAIL!r}).delete()",
     )
-
-
-class Server:
-    def __init__(self, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "boot.wsgi",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                "1",
-                "--timeout",
-                "300",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start; see {log}")
-
-    def peak_rss_mib(self) -> float:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        worker = int(children.split()[0])
-        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
 
 
 def make_file(path: Path, size: int) -> str:
@@ -223,7 +164,7 @@ def main() -> None:
         token = setup_database(env, args.list_rows)
         src = work / "payload.bin"
         sha = make_file(src, args.size_mib * MIB)
-        server = Server(env, work / "server.log")
+        server = GunicornServer(env, work / "server.log")
         try:
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(headers=headers, timeout=300) as client:

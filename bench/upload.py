@@ -21,24 +21,16 @@ import argparse
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
+from gunicorn_server import GunicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito_bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_file(path: Path, size: int) -> str:
@@ -98,67 +90,6 @@ def setup_database(args: argparse.Namespace, media: Path) -> str:
         text=True,
     )
     return out.stdout.strip().splitlines()[-1]
-
-
-class Server:
-    """gunicorn with one sync worker: the process whose memory is measured."""
-
-    def __init__(self, args: argparse.Namespace, media: Path, log: Path, app: str = "boot.wsgi"):
-        self.port = free_port()
-        self.log = log.open("w")
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            app,
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "-w",
-            "1",
-            "--timeout",
-            "600",
-        ]
-        if app != "boot.wsgi":
-            # bench/ only for the drain app: it holds scripts named like project packages.
-            cmd += ["--pythonpath", str(ROOT / "bench")]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=server_env(args, media),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start; see {log}")
-
-    def worker_pid(self) -> int:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return int(children[0])
-
-    def peak_rss_mib(self) -> float:
-        """VmHWM: the worker's peak resident set since it started."""
-        for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
 
 
 def tus_upload(
@@ -280,7 +211,9 @@ def main() -> None:
         sha_seconds = min(sha256_only(src, chunk) for _ in range(2))
 
         # Best of two uploads, as for the baselines (other work shares the machine).
-        server = Server(args, media, work / "server-throughput.log")
+        server = GunicornServer(
+            server_env(args, media), work / "server-throughput.log", timeout=600
+        )
         tus_seconds = float("inf")
         try:
             for _ in range(2):
@@ -291,7 +224,14 @@ def main() -> None:
         finally:
             server.stop()
         # What the stock client and gunicorn alone move: a tus app that discards the bytes.
-        drain = Server(args, media, work / "server-drain.log", app="tus_drain_app:app")
+        drain = GunicornServer(
+            server_env(args, media),
+            work / "server-drain.log",
+            app="tus_drain_app:app",
+            timeout=600,
+            # bench/ only for the drain app: it holds scripts named like project packages.
+            pythonpath=ROOT / "bench",
+        )
         try:
             drain_seconds = min(
                 tus_upload(drain.url, token, src, chunk, endpoint="/files/")[0] for _ in range(2)
@@ -323,7 +263,9 @@ def main() -> None:
             src = work / f"rss-{size_mib}.bin"
             make_file(src, size_mib * MIB)
             warm_page_cache(work, 3 * size_mib * MIB)
-            server = Server(args, media, work / f"server-rss-{size_mib}.log")
+            server = GunicornServer(
+                server_env(args, media), work / f"server-rss-{size_mib}.log", timeout=600
+            )
             try:
                 idle = server.peak_rss_mib()
                 seconds, _ = tus_upload(server.url, token, src, chunk)
