@@ -102,7 +102,29 @@ class _HashingThread:
         self._thread.join()
 
 
-class _BodyReader:
+class _ForwardStream:
+    """A read-once file for ``Storage.save``, with no seeking.
+
+    ``read(n)`` fills whole buffers from ``_read_some``, so S3 gets full parts.
+    """
+
+    closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        return _fill(self._read_some, size)
+
+    def _read_some(self, size: int) -> bytes:
+        raise NotImplementedError
+
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
+            yield data
+
+    def seekable(self) -> bool:
+        return False
+
+
+class _BodyReader(_ForwardStream):
     """Reads at most ``limit`` bytes of a request body, feeding ``hashers``.
 
     A client that drops the connection just ends the stream early
@@ -110,17 +132,12 @@ class _BodyReader:
     like a file for ``Storage.save`` on the filesystem and on S3.
     """
 
-    closed = False
-
     def __init__(self, stream: BinaryStream, *, limit: int, hashers: list[Any]):
         self._stream = stream
         self._remaining = limit
         self._hashing = _HashingThread(hashers) if hashers else None
         self.size = 0
         self.interrupted = False
-
-    def read(self, size: int = -1) -> bytes:
-        return _fill(self._read_some, size)
 
     def _read_some(self, size: int) -> bytes:
         if self._remaining <= 0:
@@ -144,30 +161,18 @@ class _BodyReader:
         if self._hashing is not None:
             self._hashing.finish()
 
-    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
-            yield data
-
-    def seekable(self) -> bool:
-        return False
-
     def close(self) -> None:
         pass
 
 
-class _PartsReader:
+class _PartsReader(_ForwardStream):
     """The parts of an upload read back in order as one stream, hashed with sha256."""
-
-    closed = False
 
     def __init__(self, keys: list[str]):
         self._keys = list(keys)
         self._current = None
         self.sha256 = hashlib.sha256()
         self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        return _fill(self._read_some, size)
 
     def _read_some(self, size: int) -> bytes:
         while True:
@@ -182,13 +187,6 @@ class _PartsReader:
                 return data
             self._current.close()
             self._current = None
-
-    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
-            yield data
-
-    def seekable(self) -> bool:
-        return False
 
     def close(self) -> None:
         if self._current is not None:
