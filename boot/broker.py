@@ -10,7 +10,8 @@ message is picked up within milliseconds; the interval only bounds how long
 a consumer waits when no notification comes (a message written by another
 kombu client, or a lost listener connection), so it can stay long.
 
-Everything else (tables, visibility, acks) is kombu's. On a database other
+Everything else (tables, visibility, acks) is kombu's, plus one partial
+index on the visible messages. On a database other
 than PostgreSQL this behaves exactly like the stock transport.
 """
 
@@ -28,7 +29,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,31 @@ _GET_SQL = text(
 )
 
 
+# kombu indexes ``visible`` alone, so finding the oldest visible message of a
+# queue walked every consumed row still in the table (up to a prune
+# interval's worth: tens of thousands under load). This partial index holds
+# only the visible ones.
+VISIBLE_INDEX = "kombu_message_visible_queue_id"
+_INDEX_SQL = text(
+    f"CREATE INDEX IF NOT EXISTS {VISIBLE_INDEX} ON kombu_message (queue_id, id) WHERE visible"
+)
+_indexed: set[str] = set()
+
+
+def _ensure_visible_index(engine) -> None:
+    """Add the partial index once per database (kombu made the tables just before)."""
+    exists = text("SELECT to_regclass(:name) IS NOT NULL")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if conn.execute(exists, {"name": VISIBLE_INDEX}).scalar():
+            return
+        try:
+            conn.execute(_INDEX_SQL)
+        except DBAPIError:
+            # Another process made it at the same moment.
+            if not conn.execute(exists, {"name": VISIBLE_INDEX}).scalar():
+                raise
+
+
 class Channel(kombu_sqlalchemy.Channel):
     """kombu's channel with single-statement put/get on PostgreSQL.
 
@@ -75,6 +101,14 @@ class Channel(kombu_sqlalchemy.Channel):
 
     def _fast(self) -> bool:
         return _is_postgresql(self.connection.client.hostname)
+
+    def _open(self):
+        engine_and_session = super()._open()
+        url = self.connection.client.hostname
+        if url not in _indexed and self._fast():
+            _ensure_visible_index(engine_and_session[0])
+            _indexed.add(url)
+        return engine_and_session
 
     def _queue_id(self, queue: str) -> int:
         if queue not in self._queue_ids:

@@ -101,14 +101,22 @@ class Base(Configuration):
 
     DATABASE_URL = env(default=DEFAULT_DATABASE_URL)
     DATABASE_CONN_MAX_AGE = env(values.IntegerValue, 60)
+    # The outbox's hot statements run as server-side prepared statements
+    # (common/services/sql.py). Off for a pooler that cannot carry them.
+    DATABASE_PREPARED_STATEMENTS = env(values.BooleanValue, True)
 
     @property
     def DATABASES(self):
-        return {
-            "default": dj_database_url.parse(
-                self.DATABASE_URL, conn_max_age=self.DATABASE_CONN_MAX_AGE, conn_health_checks=True
-            )
-        }
+        db = dj_database_url.parse(
+            self.DATABASE_URL, conn_max_age=self.DATABASE_CONN_MAX_AGE, conn_health_checks=True
+        )
+        if self.DATABASE_PREPARED_STATEMENTS:
+            # Django turns psycopg's prepared statements off (threshold None),
+            # which also ignores ``prepare=True``. Its own cursors bind on the
+            # client and are never prepared; a threshold out of reach keeps
+            # psycopg from preparing anything but what asks for it.
+            db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
+        return {"default": db}
 
     AUTH_USER_MODEL = "accounts.User"
     LOGIN_URL = "/login/"

@@ -146,7 +146,13 @@ class WebhookDelivery(BaseModel):
                 name="delivery_sending_lease_idx",
                 condition=models.Q(status="sending"),
             ),
-            models.Index(fields=["status", "last_attempt_at"], name="delivery_status_attempt_idx"),
+            # "Re-send what failed since T": only failed rows, so a delivery
+            # that succeeds (nearly all) never enters it.
+            models.Index(
+                fields=["updated_at"],
+                name="delivery_failed_updated_idx",
+                condition=models.Q(status="failed"),
+            ),
         ]
 
     def __str__(self) -> str:

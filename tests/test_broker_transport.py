@@ -113,3 +113,34 @@ def test_other_databases_keep_the_stock_behaviour(tmp_path):
         assert message.payload == {"n": 1}
         message.ack()
         q.close()
+
+
+def test_fetching_reads_an_index_of_the_visible_messages_only():
+    """Consumed rows stay until pruned; the fetch must not walk past them."""
+    queue = f"idx-{uuid.uuid4().hex[:8]}"
+    with app.connection_for_write() as conn:
+        q = conn.SimpleQueue(queue)
+        q.put({"n": 0})
+        q.close()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [broker.VISIBLE_INDEX]
+        )
+        (definition,) = cursor.fetchone()
+        assert "(queue_id, id)" in definition and "WHERE visible" in definition
+        cursor.execute("SELECT id FROM kombu_queue WHERE name = %s", [queue])
+        (queue_id,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO kombu_message (id, queue_id, visible, payload, version)"
+            " SELECT nextval('message_id_sequence'), %s, false, '{}', 1"
+            " FROM generate_series(1, 5000)",
+            [queue_id],
+        )
+        cursor.execute("ANALYZE kombu_message")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM kombu_message WHERE queue_id = %s AND visible"
+            " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            [queue_id],
+        )
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert broker.VISIBLE_INDEX in plan, plan

@@ -37,6 +37,7 @@ print(json.dumps({
     "db_port": settings.DATABASES["default"]["PORT"],
     "debug": settings.DEBUG,
     "ttl": settings.FILE_UPLOAD_TTL_HOURS,
+    "prepare_threshold": settings.DATABASES["default"].get("OPTIONS", {}).get("prepare_threshold"),
 }))
 """
 
@@ -134,6 +135,12 @@ def test_prefixed_names_are_not_read():
 def test_broker_defaults_to_the_database():
     conf = load("Dev", DATABASE_URL="postgres://u:pw@db.internal:5433/files")
     assert conf["broker_url"] == "sqla+postgresql+psycopg://u:pw@db.internal:5433/files"
+
+
+def test_prepared_statements_are_on_unless_switched_off():
+    # psycopg ignores prepare=True when the threshold is None (Django's default).
+    assert load("Test")["prepare_threshold"] is not None
+    assert load("Test", DATABASE_PREPARED_STATEMENTS="false")["prepare_threshold"] is None
 
 
 def env_names_read() -> set[str]:

@@ -41,9 +41,12 @@ FROM (
            max(last_error) FILTER (WHERE status <> 'delivered' AND last_error <> '') AS last_error
     FROM common_webhookdelivery WHERE event_id = ANY(%s) GROUP BY event_id
 ) s
-WHERE e.id = s.event_id
+WHERE e.id = ANY(%s) AND e.id = s.event_id
 RETURNING e.id, e.status
 """
+# ``e.id = ANY(...)`` repeats what the join implies: without it the planner,
+# working from statistics of a smaller table, hash-joined against a scan of
+# every event (2 ms per run at 12 000 events instead of 0.2 ms).
 
 
 def lock_events(event_ids: list[Any]) -> None:
@@ -58,7 +61,7 @@ def summarize_events(event_ids: list[Any], now: dt.datetime) -> dict[Any, str]:
     """Recompute each event's summary from its deliveries; call with the events locked."""
     if not event_ids:
         return {}
-    return dict(fetch_all(_SUMMARY_SQL, [now, now, event_ids]))
+    return dict(fetch_all(_SUMMARY_SQL, [now, now, event_ids, event_ids]))
 
 
 def disable_endpoint(*, endpoint_id: Any, reason: str) -> int:

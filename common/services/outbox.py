@@ -149,6 +149,7 @@ def create_event(
             "payload": body,
             "max_attempts": max_attempts,
         },
+        prepare=True,
     )
     inserted = rows[0] if rows else None
     if inserted is None:

@@ -11,7 +11,7 @@ import email.utils
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 RESPONSE_EXCERPT_BYTES = 4096
 RETRY_AFTER_MIN_SECONDS = 1
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
+# Concurrency per endpoint within a run ramps up (see send_claims).
+START_LANES = 2
+RAMP_SECONDS = 0.01
 USER_AGENT = b"Doorito-Webhooks/1"
 # httpcore's errors share no base class; timeouts are handled before these.
 HTTP_ERRORS = (
@@ -169,6 +172,7 @@ class _SendState:
     outcomes: dict[Any, Outcome] = field(default_factory=dict)
     started: set = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
+    lanes: dict[Any, int] = field(default_factory=dict)  # threads used per endpoint
 
 
 def _grace_seconds() -> float:
@@ -186,30 +190,49 @@ def _grace_seconds() -> float:
 def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
     """Send concurrently, bounded per endpoint; stop cleanly on the soft time limit.
 
+    Each endpoint starts with ``START_LANES`` threads taking its claims one
+    after the other; while it still has claims waiting, its lanes double
+    every ``RAMP_SECONDS`` up to ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT``.
+    A fast receiver is served by two threads (ten threads contending for the
+    GIL and the pool's lock cost half again the CPU per request), a slow one
+    reaches the full width within a few tens of milliseconds.
+
     Returns the state (outcomes, which deliveries were started) and whether
     the run was cut short.
     """
     state = _SendState()
-    per_endpoint: dict[Any, list[Claim]] = defaultdict(list)
+    queues: dict[Any, deque[Claim]] = defaultdict(deque)
     for claim in claims:
-        per_endpoint[claim.endpoint_id].append(claim)
-    lanes: list[list[Claim]] = []
+        queues[claim.endpoint_id].append(claim)
     width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
-    for items in per_endpoint.values():
-        n = min(width, len(items))
-        lanes.extend(items[i::n] for i in range(n))
+    lanes: dict[Any, int] = defaultdict(int)
+    futures: set = set()
+    executor = send_executor()
 
-    def run_lane(items: list[Claim]) -> None:
-        for claim in items:
-            if state.stop.is_set():
+    def run_lane(queue: deque[Claim]) -> None:
+        while not state.stop.is_set():
+            try:
+                claim = queue.popleft()
+            except IndexError:
                 return
             state.started.add(claim.delivery_id)
             state.outcomes[claim.delivery_id] = send_one(claim)
 
-    executor = send_executor()
-    futures = [executor.submit(run_lane, lane) for lane in lanes]
+    def widen(endpoint_id: Any, target: int) -> None:
+        queue = queues[endpoint_id]
+        # No more lanes than claims still waiting: an idle lane would only exit.
+        target = min(target, width, lanes[endpoint_id] + len(queue))
+        while lanes[endpoint_id] < target:
+            lanes[endpoint_id] += 1
+            futures.add(executor.submit(run_lane, queue))
+
     try:
-        wait(futures)
+        for endpoint_id in queues:
+            widen(endpoint_id, START_LANES)
+        while wait(futures, timeout=RAMP_SECONDS).not_done:
+            for endpoint_id, queue in queues.items():
+                if queue and lanes[endpoint_id] < width:
+                    widen(endpoint_id, 2 * lanes[endpoint_id])
     except SoftTimeLimitExceeded:
         state.stop.set()
         logger.warning(
@@ -218,4 +241,5 @@ def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
         )
         wait(futures, timeout=_grace_seconds())
         return state, True
+    state.lanes = dict(lanes)
     return state, False

@@ -1,15 +1,22 @@
-"""The hot statements of the outbox as server-side prepared statements.
+"""Raw statements of the outbox on Django's connection, optionally prepared.
 
-Django's psycopg cursors bind parameters on the client, so PostgreSQL parses
-and plans every execution. The statements that run once per event or per
-delivery run (emit, claim, record, count) are most of the database's work
-under load; prepared once per connection they skip both (the emit statement:
-~0.35 → ~0.15 ms of server time). They run on Django's own connection, so
-they take part in the caller's transaction like any other query, and errors
-come out as Django's database exceptions.
+The outbox's hot statements are written in SQL (one round trip each, see
+``outbox`` and ``delivery``). They run on Django's own connection, so they
+take part in the caller's transaction like any other query, and errors come
+out as Django's database exceptions.
+
+``prepare=True`` makes a statement a server-side prepared statement: parsed
+and planned once per connection, then executed from a generic plan. Only the
+statement that runs once per event (emit) asks for it: planning it each time
+cost PostgreSQL ~0.15 ms per event, three times its execution. The
+statements that run once per delivery run are planned each time with their
+actual values, because a generic plan made while a table was small (a fresh
+install) stays in use as the table grows: a sequential scan planned over a
+hundred events was still chosen over fifty thousand.
 
 Prepared statements need a direct connection or a pooler that supports them
-(PgBouncer 1.21+ with ``max_prepared_statements``).
+(PgBouncer 1.21+ with ``max_prepared_statements``); with
+``DATABASE_PREPARED_STATEMENTS=false`` everything is planned each time.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import psycopg
 from django.db import connection
 
 
-def fetch_all(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple]:
-    """Execute ``sql`` prepared; its rows, or ``[]`` for a statement without any."""
+def fetch_all(
+    sql: str, params: Sequence[Any] | Mapping[str, Any], *, prepare: bool = False
+) -> list[tuple]:
+    """Execute ``sql`` (bound on the server); its rows, or ``[]`` for a statement without any."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params, prepare=prepare)
         return cursor.fetchall() if cursor.description is not None else []

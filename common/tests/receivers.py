@@ -2,7 +2,8 @@
 
 Each path can be scripted with a list of responses (status, headers, delay);
 after the script runs out a path answers 200. Every request is recorded with
-its raw body and headers so tests can verify signatures like a receiver would.
+its raw body and headers so tests can verify signatures like a receiver would,
+and the most requests a path had in flight at once is kept.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ class Receiver:
         self.requests: list[Received] = []
         self.scripts: dict[str, list[Reply]] = defaultdict(list)
         self.defaults: dict[str, Reply] = {}
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.max_in_flight: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The reply goes out in two writes (headers, body); with Nagle on,
+            # the second waits for the client's delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 length = int(self.headers.get("content-length") or 0)
@@ -61,14 +67,22 @@ class Receiver:
                     )
                     script = receiver.scripts[self.path]
                     reply = script.pop(0) if script else receiver.defaults.get(self.path, Reply())
-                if reply.delay:
-                    time.sleep(reply.delay)
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                    receiver.in_flight[self.path] += 1
+                    receiver.max_in_flight[self.path] = max(
+                        receiver.max_in_flight[self.path], receiver.in_flight[self.path]
+                    )
+                try:
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                    self.send_response(reply.status)
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                finally:
+                    with receiver.lock:
+                        receiver.in_flight[self.path] -= 1
 
             def log_message(self, *args):
                 pass

@@ -245,6 +245,30 @@ def test_batch_size_bounds_a_run_and_reports_remaining(receiver):
     assert second.as_dict() == {"processed": 2, "delivered": 2, "failed": 0, "remaining": 0}
 
 
+def test_remaining_is_counted_up_to_the_cap(receiver):
+    from common.services.delivery import REMAINING_COUNT_CAP
+    from common.services.outbox import EventSpec, emit_events
+
+    endpoint_create(url=receiver.url("/a"))
+    n = REMAINING_COUNT_CAP + 25
+    emit_events(
+        event_type="file.stored",
+        events=[EventSpec("file", i, {}, f"file:{i}") for i in range(n)],
+    )
+    first = process_pending_events(batch_size=20)
+    assert first.as_dict() == {
+        "processed": 20,
+        "delivered": 20,
+        "failed": 0,
+        "remaining": REMAINING_COUNT_CAP,
+    }
+    WebhookDelivery.objects.filter(status="pending").exclude(
+        event__aggregate_id__in=[str(i) for i in range(n - 30, n)]
+    ).update(status="delivered")
+    second = process_pending_events(batch_size=20)
+    assert second.as_dict()["remaining"] == 10
+
+
 def test_expired_lease_is_claimed_again(receiver):
     endpoint_create(url=receiver.url("/a"))
     emit_event("file", "f1", "file.stored", {})
@@ -292,3 +316,36 @@ def test_receivers_cannot_plant_cookies_or_get_compressed_replies(receiver):
     assert "accept-encoding" not in first.headers
     assert first.headers["user-agent"] == "Doorito-Webhooks/1"
     assert WebhookDelivery.objects.filter(status="delivered").count() == 2
+
+
+def test_a_slow_endpoint_gets_up_to_the_concurrency_bound_at_once(receiver, settings):
+    settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT = 6
+    endpoint_create(url=receiver.url("/slow"))
+    receiver.always("/slow", Reply(delay=0.3))
+    for i in range(12):
+        emit_event("file", f"f{i}", "file.stored", {})
+
+    result = process_pending_events(batch_size=20)
+
+    assert result.as_dict()["delivered"] == 12
+    # Lanes ramp from 2 to the bound while claims wait, and never past it.
+    assert receiver.max_in_flight["/slow"] == 6
+
+
+def test_a_fast_endpoint_is_served_by_few_threads(receiver):
+    from common.services.delivery import claim_due_deliveries, record_outcomes
+    from common.services.sending import START_LANES, send_claims
+
+    endpoint, _ = endpoint_create(url=receiver.url("/fast"))
+    for i in range(12):
+        emit_event("file", f"f{i}", "file.stored", {})
+    claims = claim_due_deliveries(batch_size=20).claims
+
+    state, stopped = send_claims(claims)
+    record_outcomes(claims=claims, outcomes=state.outcomes, started=state.started)
+
+    assert not stopped and len(state.outcomes) == 12
+    assert all(o.ok for o in state.outcomes.values())
+    # Six requests per lane take a few ms here; the first widening comes at
+    # 10 ms, so even a slow machine stays far below the bound of 10.
+    assert START_LANES <= state.lanes[endpoint.id] <= 2 * START_LANES

@@ -187,3 +187,20 @@ def test_the_uuid7_migration_reverses(django_db_blocker):
     executor = MigrationExecutor(connection)
     executor.migrate([("common", "0002_uuid7_function")])
     assert has_function()
+
+
+def test_emit_runs_as_a_prepared_statement_and_a_claim_does_not(receiver):
+    from django.db import connection
+
+    from common.services.delivery import claim_due_deliveries
+    from common.services.webhooks import endpoint_create
+
+    endpoint_create(url=receiver.url("/a"))
+    for i in range(3):
+        emit_event("file", f"p{i}", "file.stored", {})
+    claim_due_deliveries(batch_size=20)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [s for (s,) in cursor.fetchall()]
+    assert sum("INSERT INTO common_outboxevent" in s for s in prepared) == 1
+    assert not any("common_webhookdelivery d" in s and "lease" in s for s in prepared)
