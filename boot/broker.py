@@ -112,9 +112,25 @@ class Channel(kombu_sqlalchemy.Channel):
 
     def _queue_id(self, queue: str) -> int:
         if queue not in self._queue_ids:
-            self._queue_ids[queue] = self._get_or_create(queue).id
-            self.session.commit()
+            try:
+                self._queue_ids[queue] = self._get_or_create(queue).id
+            finally:
+                self.session.commit()
         return self._queue_ids[queue]
+
+    # kombu reads through its ORM session and, when it only read, never ends
+    # the transaction: a channel that declared a queue (every publisher does,
+    # once) or asked for its size stayed "idle in transaction" for good,
+    # holding a snapshot that kept VACUUM from removing any dead row in the
+    # whole database. Each of these now ends its transaction.
+    def _new_queue(self, queue, **kwargs):
+        self._queue_id(queue)
+
+    def _size(self, queue):
+        try:
+            return super()._size(queue)
+        finally:
+            self.session.commit()
 
     def _autocommit(self):
         engine, _ = self._open()
@@ -146,6 +162,37 @@ class Channel(kombu_sqlalchemy.Channel):
         if row is None:
             raise Empty()
         return loads(bytes_to_str(row[0]))
+
+
+# A message for the task, not fetched by any worker yet and not held back by
+# an ETA (a retry's countdown). The LIKE narrows the rows before the JSON parse.
+_WAITING_SQL = text(
+    "SELECT EXISTS (SELECT 1 FROM kombu_message WHERE queue_id = :queue_id AND visible"
+    " AND payload LIKE :pattern ESCAPE '\\'"
+    " AND payload::jsonb -> 'headers' ->> 'task' = :task"
+    " AND (payload::jsonb -> 'headers' ->> 'eta') IS NULL)"
+)
+
+
+def task_waiting(app, *, task_name: str, queue: str) -> bool:
+    """Whether a message for ``task_name`` waits in ``queue``, unfetched and due now.
+
+    A publisher can skip a message that would only repeat one still waiting:
+    whatever the waiting one does, it does after this call. Only the SQL
+    transport on PostgreSQL can tell; on any other broker this is False.
+    """
+    with app.pool.acquire(block=True) as conn:
+        channel = conn.default_channel
+        if not isinstance(channel, Channel) or not channel._fast():
+            return False
+        escaped = task_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params = {
+            "queue_id": channel._queue_id(queue),
+            "pattern": f'%"task": "{escaped}"%',
+            "task": task_name,
+        }
+        with channel._autocommit() as db:
+            return bool(db.execute(_WAITING_SQL, params).scalar())
 
 
 def _worker_stopping() -> bool:

@@ -144,3 +144,41 @@ def test_fetching_reads_an_index_of_the_visible_messages_only():
         )
         plan = "\n".join(line for (line,) in cursor.fetchall())
     assert broker.VISIBLE_INDEX in plan, plan
+
+
+def idle_in_transaction() -> list[tuple[int, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'"
+        )
+        return cursor.fetchall()
+
+
+def test_declaring_and_sizing_a_queue_leave_no_transaction_open():
+    """An open read transaction pins the xmin horizon: VACUUM then removes nothing."""
+    queue = f"tx-{uuid.uuid4().hex[:8]}"
+    with app.connection_for_write() as conn:
+        q = conn.SimpleQueue(queue)  # declares the queue (and asks for its size)
+        q.put({"n": 1})
+        assert q.qsize() == 1
+        assert idle_in_transaction() == []
+        q.close()
+
+
+def test_task_waiting_sees_only_unfetched_due_messages_of_that_task():
+    from common.tasks import deliver_outbox_events_task, ping
+
+    app.control.purge()
+    name = deliver_outbox_events_task.name
+    assert broker.task_waiting(app, task_name=name, queue="default") is False
+    ping.delay()
+    deliver_outbox_events_task.apply_async(countdown=60)  # held back by its ETA
+    assert broker.task_waiting(app, task_name=name, queue="default") is False
+    deliver_outbox_events_task.delay()
+    assert broker.task_waiting(app, task_name=name, queue="default") is True
+    assert broker.task_waiting(app, task_name=name, queue="high") is False
+    with connection.cursor() as cursor:  # what a worker's fetch does
+        cursor.execute("UPDATE kombu_message SET visible = false")
+    assert broker.task_waiting(app, task_name=name, queue="default") is False
+    app.control.purge()

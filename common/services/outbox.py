@@ -276,9 +276,37 @@ def emit_events(*, event_type: str, events: list[EventSpec]) -> int:
 
 
 def _send_delivery_task() -> None:
+    """Queue a delivery run, unless one is queued and not yet picked up.
+
+    A waiting run claims after this moment, so it takes the events this
+    transaction committed (or a follow-up's remaining work) as well. Under
+    load (every web request committing one event, or a backlog) the queue
+    would otherwise fill with runs that each find one event or none (one
+    event per transaction from one process: ~250 → ~400 delivered/s on two
+    cores). Only the SQL broker can tell; with another broker every commit
+    queues a run, as before.
+    """
     from common.tasks import deliver_outbox_events_task
 
+    if not settings.CELERY_TASK_ALWAYS_EAGER and _delivery_run_waiting():
+        return
     deliver_outbox_events_task.delay()
+
+
+def _delivery_run_waiting() -> bool:
+    from boot.broker import task_waiting
+    from boot.celery import app
+    from common.tasks import deliver_outbox_events_task
+
+    name = deliver_outbox_events_task.name
+    queue = settings.CELERY_TASK_ROUTES.get(name, {}).get(
+        "queue", settings.CELERY_TASK_DEFAULT_QUEUE
+    )
+    try:
+        return task_waiting(app, task_name=name, queue=queue)
+    except Exception:
+        logger.warning("Could not look for a waiting delivery run; queueing one", exc_info=True)
+        return False
 
 
 def request_delivery_on_commit() -> None:

@@ -204,3 +204,37 @@ def test_emit_runs_as_a_prepared_statement_and_a_claim_does_not(receiver):
         prepared = [s for (s,) in cursor.fetchall()]
     assert sum("INSERT INTO common_outboxevent" in s for s in prepared) == 1
     assert not any("common_webhookdelivery d" in s and "lease" in s for s in prepared)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_queues_no_second_delivery_run_while_one_waits(receiver):
+    """A queued run not yet fetched claims after the commit: it takes this event too."""
+    from django.db import connection
+
+    from boot.celery import app
+    from common.services.webhooks import endpoint_create
+
+    def runs_queued() -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE visible), count(*) FROM kombu_message"
+                " WHERE payload LIKE '%%common.tasks.deliver_outbox_events_task%%'"
+            )
+            return cursor.fetchone()
+
+    app.control.purge()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM kombu_message")
+    endpoint_create(url=receiver.url("/a"))
+    with transaction.atomic():
+        emit_event("file", "c1", "file.stored", {})
+    assert runs_queued() == (1, 1)
+    with transaction.atomic():
+        emit_event("file", "c2", "file.stored", {})
+    assert runs_queued() == (1, 1)
+    with connection.cursor() as cursor:  # a worker fetched the run
+        cursor.execute("UPDATE kombu_message SET visible = false")
+    with transaction.atomic():
+        emit_event("file", "c3", "file.stored", {})
+    assert runs_queued() == (1, 2)
+    app.control.purge()
