@@ -23,7 +23,10 @@ its own process. Measurements, all in the same run:
 6. **one POST at a time**: the same through a worker limited to one request
    at a time (``-c 1``, ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT=1``);
 7. **latency under steady load**: ``--paced`` events, one per transaction, at
-   ``--rate`` per second; commit→receipt p50/p99.
+   ``--rate`` per second; commit→receipt p50/p99;
+8. **one event per transaction**: ``--singles`` events, each committed on
+   its own as fast as one process can (the shape of web requests that each
+   emit one event); deliveries/s and commit→receipt p50/p99.
 
     python -m uv run python bench/webhooks.py [--events 5000] [--tx-size 100]
 """
@@ -276,13 +279,16 @@ def main() -> None:
     parser.add_argument(
         "--sustained-rate", type=float, default=1000.0, help="events/s in the sustained phase"
     )
+    parser.add_argument(
+        "--singles", type=int, default=2000, help="events in the one-per-transaction phase"
+    )
     parser.add_argument("--skip-sequential", action="store_true")
     parser.add_argument("--worker-concurrency", type=int, default=4, help="worker -c (default 4)")
     args = parser.parse_args()
     if args.events < 1 or args.tx_size < 1 or args.paced < 0 or args.rate <= 0:
         parser.error("--events, --tx-size must be >= 1, --paced >= 0, --rate > 0")
-    if args.sustained_rate <= 0:
-        parser.error("--sustained-rate must be > 0")
+    if args.sustained_rate <= 0 or args.singles < 0:
+        parser.error("--sustained-rate must be > 0, --singles >= 0")
 
     setup_django()
     from django.db import connection
@@ -323,6 +329,11 @@ def main() -> None:
         if args.paced:
             committed = emit_batch("/paced", port, args.paced, 1, pace=1 / args.rate)
             results["paced"] = summarize(committed, wait_delivered(port, "/paced", args.paced, 300))
+        if args.singles:
+            committed = emit_batch("/singles", port, args.singles, 1)
+            results["singles"] = summarize(
+                committed, wait_delivered(port, "/singles", args.singles, 300)
+            )
         stop(worker)
         worker = None
 
@@ -391,6 +402,13 @@ def main() -> None:
             f"steady load ({args.paced} events at {args.rate:g}/s, 1 per transaction): "
             f"commit->receipt p50 {p['p50'] * 1000:.0f} ms, p99 {p['p99'] * 1000:.0f} ms   "
             f"duplicates {p['duplicates']}, missing {p['missing']}"
+        )
+    if "singles" in results:
+        g = results["singles"]
+        print(
+            f"one event per transaction ({args.singles}, as fast as one process commits): "
+            f"{g['rate']:4.0f} deliveries/s   commit->receipt p50 {g['p50'] * 1000:.0f} ms, "
+            f"p99 {g['p99'] * 1000:.0f} ms   duplicates {g['duplicates']}, missing {g['missing']}"
         )
     print(f"deliveries not in state delivered at the end: {not_delivered}")
 
