@@ -11,8 +11,8 @@ a consumer waits when no notification comes (a message written by another
 kombu client, or a lost listener connection), so it can stay long.
 
 Everything else (tables, visibility, acks) is kombu's, plus one partial
-index on the visible messages. On a database other
-than PostgreSQL this behaves exactly like the stock transport.
+index on the visible messages. On a database other than PostgreSQL this
+behaves exactly like the stock transport.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class Base(Configuration):
 
     DATABASE_URL = env(default=DEFAULT_DATABASE_URL)
     DATABASE_CONN_MAX_AGE = env(values.IntegerValue, 60)
-    # The outbox's hot statements run as server-side prepared statements
+    # The per-event outbox statement runs as a server-side prepared statement
     # (common/services/sql.py). Off for a pooler that cannot carry them.
     DATABASE_PREPARED_STATEMENTS = env(values.BooleanValue, True)
 

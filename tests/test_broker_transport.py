@@ -28,6 +28,15 @@ def rows(queue: str) -> list[tuple[bool, bool]]:
         return cursor.fetchall()
 
 
+def publish(queue: str, count: int) -> None:
+    """``count`` messages ``{"n": i}`` on ``queue``, through the app's broker."""
+    with app.connection_for_write() as conn:
+        q = conn.SimpleQueue(queue)
+        for i in range(count):
+            q.put({"n": i})
+        q.close()
+
+
 def test_the_broker_url_uses_the_notifying_transport():
     with app.connection_for_write() as conn:
         assert isinstance(conn.transport, broker.Transport)
@@ -75,11 +84,7 @@ def test_an_idle_consumer_is_woken_by_a_publish_not_by_its_poll(monkeypatch):
 
 def test_two_consumers_never_get_the_same_message():
     queue = f"share-{uuid.uuid4().hex[:8]}"
-    with app.connection_for_write() as conn:
-        q = conn.SimpleQueue(queue)
-        for i in range(200):
-            q.put({"n": i})
-        q.close()
+    publish(queue, 200)
     seen: list[list[int]] = [[], []]
 
     def consume(out: list[int]) -> None:
@@ -118,10 +123,7 @@ def test_other_databases_keep_the_stock_behaviour(tmp_path):
 def test_fetching_reads_an_index_of_the_visible_messages_only():
     """Consumed rows stay until pruned; the fetch must not walk past them."""
     queue = f"idx-{uuid.uuid4().hex[:8]}"
-    with app.connection_for_write() as conn:
-        q = conn.SimpleQueue(queue)
-        q.put({"n": 0})
-        q.close()
+    publish(queue, 1)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [broker.VISIBLE_INDEX]

@@ -172,7 +172,7 @@ class _SendState:
     outcomes: dict[Any, Outcome] = field(default_factory=dict)
     started: set = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
-    lanes: dict[Any, int] = field(default_factory=dict)  # threads used per endpoint
+    lanes: dict[Any, int] = field(default_factory=lambda: defaultdict(int))  # per endpoint
 
 
 def _grace_seconds() -> float:
@@ -205,7 +205,7 @@ def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
     for claim in claims:
         queues[claim.endpoint_id].append(claim)
     width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
-    lanes: dict[Any, int] = defaultdict(int)
+    lanes = state.lanes
     futures: set = set()
     executor = send_executor()
 
@@ -241,5 +241,4 @@ def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
         )
         wait(futures, timeout=_grace_seconds())
         return state, True
-    state.lanes = dict(lanes)
     return state, False
