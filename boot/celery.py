@@ -5,9 +5,15 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
 os.environ.setdefault("DJANGO_CONFIGURATION", "Dev")
 
-import configurations
+from configurations import importer
 
-configurations.setup()
+# Only the settings importer, not ``django.setup()``: importing ``boot``
+# happens while Django loads ``boot.settings``, and setting Django up from
+# inside that import built a second settings object that replaced the first
+# after the apps were ready, dropping what apps wrote into settings then
+# (django-axes' defaults). Celery's Django fixup sets Django up in workers
+# and beat; web processes and manage.py do it themselves.
+importer.install()
 
 from celery import Celery, signals  # noqa: E402
 from django.conf import settings  # noqa: E402

@@ -15,6 +15,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 from configurations import Configuration, values
+from django.utils.csp import CSP
 from dotenv import load_dotenv
 from kombu import Queue
 
@@ -62,6 +63,11 @@ class Base(Configuration):
         "django.contrib.staticfiles",
         "django_celery_results",
         "django_celery_beat",
+        # Failed sign-in throttling, request.htmx, and the Swagger UI's own
+        # static files (so /api/docs works offline).
+        "axes",
+        "django_htmx",
+        "ninja",
         "accounts",
         "common",
         "portal",
@@ -78,7 +84,27 @@ class Base(Configuration):
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.csp.ContentSecurityPolicyMiddleware",
+        "django_htmx.middleware.HtmxMiddleware",
+        # Last, as django-axes asks: it turns a locked-out sign-in into its page.
+        "axes.middleware.AxesMiddleware",
     ]
+
+    # Every page script and style is a static file of this origin (no inline
+    # code, no CDN), so the policy can be this strict. Uppy reads dropped
+    # files into blob: URLs for its thumbnails.
+    SECURE_CSP = {
+        "default-src": [CSP.SELF],
+        "script-src": [CSP.SELF],
+        "style-src": [CSP.SELF],
+        "img-src": [CSP.SELF, "data:", "blob:"],
+        "connect-src": [CSP.SELF],
+        "font-src": [CSP.SELF, "data:"],
+        "object-src": [CSP.NONE],
+        "base-uri": [CSP.SELF],
+        "form-action": [CSP.SELF],
+        "frame-ancestors": [CSP.NONE],
+    }
 
     ROOT_URLCONF = "boot.urls"
     WSGI_APPLICATION = "boot.wsgi.application"
@@ -94,6 +120,7 @@ class Base(Configuration):
                     "django.template.context_processors.request",
                     "django.contrib.auth.context_processors.auth",
                     "django.contrib.messages.context_processors.messages",
+                    "frontend.context_processors.portal",
                 ]
             },
         }
@@ -122,6 +149,40 @@ class Base(Configuration):
     LOGIN_URL = "/login/"
     LOGIN_REDIRECT_URL = "/"
     LOGOUT_REDIRECT_URL = "/login/"
+    AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
+    # Whether anyone may create an account at /register/ (staff create users
+    # with `make manage ARGS="create_user …"` either way).
+    REGISTRATION_OPEN = env(values.BooleanValue, True)
+
+    # Failed sign-ins are counted per (account, address) pair: after
+    # AXES_FAILURE_LIMIT failures that pair is locked out for
+    # AXES_COOLOFF_MINUTES, without locking the owner out from elsewhere.
+    AXES_FAILURE_LIMIT = env(values.IntegerValue, 5)
+    AXES_COOLOFF_MINUTES = env(values.IntegerValue, 15)
+    AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+    AXES_RESET_ON_SUCCESS = True
+    # Django's sign-in form calls the email field "username".
+    AXES_USERNAME_FORM_FIELD = "username"
+    AXES_LOCKOUT_TEMPLATE = "frontend/accounts/locked_out.html"
+    AXES_VERBOSE = False
+
+    @property
+    def AXES_COOLOFF_TIME(self):
+        return timedelta(minutes=self.AXES_COOLOFF_MINUTES)
+
+    # Password-reset mail. Dev prints it on the console; Production sends it
+    # through the SMTP server below.
+    EMAIL_BACKEND = env(default="django.core.mail.backends.smtp.EmailBackend")
+    EMAIL_HOST = env(default="localhost")
+    EMAIL_PORT = env(values.IntegerValue, 25)
+    EMAIL_HOST_USER = env(default="")
+    EMAIL_HOST_PASSWORD = env(default="")
+    EMAIL_USE_TLS = env(values.BooleanValue, False)
+    EMAIL_USE_SSL = env(values.BooleanValue, False)
+    DEFAULT_FROM_EMAIL = env(default="Doorito <doorito@localhost>")
     AUTH_PASSWORD_VALIDATORS = [
         {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
         {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -311,6 +372,7 @@ class Dev(Base):
         super().pre_setup()
 
     DEBUG = env(values.BooleanValue, True)
+    EMAIL_BACKEND = env(default="django.core.mail.backends.console.EmailBackend")
     # A developer needs no worker: tasks run in-process unless told otherwise.
     CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, True)
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.0/8", "::1/128"])
@@ -338,6 +400,8 @@ class Test(Base):
 
 class Production(Base):
     SECRET_KEY = values.SecretValue(environ_prefix=None)
+    # A public portal is opened on purpose, not by default.
+    REGISTRATION_OPEN = env(values.BooleanValue, False)
     ALLOWED_HOSTS = values.ListValue(environ_prefix=None, environ_required=True)
     LOG_FORMAT = env(default="json")
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

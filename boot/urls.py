@@ -14,3 +14,7 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("", include("frontend.urls")),
 ]
+
+handler403 = "frontend.views.errors.permission_denied"
+handler404 = "frontend.views.errors.page_not_found"
+handler500 = "frontend.views.errors.server_error"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from common.exceptions import NotFoundError
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
@@ -81,3 +83,49 @@ def delivery_get(*, delivery_id: Any) -> WebhookDelivery:
         return delivery_list().get(pk=delivery_id)
     except (WebhookDelivery.DoesNotExist, ValueError, ValidationError) as exc:
         raise NotFoundError("No such delivery.") from exc
+
+
+@dataclass(frozen=True)
+class DeliveryHealth:
+    pending: int
+    oldest_due_at: dt.datetime | None
+    failing_endpoints: int
+    disabled_endpoints: int
+
+    @property
+    def oldest_due_age_seconds(self) -> float | None:
+        if self.oldest_due_at is None:
+            return None
+        return max(0.0, (timezone.now() - self.oldest_due_at).total_seconds())
+
+
+# Counting a huge backlog exactly costs a scan of it; a dashboard only needs
+# to know that it is big.
+PENDING_COUNT_CAP = 10_000
+
+
+def delivery_health(*, now: dt.datetime | None = None) -> DeliveryHealth:
+    """What staff need at a glance: is delivery keeping up, and who is failing.
+
+    Served by the partial index on pending deliveries' ``next_attempt_at``; the
+    count stops at PENDING_COUNT_CAP.
+    """
+    now = now or timezone.now()
+    due = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+    pending = due.values("pk")[:PENDING_COUNT_CAP].count()
+    oldest = (
+        due.filter(next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    endpoints = WebhookEndpoint.objects.aggregate(
+        failing=Count("id", filter=Q(is_active=True, failing_since__isnull=False)),
+        disabled=Count("id", filter=Q(is_active=False)),
+    )
+    return DeliveryHealth(
+        pending=pending,
+        oldest_due_at=oldest,
+        failing_endpoints=endpoints["failing"],
+        disabled_endpoints=endpoints["disabled"],
+    )

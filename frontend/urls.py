@@ -1,9 +1,57 @@
 from django.urls import path
 
-from frontend import views
+from frontend.views import accounts, batches, dashboard, events, files, tokens, uploads, webhooks
 
 app_name = "frontend"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    # Accounts (django.contrib.auth's views, the portal's templates)
+    path("login/", accounts.LoginView.as_view(), name="login"),
+    path("logout/", accounts.LogoutView.as_view(), name="logout"),
+    path("register/", accounts.register, name="register"),
+    path("password/change/", accounts.PasswordChangeView.as_view(), name="password_change"),
+    path("password/reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password/reset/sent/",
+        accounts.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        accounts.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    # Everyone's own data
+    path("", dashboard.dashboard, name="dashboard"),
+    path("upload/", uploads.upload, name="upload"),
+    path("upload/simple/", uploads.upload_simple, name="upload_simple"),
+    path("files/", files.file_list, name="file_list"),
+    path("files/<uuid:file_id>/", files.file_detail, name="file_detail"),
+    path("files/<uuid:file_id>/download/", files.file_download, name="file_download"),
+    path("files/<uuid:file_id>/delete/", files.file_delete, name="file_delete"),
+    path("batches/", batches.batch_list, name="batch_list"),
+    path("batches/new/", batches.batch_create, name="batch_create"),
+    path("batches/<uuid:batch_id>/", batches.batch_detail, name="batch_detail"),
+    path("batches/<uuid:batch_id>/progress/", batches.batch_progress, name="batch_progress"),
+    path("batches/<uuid:batch_id>/close/", batches.batch_close, name="batch_close"),
+    path("tokens/", tokens.token_list, name="token_list"),
+    path("tokens/new/", tokens.token_create, name="token_create"),
+    path("tokens/<uuid:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
+    # Staff: webhooks and events
+    path("webhooks/", webhooks.endpoint_list, name="endpoint_list"),
+    path("webhooks/new/", webhooks.endpoint_create, name="endpoint_create"),
+    path("webhooks/<uuid:endpoint_id>/", webhooks.endpoint_detail, name="endpoint_detail"),
+    path("webhooks/<uuid:endpoint_id>/edit/", webhooks.endpoint_edit, name="endpoint_edit"),
+    path("webhooks/<uuid:endpoint_id>/toggle/", webhooks.endpoint_toggle, name="endpoint_toggle"),
+    path("webhooks/<uuid:endpoint_id>/rotate/", webhooks.endpoint_rotate, name="endpoint_rotate"),
+    path("webhooks/<uuid:endpoint_id>/test/", webhooks.endpoint_test, name="endpoint_test"),
+    path("webhooks/<uuid:endpoint_id>/delete/", webhooks.endpoint_delete, name="endpoint_delete"),
+    path(
+        "webhooks/<uuid:endpoint_id>/resend-failed/",
+        webhooks.endpoint_resend_failed,
+        name="endpoint_resend_failed",
+    ),
+    path("deliveries/<uuid:delivery_id>/resend/", webhooks.delivery_resend, name="delivery_resend"),
+    path("events/", events.event_list, name="event_list"),
+    path("events/<uuid:event_id>/", events.event_detail, name="event_detail"),
 ]

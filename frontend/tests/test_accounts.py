@@ -1,0 +1,178 @@
+"""Sign in, sign out, registration, passwords, throttling, error pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+
+from accounts.models import User
+from frontend.tests.conftest import PASSWORD, PortalClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_url_is_the_sign_in_page(anon, settings):
+    page = anon.get(settings.LOGIN_URL)
+    assert page.status_code == 200
+    assert b"Sign in" in page.content
+    assert b'<label for="id_username">Email</label>' in page.content
+
+
+def test_anonymous_dashboard_redirects_to_sign_in(anon):
+    page = anon.get("/")
+    assert page.status_code == 302
+    assert page["Location"] == "/login/?next=/"
+
+
+def test_sign_in_and_out(anon, user):
+    page = anon.post_form(
+        "/login/", {"username": "alice@example.com", "password": PASSWORD, "next": "/files/"}
+    )
+    assert page.status_code == 302
+    assert page["Location"] == "/files/"
+    dashboard = anon.get("/")
+    assert dashboard.status_code == 200
+    assert b"alice@example.com" in dashboard.content
+    out = anon.post_form("/logout/", page="/")
+    assert out.status_code == 302
+    assert anon.get("/").status_code == 302
+
+
+def test_sign_in_with_a_wrong_password_is_shown_on_the_form(anon, user):
+    page = anon.post_form("/login/", {"username": "alice@example.com", "password": "nope"})
+    assert page.status_code == 200
+    assert b"Please enter a correct email and password" in page.content
+
+
+def test_login_form_without_csrf_token_is_refused(anon, user):
+    page = anon.post("/login/", {"username": "alice@example.com", "password": PASSWORD})
+    assert page.status_code == 403
+    assert anon.get("/").status_code == 302
+
+
+def test_repeated_failures_lock_out_that_account_from_that_address(anon, user, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        anon.post_form("/login/", {"username": "alice@example.com", "password": "wrong"})
+    locked = anon.post_form("/login/", {"username": "alice@example.com", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert b"Too many failed sign-ins" in locked.content
+    assert anon.get("/").status_code == 302
+    # The same account from another address is not locked out.
+    elsewhere = PortalClient(REMOTE_ADDR="10.1.2.3")
+    ok = elsewhere.post_form("/login/", {"username": "alice@example.com", "password": PASSWORD})
+    assert ok.status_code == 302
+
+
+def test_register_creates_an_account_and_signs_in(anon):
+    page = anon.post_form(
+        "/register/",
+        {"email": "New@Example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert page.status_code == 302
+    assert User.objects.filter(email="new@example.com").exists()
+    assert anon.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"email": "x@example.com", "password1": "short", "password2": "short"}, b"too short"),
+        ({"email": "x@example.com", "password1": PASSWORD, "password2": "other"}, b"differ"),
+        ({"email": "not-an-email", "password1": PASSWORD, "password2": PASSWORD}, b"valid email"),
+        ({"email": "x@example.com", "password1": "password", "password2": "password"}, b"common"),
+    ],
+)
+def test_register_shows_invalid_input_and_creates_nothing(anon, data, message):
+    page = anon.post_form("/register/", data)
+    assert page.status_code == 200
+    assert message in page.content
+    assert not User.objects.filter(email="x@example.com").exists()
+
+
+def test_register_refuses_a_taken_email(anon, user):
+    page = anon.post_form(
+        "/register/",
+        {"email": "ALICE@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert page.status_code == 200
+    assert b"already exists" in page.content
+    assert User.objects.count() == 1
+
+
+def test_register_is_closed_when_registration_is_off(anon, settings):
+    settings.REGISTRATION_OPEN = False
+    assert anon.get("/register/").status_code == 404
+    assert b"Register" not in anon.get("/login/").content
+
+
+def test_register_without_csrf_token_is_refused(anon):
+    page = anon.post(
+        "/register/", {"email": "x@example.com", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert page.status_code == 403
+    assert not User.objects.filter(email="x@example.com").exists()
+
+
+def test_password_change(client_user, user):
+    page = client_user.post_form(
+        "/password/change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "another-long-passphrase",
+            "new_password2": "another-long-passphrase",
+        },
+    )
+    assert page.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("another-long-passphrase")
+
+
+def test_password_change_with_wrong_old_password_changes_nothing(client_user, user):
+    page = client_user.post_form(
+        "/password/change/",
+        {"old_password": "bad", "new_password1": "x-long-pass-1", "new_password2": "x-long-pass-1"},
+    )
+    assert page.status_code == 200
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_password_reset_by_mail(anon, user):
+    page = anon.post_form("/password/reset/", {"email": "alice@example.com"})
+    assert page.status_code == 302
+    assert len(mail.outbox) == 1
+    link = re.search(r"http://testserver(/password/reset/\S+/)", mail.outbox[0].body).group(1)
+    form_page = anon.get(link, follow=True)
+    assert b"Set a new password" in form_page.content
+    set_url = form_page.redirect_chain[-1][0]
+    done = anon.post_form(
+        set_url,
+        {"new_password1": "reset-long-passphrase", "new_password2": "reset-long-passphrase"},
+    )
+    assert done.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("reset-long-passphrase")
+
+
+def test_non_staff_gets_403_in_the_portal_layout(client_user):
+    page = client_user.get("/webhooks/")
+    assert page.status_code == 403
+    assert b"Not allowed" in page.content
+    assert b"alice@example.com" in page.content
+
+
+def test_unknown_page_is_404_in_the_portal_layout(client_user):
+    page = client_user.get("/no/such/page/")
+    assert page.status_code == 404
+    assert b"Not found" in page.content
+    assert b"Doorito" in page.content
+
+
+def test_pages_carry_a_strict_content_security_policy(anon):
+    page = anon.get("/login/")
+    policy = page["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy

@@ -1,0 +1,39 @@
+"""403/404/500 in the portal's layout; JSON under /api/, where clients expect it."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+from common.exceptions import ApplicationError, NotFoundError, PermissionDeniedError
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _json(exc: ApplicationError) -> JsonResponse:
+    return JsonResponse(exc.as_dict(), status=exc.status_code)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return _json(PermissionDeniedError("You may not do this."))
+    message = str(exception) if exception and str(exception) else ""
+    body = render_to_string("frontend/errors/403.html", {"exception": message}, request)
+    return HttpResponse(body, status=403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return _json(NotFoundError("Not found.", details={"path": request.path}))
+    return HttpResponse(render_to_string("frontend/errors/404.html", {}, request), status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # No request context: whatever broke (the database, say) must not break
+    # the error page too.
+    if _wants_json(request):
+        error = ApplicationError("The server could not finish this request.", code="server_error")
+        return JsonResponse(error.as_dict(), status=500)
+    return HttpResponse(render_to_string("frontend/errors/500.html"), status=500)
