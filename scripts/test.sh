@@ -4,6 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=$(scripts/bootstrap.sh | tail -n1)
 export DJANGO_CONFIGURATION=Test
+# The UI tests drive Debian's Chromium (Playwright cannot download its own
+# here). Install it when missing and we may; without it they skip, or fail
+# under CI=true (frontend/tests/browser.py).
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[test] installing chromium (Debian package) for the browser tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[test] could not install chromium; browser tests will skip (or fail under CI=true)" >&2
+fi
 "$UV" run --frozen python scripts/ensure_db.py
 "$UV" run --frozen ruff check .
 "$UV" run --frozen ruff format --check .

@@ -13,6 +13,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from frontend.tests.browser import browser_context, chromium  # noqa: F401 - fixtures
 
 PASSWORD = "correct-horse-battery-staple"
 
