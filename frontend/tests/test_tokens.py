@@ -44,8 +44,9 @@ def test_create_shows_the_value_once_and_it_authenticates(client_user, user):
     assert token.name == "nightly import"
     assert raw.startswith(token.prefix)
     # A ready curl line against the absolute API URL.
-    assert f"curl -H &quot;Authorization: Bearer {raw}&quot; http://testserver/api/files".encode() in (
-        page.content
+    assert (
+        f"curl -H &quot;Authorization: Bearer {raw}&quot; http://testserver/api/files".encode()
+        in (page.content)
     )
     assert page["Cache-Control"].startswith("max-age=0")
     # Not shown again.
