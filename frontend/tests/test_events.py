@@ -75,7 +75,7 @@ def test_list_filters_by_time(client_staff, endpoints):
 def test_list_reports_bad_filters(client_staff, endpoints):
     event = _emit()
     page = client_staff.get("/events/?since=soon&event_type=file.eaten")
-    assert page.status_code == 400
+    assert page.status_code == 200
     assert b'id="id_since_error"' in page.content
     assert b'id="id_event_type_error"' in page.content
     assert _row_ids(page.content) == [str(event.id)]

@@ -163,7 +163,7 @@ def test_create_form_offers_the_known_event_types_as_checkboxes(client_staff):
 )
 def test_create_refuses_unsafe_or_invalid_urls_on_the_url_field(client_staff, url, message):
     page = client_staff.post_form("/webhooks/new/", {"url": url})
-    assert page.status_code == 400
+    assert page.status_code == 200
     error = re.search(
         rb'<small class="field-error" id="id_url_error">([^<]+)</small>', page.content
     )
@@ -174,7 +174,7 @@ def test_create_refuses_unsafe_or_invalid_urls_on_the_url_field(client_staff, ur
 
 def test_create_refuses_an_unknown_event_type(client_staff):
     page = client_staff.post_form("/webhooks/new/", {"url": HOOK, "event_types": ["file.eaten"]})
-    assert page.status_code == 400
+    assert page.status_code == 200
     assert b'id="id_event_types_error"' in page.content
     assert not WebhookEndpoint.objects.exists()
 
@@ -214,7 +214,7 @@ def test_edit_with_an_unsafe_url_changes_nothing(client_staff, endpoint):
         f"/webhooks/{endpoint.id}/edit/",
         {"url": "http://169.254.169.254/", "description": "x", "is_active": "on"},
     )
-    assert page.status_code == 400
+    assert page.status_code == 200
     assert b'id="id_url_error"' in page.content
     endpoint.refresh_from_db()
     assert endpoint.url == HOOK
@@ -459,7 +459,7 @@ def test_resend_failed_with_a_bad_time_changes_nothing(client_staff, endpoint, s
         {"since": since},
         page=f"/webhooks/{endpoint.id}/",
     )
-    assert page.status_code == 400
+    assert page.status_code == 200
     assert b'id="id_since_error"' in page.content
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED

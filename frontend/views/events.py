@@ -42,7 +42,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page_obj": Paginator(events, PAGE_SIZE).get_page(request.GET.get("page")),
     }
-    return render(request, "frontend/events/list.html", context, status=400 if form.errors else 200)
+    return render(request, "frontend/events/list.html", context)
 
 
 def _aggregate_url(event: OutboxEvent) -> str | None:

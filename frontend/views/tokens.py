@@ -49,29 +49,22 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def token_create(request: HttpRequest) -> HttpResponse:
     form = TokenCreateForm(request.POST or None)
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                token, raw = services.token_create(
-                    user=request.user, name=form.cleaned_data["name"]
-                )
-            except ApplicationError as exc:
-                add_service_error(form, exc)
-            else:
-                api_url = request.build_absolute_uri(reverse("api:list_files"))
-                context = {
-                    "nav": "tokens",
-                    "token": token,
-                    "raw": raw,
-                    "curl": f'curl -H "Authorization: Bearer {raw}" {api_url}',
-                }
-                return render(request, "frontend/tokens/created.html", context, status=201)
-        status = 400
-    else:
-        status = 200
-    return render(
-        request, "frontend/tokens/new.html", {"nav": "tokens", "form": form}, status=status
-    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, raw = services.token_create(user=request.user, name=form.cleaned_data["name"])
+        except ApplicationError as exc:
+            add_service_error(form, exc)
+        else:
+            api_url = request.build_absolute_uri(reverse("api:list_files"))
+            context = {
+                "nav": "tokens",
+                "token": token,
+                "raw": raw,
+                "curl": f'curl -H "Authorization: Bearer {raw}" {api_url}',
+            }
+            return render(request, "frontend/tokens/created.html", context, status=201)
+    # Django's convention: a form with errors comes back as a normal page (200).
+    return render(request, "frontend/tokens/new.html", {"nav": "tokens", "form": form})
 
 
 @login_required

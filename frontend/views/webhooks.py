@@ -79,31 +79,26 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def endpoint_create(request: HttpRequest) -> HttpResponse:
     form = EndpointForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                endpoint, secret = services.endpoint_create(
-                    owner=request.user,
-                    url=form.cleaned_data["url"],
-                    event_types=form.cleaned_data["event_types"],
-                    description=form.cleaned_data["description"],
-                )
-            except ApplicationError as exc:
-                add_service_error(form, exc)
-            else:
-                context = {"nav": "webhooks", "endpoint": endpoint, "secret": secret}
-                return render(request, f"{TEMPLATES}/created.html", context, status=201)
-    context = {"nav": "webhooks", "form": form}
-    return render(request, f"{TEMPLATES}/new.html", context, status=status)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, secret = services.endpoint_create(
+                owner=request.user,
+                url=form.cleaned_data["url"],
+                event_types=form.cleaned_data["event_types"],
+                description=form.cleaned_data["description"],
+            )
+        except ApplicationError as exc:
+            add_service_error(form, exc)
+        else:
+            context = {"nav": "webhooks", "endpoint": endpoint, "secret": secret}
+            return render(request, f"{TEMPLATES}/created.html", context, status=201)
+    return render(request, f"{TEMPLATES}/new.html", {"nav": "webhooks", "form": form})
 
 
 def _render_detail(
     request: HttpRequest,
     endpoint: WebhookEndpoint,
     resend_form: ResendFailedForm,
-    status: int = 200,
 ) -> HttpResponse:
     status_filter = request.GET.get("status", "")
     if status_filter not in WebhookDelivery.Status.values:
@@ -124,7 +119,7 @@ def _render_detail(
         "previous_secret_until": _previous_secret_until(endpoint),
         "here": request.get_full_path(),
     }
-    return render(request, f"{TEMPLATES}/detail.html", context, status=status)
+    return render(request, f"{TEMPLATES}/detail.html", context)
 
 
 @staff_required
@@ -146,20 +141,17 @@ def endpoint_edit(request: HttpRequest, endpoint_id: UUID) -> HttpResponse:
         "is_active": endpoint.is_active,
     }
     form = EndpointEditForm(request.POST or None, initial=initial)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                services.endpoint_update(endpoint=endpoint, **form.cleaned_data)
-            except ApplicationError as exc:
-                add_service_error(form, exc)
-                endpoint.refresh_from_db()
-            else:
-                messages.success(request, "The endpoint is saved.")
-                return redirect(_detail_url(endpoint))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.endpoint_update(endpoint=endpoint, **form.cleaned_data)
+        except ApplicationError as exc:
+            add_service_error(form, exc)
+            endpoint.refresh_from_db()
+        else:
+            messages.success(request, "The endpoint is saved.")
+            return redirect(_detail_url(endpoint))
     context = {"nav": "webhooks", "endpoint": endpoint, "form": form}
-    return render(request, f"{TEMPLATES}/edit.html", context, status=status)
+    return render(request, f"{TEMPLATES}/edit.html", context)
 
 
 @staff_required
@@ -232,7 +224,7 @@ def endpoint_resend_failed(request: HttpRequest, endpoint_id: UUID) -> HttpRespo
     endpoint = _endpoint(endpoint_id)
     form = ResendFailedForm(request.POST)
     if not form.is_valid():
-        return _render_detail(request, endpoint, form, status=400)
+        return _render_detail(request, endpoint, form)
     since = form.cleaned_data["since"]
     count = outbox_services.deliveries_resend_failed(since=since, endpoint=endpoint)
     if count:
