@@ -76,6 +76,12 @@ STAFF_POSTS = [
 ]
 
 
+def test_resend_failed_url_opened_with_get_goes_to_the_log(client_staff, endpoint):
+    page = client_staff.get(f"/webhooks/{endpoint.id}/resend-failed/?page=2&status=failed")
+    assert page.status_code == 302
+    assert page["Location"] == f"/webhooks/{endpoint.id}/?page=2&status=failed"
+
+
 @pytest.mark.parametrize("url", STAFF_GETS)
 def test_pages_are_for_staff(url, anon, client_user, client_staff, endpoint):
     url = url.format(id=endpoint.id)
@@ -461,5 +467,7 @@ def test_resend_failed_with_a_bad_time_changes_nothing(client_staff, endpoint, s
     )
     assert page.status_code == 200
     assert b'id="id_since_error"' in page.content
+    # Re-send buttons on the re-rendered page come back to the log.
+    assert f'name="next" value="/webhooks/{endpoint.id}/"'.encode() in page.content
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED

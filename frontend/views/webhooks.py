@@ -117,7 +117,8 @@ def _render_detail(
         "statuses": DELIVERY_STATUSES,
         "resend_form": resend_form,
         "previous_secret_until": _previous_secret_until(endpoint),
-        "here": request.get_full_path(),
+        # Where a re-send returns to: this log page (also after a form error on POST).
+        "here": request.get_full_path() if request.method == "GET" else _detail_url(endpoint),
     }
     return render(request, f"{TEMPLATES}/detail.html", context)
 
@@ -219,9 +220,14 @@ def endpoint_delete(request: HttpRequest, endpoint_id: UUID) -> HttpResponse:
 
 
 @staff_required
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def endpoint_resend_failed(request: HttpRequest, endpoint_id: UUID) -> HttpResponse:
+    """POST re-sends; GET goes to the log (links on a page re-rendered with a form
+    error are relative to this URL)."""
     endpoint = _endpoint(endpoint_id)
+    if request.method != "POST":
+        query = request.GET.urlencode()
+        return redirect(_detail_url(endpoint) + (f"?{query}" if query else ""))
     form = ResendFailedForm(request.POST)
     if not form.is_valid():
         return _render_detail(request, endpoint, form)
