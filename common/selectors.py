@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from common.exceptions import NotFoundError
@@ -21,8 +21,13 @@ def event_list(
     aggregate_type: str | None = None,
     aggregate_id: Any = None,
     since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
 ) -> QuerySet[OutboxEvent]:
-    """Events newest first, each with its deliveries (and their endpoints) prefetched."""
+    """Events newest first, each with its deliveries (and their endpoints) prefetched.
+
+    ``since`` is inclusive and ``until`` exclusive, so adjacent windows never
+    show an event twice.
+    """
     qs = OutboxEvent.objects.order_by("-created_at").prefetch_related(
         Prefetch(
             "deliveries",
@@ -39,6 +44,8 @@ def event_list(
         qs = qs.filter(aggregate_id=str(aggregate_id))
     if since is not None:
         qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
     return qs
 
 
@@ -56,6 +63,25 @@ def endpoint_list(*, owner: Any = None, is_active: bool | None = None) -> QueryS
     if is_active is not None:
         qs = qs.filter(is_active=is_active)
     return qs
+
+
+def endpoint_list_with_health() -> QuerySet[WebhookEndpoint]:
+    """Endpoints annotated with their most recent attempt (time, status code, error).
+
+    One statement however many endpoints: each annotation is a correlated
+    subquery over that endpoint's deliveries (the ``endpoint_id`` index),
+    which outbox cleanup keeps to the retention window.
+    """
+    latest = (
+        WebhookDelivery.objects.filter(endpoint=OuterRef("pk"), last_attempt_at__isnull=False)
+        .order_by("-last_attempt_at")
+        .values
+    )
+    return endpoint_list().annotate(
+        last_attempt_at=Subquery(latest("last_attempt_at")[:1]),
+        last_status_code=Subquery(latest("last_status_code")[:1]),
+        last_delivery_status=Subquery(latest("status")[:1]),
+    )
 
 
 def endpoint_get(*, endpoint_id: Any) -> WebhookEndpoint:
