@@ -113,8 +113,10 @@ class WebhookDelivery(BaseModel):
     event = models.ForeignKey(
         OutboxEvent, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
+    # Indexed with created_at below (the delivery log pages through one
+    # endpoint's deliveries newest first), not on its own.
     endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -146,6 +148,7 @@ class WebhookDelivery(BaseModel):
                 name="delivery_sending_lease_idx",
                 condition=models.Q(status="sending"),
             ),
+            models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_created_idx"),
             # "Re-send what failed since T": only failed rows, so a delivery
             # that succeeds (nearly all) never enters it.
             models.Index(

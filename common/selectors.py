@@ -69,12 +69,13 @@ def endpoint_list_with_health() -> QuerySet[WebhookEndpoint]:
     """Endpoints annotated with their most recent attempt (time, status code, error).
 
     One statement however many endpoints: each annotation is a correlated
-    subquery over that endpoint's deliveries (the ``endpoint_id`` index),
-    which outbox cleanup keeps to the retention window.
+    subquery that walks that endpoint's deliveries newest first on the
+    ``(endpoint, created_at)`` index and stops at the first one attempted, so
+    "latest" means the attempt on the newest event that has had one.
     """
     latest = (
         WebhookDelivery.objects.filter(endpoint=OuterRef("pk"), last_attempt_at__isnull=False)
-        .order_by("-last_attempt_at")
+        .order_by("-created_at")
         .values
     )
     return endpoint_list().annotate(

@@ -6,7 +6,7 @@ no network to run, and its pages load nothing from any other host.
 
 For each package in ASSETS: `npm pack name@version` into a temporary folder,
 unpack it, copy the named dist files and the licence into
-`frontend/static/frontend/vendor/<dir>/`, and record name, version and each
+`frontend/static/frontend/vendor/<dir>/` (without their source-map comments), and record name, version and each
 file's sha256 in `frontend/static/frontend/vendor/manifest.json`.
 `python scripts/vendor_assets.py --check` only verifies that the committed
 files match the manifest (a test runs it).
@@ -63,6 +63,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def drop_source_map_reference(path: Path) -> None:
+    """Remove the `sourceMappingURL` comment: the maps are not vendored, and
+    `collectstatic`'s manifest storage refuses a reference to a missing file."""
+    if path.suffix not in (".js", ".css"):
+        return
+    text = path.read_text(encoding="utf-8")
+    kept = [
+        line
+        for line in text.splitlines(keepends=True)
+        if not line.lstrip().startswith(("//# sourceMappingURL=", "/*# sourceMappingURL="))
+    ]
+    path.write_text("".join(kept), encoding="utf-8")
+
+
 def fetch(package: str, version: str, workdir: Path) -> Path:
     """Unpacked `package@version` from the npm registry (no install scripts run)."""
     out = subprocess.run(
@@ -88,6 +102,7 @@ def refresh() -> dict:
             recorded = {}
             for src_name, dst_name in files.items():
                 shutil.copyfile(source / src_name, dest / dst_name)
+                drop_source_map_reference(dest / dst_name)
                 recorded[f"{folder}/{dst_name}"] = sha256_of(dest / dst_name)
             manifest["assets"].append({"package": package, "version": version, "files": recorded})
             print(f"{package}@{version} -> {dest.relative_to(ROOT)}")

@@ -90,9 +90,7 @@ def test_api_docs_render_from_local_files(browser_context):
 def test_the_contrast_check_catches_pale_text(chromium):
     page = chromium.new_page()
     try:
-        page.set_content(
-            '<body><p id="ok">dark text</p><p style="color:#bbb">pale text</p></body>'
-        )
+        page.set_content('<body><p id="ok">dark text</p><p style="color:#bbb">pale text</p></body>')
         found = low_contrast_text(page)
     finally:
         page.close()
