@@ -1,0 +1,127 @@
+// The upload page: Uppy's Dashboard over tus (/api/tus/), resumable across
+// reloads (GoldenRetriever), configured from the data- attributes of
+// [data-uploader]. Without JavaScript the page's plain form is used instead.
+"use strict";
+
+(function () {
+  const root = document.querySelector("[data-uploader]");
+  if (!root || typeof window.Uppy === "undefined") return; // keep the plain form
+
+  const data = root.dataset;
+  const maxSize = Number(data.maxSize) || null;
+  const chunkSize = Number(data.chunkSize) || 5 * 1024 * 1024;
+  const parallelFrom = Number(data.parallelFrom) || 16 * 1024 * 1024;
+  const parallelUploads = Number(data.parallelUploads) || 3;
+  const allowedTypes = (data.allowedTypes || "")
+    .split(",")
+    .map((t) => t.trim())
+    .filter(Boolean);
+  const batchId = data.batchId || "";
+  const resultsSection = document.querySelector("[data-upload-results-section]");
+  const results = document.querySelector("[data-upload-results]");
+
+  root.hidden = false;
+  // With the uploader shown, the plain form becomes the fallback it is.
+  const simple = document.querySelector("[data-simple-upload]");
+  if (simple) simple.open = false;
+
+  const uppy = new Uppy.Uppy({
+    id: "doorito-upload",
+    autoProceed: false,
+    restrictions: {
+      maxFileSize: maxSize,
+      allowedFileTypes: allowedTypes.length ? allowedTypes : null,
+    },
+    meta: batchId ? { batch: batchId } : {},
+  });
+
+  uppy.use(Uppy.Dashboard, {
+    inline: true,
+    target: "#uppy-dashboard",
+    width: "100%",
+    height: 420,
+    proudlyDisplayPoweredByUppy: false,
+    showProgressDetails: true,
+    showRemoveButtonAfterComplete: false,
+    note: maxSize ? `Up to ${document.querySelector("[data-limit=resumable]")?.textContent || ""} per file` : null,
+  });
+
+  uppy.use(Uppy.Tus, {
+    endpoint: data.endpoint,
+    chunkSize: chunkSize,
+    // The session authenticates; CSRF protects the state-changing requests.
+    headers: { "X-CSRFToken": data.csrfToken },
+    // Only what the server records: name/type become filename/filetype.
+    allowedMetaFields: ["name", "type", "batch"],
+    retryDelays: [0, 1000, 3000, 5000],
+    removeFingerprintOnSuccess: true,
+  });
+
+  // Browsers keep the files' bytes in IndexedDB for the resume after a reload
+  // (Uppy's default stops at 10 MiB). Larger ones come back as "ghosts" the
+  // Dashboard asks to add again; tus then resumes them from the server's offset.
+  uppy.use(Uppy.GoldenRetriever, {
+    serviceWorker: false,
+    indexedDB: { maxFileSize: 512 * 1024 * 1024, maxTotalSize: 1024 * 1024 * 1024 },
+  });
+
+  // Large files go up as parallel partial uploads that the server concatenates.
+  uppy.on("file-added", (file) => {
+    if ((file.size || 0) >= parallelFrom) {
+      uppy.setFileState(file.id, { tus: { ...(file.tus || {}), parallelUploads: parallelUploads } });
+    }
+    if (batchId) uppy.setFileMeta(file.id, { batch: batchId });
+  });
+
+  // After a reload GoldenRetriever brings the files back; carry on without a click.
+  // ("restore-confirmed" is what the Dashboard's own Resume button emits: it
+  // resumes the interrupted uploads from their tus offsets.)
+  uppy.on("restored", () => {
+    const pending = uppy.getFiles().filter((f) => !f.progress.uploadComplete);
+    if (pending.length && !pending.some((f) => f.isGhost)) {
+      uppy.emit("restore-confirmed");
+    }
+  });
+
+  // The server's own message (JSON {"error": {"message"}}) instead of tus's
+  // "unexpected response while …" text.
+  function serverMessage(error, response) {
+    const candidates = [];
+    if (error && error.originalResponse && typeof error.originalResponse.getBody === "function") {
+      candidates.push(error.originalResponse.getBody());
+    }
+    if (response && response.body) candidates.push(response.body);
+    for (const body of candidates) {
+      try {
+        const parsed = typeof body === "string" ? JSON.parse(body) : body;
+        if (parsed && parsed.error && parsed.error.message) return parsed.error.message;
+      } catch (e) {
+        // not JSON: fall through
+      }
+    }
+    return null;
+  }
+
+  uppy.on("upload-error", (file, error, response) => {
+    const message = serverMessage(error, response);
+    if (!message || !file || !uppy.getFile(file.id)) return;
+    uppy.setFileState(file.id, { error: message });
+    uppy.info(`${file.name}: ${message}`, "error", 8000);
+  });
+
+  uppy.on("upload-success", (file, response) => {
+    const url = (response && response.uploadURL) || "";
+    const uploadId = url.replace(/\/+$/, "").split("/").pop();
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.textContent = file.name;
+    if (/^[0-9a-f-]{36}$/i.test(uploadId)) {
+      link.href = data.resultUrl.replace("00000000-0000-0000-0000-000000000000", uploadId);
+    } else {
+      link.href = "/files/";
+    }
+    item.append(link);
+    results.append(item);
+    resultsSection.hidden = false;
+  });
+})();
