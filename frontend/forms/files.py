@@ -28,8 +28,8 @@ FILE_SORT_CHOICES = [
     ("created", "Oldest first"),
     ("-size", "Largest first"),
     ("size", "Smallest first"),
-    ("name", "Name A–Z"),
-    ("-name", "Name Z–A"),
+    ("name", "Name A to Z"),
+    ("-name", "Name Z to A"),
 ]
 
 
@@ -42,9 +42,7 @@ def _no_nul(value: str) -> str:
 class FileFilterForm(forms.Form):
     """The files list's query string. Each invalid value is reported and ignored."""
 
-    q = forms.CharField(
-        label="Name contains", required=False, max_length=255, validators=[_no_nul]
-    )
+    q = forms.CharField(label="Name contains", required=False, max_length=255, validators=[_no_nul])
     status = forms.ChoiceField(
         label="Status", required=False, choices=[("", "Any"), *UploadFile.Status.choices]
     )

@@ -144,7 +144,9 @@ def test_close_asks_first_then_ends_the_batch(client_user, user):
     batch.refresh_from_db()
     assert batch.status == UploadBatch.Status.COMPLETE
     assert batch.expected_files == 1
-    assert OutboxEvent.objects.filter(event_type="batch.completed", aggregate_id=str(batch.id)).exists()
+    assert OutboxEvent.objects.filter(
+        event_type="batch.completed", aggregate_id=str(batch.id)
+    ).exists()
     page = client_user.get(response["Location"]).content.decode()
     assert "The batch was closed: complete." in page
     assert "hx-trigger" not in page

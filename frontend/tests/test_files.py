@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from common.exceptions import PayloadTooLargeError
 from common.models import OutboxEvent, WebhookDelivery
 from common.services.webhooks import endpoint_create
 from frontend.tests.helpers import make_batch, make_file, path_of
@@ -66,11 +67,27 @@ def test_search_status_batch_and_sort(client_user, user):
     batch_page = client_user.get(f"/files/?batch={batch.id}")
     assert names(batch_page) == ["beta.txt"]
     assert b"Monday scans" in batch_page.content
-    assert names(client_user.get("/files/?sort=name")) == ["Alpha.txt", "beta.txt", "gamma-alpha.txt"]
-    assert names(client_user.get("/files/?sort=-name")) == ["gamma-alpha.txt", "beta.txt", "Alpha.txt"]
-    assert names(client_user.get("/files/?sort=size")) == ["Alpha.txt", "gamma-alpha.txt", "beta.txt"]
+    assert names(client_user.get("/files/?sort=name")) == [
+        "Alpha.txt",
+        "beta.txt",
+        "gamma-alpha.txt",
+    ]
+    assert names(client_user.get("/files/?sort=-name")) == [
+        "gamma-alpha.txt",
+        "beta.txt",
+        "Alpha.txt",
+    ]
+    assert names(client_user.get("/files/?sort=size")) == [
+        "Alpha.txt",
+        "gamma-alpha.txt",
+        "beta.txt",
+    ]
     assert names(client_user.get("/files/?sort=-size"))[0] == "beta.txt"
-    assert names(client_user.get("/files/?sort=created")) == ["Alpha.txt", "beta.txt", "gamma-alpha.txt"]
+    assert names(client_user.get("/files/?sort=created")) == [
+        "Alpha.txt",
+        "beta.txt",
+        "gamma-alpha.txt",
+    ]
     assert names(client_user.get("/files/")) == ["gamma-alpha.txt", "beta.txt", "Alpha.txt"]
 
 
@@ -175,7 +192,7 @@ def test_staff_may_open_anyones_file(client_staff, user):
 
 def test_failed_file_shows_its_error_and_no_download(client_user, user, settings):
     settings.FILE_UPLOAD_MAX_SIZE = 4
-    with pytest.raises(Exception):
+    with pytest.raises(PayloadTooLargeError):
         make_file(user, "big.txt", b"0123456789")
     file = UploadFile.objects.get(filename="big.txt")
     page = client_user.get(f"/files/{file.id}/")

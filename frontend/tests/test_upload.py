@@ -57,14 +57,17 @@ def test_page_shows_limits_and_configures_uppy(client_user, settings):
     assert "<script>" not in body
     assert "style=" not in body
     # The uploader waits for its script; the plain form works without it.
-    assert re.search(r"<section[^>]*data-uploader[^>]*hidden|<section[^>]*hidden[^>]*data-uploader", body)
+    assert re.search(
+        r"<section[^>]*data-uploader[^>]*hidden|<section[^>]*hidden[^>]*data-uploader", body
+    )
     assert 'action="/upload/simple/"' in body
     assert 'enctype="multipart/form-data"' in body
     assert '<label for="id_file">File</label>' in body
 
 
-def test_any_type_when_no_list_is_set(client_user, settings):
-    settings.FILE_UPLOAD_ALLOWED_TYPES = None
+@pytest.mark.parametrize("allowed", [None, [], ["*/*"]])
+def test_any_type_when_no_list_is_set(client_user, settings, allowed):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = allowed
     page = client_user.get("/upload/")
     assert attr(page, "data-allowed-types") == ""
     assert "<dd>any</dd>" in page.content.decode()
@@ -173,7 +176,11 @@ def test_upload_result_leads_to_the_file_of_a_finished_tus_upload(client_user, c
     metadata = parse_metadata("filename " + base64.b64encode(b"r.txt").decode())
     session = upload_session_create(owner=user, length=len(data), metadata=metadata)
     session = upload_session_append(
-        owner=user, upload_id=session.id, offset=0, stream=io.BytesIO(data), content_length=len(data)
+        owner=user,
+        upload_id=session.id,
+        offset=0,
+        stream=io.BytesIO(data),
+        content_length=len(data),
     )
     file = UploadFile.objects.get(upload_session=session)
     response = client_user.get(f"/upload/done/{session.id}/")

@@ -73,7 +73,8 @@ def batch_create(request: HttpRequest) -> HttpResponse:
             add_service_error(form, exc)
         else:
             messages.success(
-                request, f"Batch “{form.cleaned_data['name']}” is open: files you upload now go into it."
+                request,
+                f"Batch “{form.cleaned_data['name']}” is open: files you upload now go into it.",
             )
             return redirect(reverse("frontend:upload") + f"?batch={batch.id}")
     status = 400 if request.method == "POST" else 200

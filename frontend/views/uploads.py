@@ -43,7 +43,9 @@ def _selected_batch(request: HttpRequest) -> UploadBatch | None:
 
 
 def _limits() -> dict:
-    allowed = [t for t in (settings.FILE_UPLOAD_ALLOWED_TYPES or []) if t]
+    allowed = [t.strip() for t in (settings.FILE_UPLOAD_ALLOWED_TYPES or []) if t.strip()]
+    if any(t in ("*", "*/*") for t in allowed):
+        allowed = []  # a wildcard entry allows everything, as in the service
     return {
         "resumable_max_size": int(settings.RESUMABLE_UPLOAD_MAX_SIZE),
         "simple_max_size": int(settings.FILE_UPLOAD_MAX_SIZE),

@@ -52,8 +52,15 @@
     // The session authenticates; CSRF protects the state-changing requests.
     headers: { "X-CSRFToken": data.csrfToken },
     // Only what the server records: name/type become filename/filetype.
-    allowedMetaFields: ["name", "type", "batch"],
+    // (A listed field that a file lacks would be sent as "undefined".)
+    allowedMetaFields: batchId ? ["name", "type", "batch"] : ["name", "type"],
     retryDelays: [0, 1000, 3000, 5000],
+    // tus retries every 409 (offset mismatch); a closed or full batch is a
+    // 409 too, and retrying cannot change that answer.
+    onShouldRetry(error, retryAttempt, options, next) {
+      if (["batch_closed", "batch_full"].includes(serverError(error)?.code)) return false;
+      return next(error);
+    },
     removeFingerprintOnSuccess: true,
   });
 
@@ -77,33 +84,33 @@
   // ("restore-confirmed" is what the Dashboard's own Resume button emits: it
   // resumes the interrupted uploads from their tus offsets.)
   uppy.on("restored", () => {
-    const pending = uppy.getFiles().filter((f) => !f.progress.uploadComplete);
+    // Files that failed before the reload wait for their Retry button.
+    const pending = uppy.getFiles().filter((f) => !f.progress.uploadComplete && !f.error);
     if (pending.length && !pending.some((f) => f.isGhost)) {
       uppy.emit("restore-confirmed");
     }
   });
 
-  // The server's own message (JSON {"error": {"message"}}) instead of tus's
-  // "unexpected response while …" text.
-  function serverMessage(error, response) {
-    const candidates = [];
-    if (error && error.originalResponse && typeof error.originalResponse.getBody === "function") {
-      candidates.push(error.originalResponse.getBody());
-    }
-    if (response && response.body) candidates.push(response.body);
-    for (const body of candidates) {
+  // The server's own error (JSON {"error": {"code", "message"}}), so a file
+  // shows "This batch has ended…" instead of tus's "unexpected response…".
+  function serverError(error, response) {
+    const bodies = [];
+    const original = error && error.originalResponse;
+    if (original && typeof original.getBody === "function") bodies.push(original.getBody());
+    if (response && response.body) bodies.push(response.body);
+    for (const body of bodies) {
       try {
         const parsed = typeof body === "string" ? JSON.parse(body) : body;
-        if (parsed && parsed.error && parsed.error.message) return parsed.error.message;
+        if (parsed && parsed.error && parsed.error.message) return parsed.error;
       } catch (e) {
-        // not JSON: fall through
+        // not JSON: try the next one
       }
     }
     return null;
   }
 
   uppy.on("upload-error", (file, error, response) => {
-    const message = serverMessage(error, response);
+    const message = serverError(error, response)?.message;
     if (!message || !file || !uppy.getFile(file.id)) return;
     uppy.setFileState(file.id, { error: message });
     uppy.info(`${file.name}: ${message}`, "error", 8000);
