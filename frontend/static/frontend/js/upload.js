@@ -32,7 +32,6 @@
       maxFileSize: maxSize,
       allowedFileTypes: allowedTypes.length ? allowedTypes : null,
     },
-    meta: batchId ? { batch: batchId } : {},
   });
 
   uppy.use(Uppy.Dashboard, {
@@ -52,8 +51,9 @@
     // The session authenticates; CSRF protects the state-changing requests.
     headers: { "X-CSRFToken": data.csrfToken },
     // Only what the server records: name/type become filename/filetype.
-    // (A listed field that a file lacks would be sent as "undefined".)
-    allowedMetaFields: batchId ? ["name", "type", "batch"] : ["name", "type"],
+    // "batch" is allowed per file (below): a listed field that a file lacks
+    // would be sent as "undefined".
+    allowedMetaFields: ["name", "type"],
     retryDelays: [0, 1000, 3000, 5000],
     // tus retries every 409 (offset mismatch); a closed or full batch is a
     // 409 too, and retrying cannot change that answer.
@@ -72,12 +72,17 @@
     indexedDB: { maxFileSize: 512 * 1024 * 1024, maxTotalSize: 1024 * 1024 * 1024 },
   });
 
-  // Large files go up as parallel partial uploads that the server concatenates.
+  // Per-file tus options (kept with the file, so a file restored after a
+  // reload keeps its batch even on a page opened without ?batch=). Large
+  // files go up as parallel partial uploads that the server concatenates.
   uppy.on("file-added", (file) => {
-    if ((file.size || 0) >= parallelFrom) {
-      uppy.setFileState(file.id, { tus: { ...(file.tus || {}), parallelUploads: parallelUploads } });
+    const tus = { ...(file.tus || {}) };
+    if ((file.size || 0) >= parallelFrom) tus.parallelUploads = parallelUploads;
+    if (batchId) {
+      uppy.setFileMeta(file.id, { batch: batchId });
+      tus.allowedMetaFields = ["name", "type", "batch"];
     }
-    if (batchId) uppy.setFileMeta(file.id, { batch: batchId });
+    uppy.setFileState(file.id, { tus: tus });
   });
 
   // After a reload GoldenRetriever brings the files back; carry on without a click.
