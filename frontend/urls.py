@@ -25,6 +25,7 @@ urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("upload/", uploads.upload, name="upload"),
     path("upload/simple/", uploads.upload_simple, name="upload_simple"),
+    path("upload/done/<uuid:upload_id>/", uploads.upload_result, name="upload_result"),
     path("files/", files.file_list, name="file_list"),
     path("files/<uuid:file_id>/", files.file_detail, name="file_detail"),
     path("files/<uuid:file_id>/download/", files.file_download, name="file_download"),

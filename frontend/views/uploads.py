@@ -1,14 +1,131 @@
-"""Placeholder views: replaced by the real pages (issue #10)."""
+"""The upload page: Uppy over tus for browsers with JavaScript, a plain form without."""
 
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from common.exceptions import ApplicationError, PayloadTooLargeError, UnsupportedMediaTypeError
+from frontend.forms.errors import add_service_error
+from frontend.forms.files import BatchCreateForm, SimpleUploadForm
+from portal.models import UploadBatch
+from portal.selectors import files_for_user, open_batches_for_owner
+from portal.services.uploads import upload_file_create
+
+# Parallel tus requests (concatenation) pay off from this size on.
+PARALLEL_FROM_BYTES = 16 * 1024 * 1024
+CHUNK_SIZE = 5 * 1024 * 1024
+PARALLEL_UPLOADS = 3
+
+
+def _selected_batch(request: HttpRequest) -> UploadBatch | None:
+    """The open batch named by ``?batch=``; anything else is reported and ignored."""
+    raw = request.GET.get("batch")
+    if not raw:
+        return None
+    try:
+        batch_id = UUID(raw)
+    except ValueError:
+        batch_id = None
+    batch = open_batches_for_owner(owner=request.user).filter(pk=batch_id).first()
+    if batch is None:
+        messages.warning(
+            request,
+            "That batch is not one of your open batches; files are uploaded without a batch.",
+        )
+    return batch
+
+
+def _limits() -> dict:
+    allowed = [t.strip() for t in (settings.FILE_UPLOAD_ALLOWED_TYPES or []) if t.strip()]
+    if any(t in ("*", "*/*") for t in allowed):
+        allowed = []  # a wildcard entry allows everything, as in the service
+    return {
+        "resumable_max_size": int(settings.RESUMABLE_UPLOAD_MAX_SIZE),
+        "simple_max_size": int(settings.FILE_UPLOAD_MAX_SIZE),
+        "allowed_types": allowed,
+        "ttl_hours": int(settings.FILE_UPLOAD_TTL_HOURS),
+    }
+
+
+def _render_upload(
+    request: HttpRequest,
+    *,
+    form: SimpleUploadForm,
+    batch: UploadBatch | None,
+    status: int = 200,
+) -> HttpResponse:
+    limits = _limits()
+    context = {
+        "nav": "upload",
+        "form": form,
+        "batch": batch,
+        "batch_form": BatchCreateForm(),
+        "limits": limits,
+        "allowed_types_attr": ",".join(limits["allowed_types"]),
+        "chunk_size": CHUNK_SIZE,
+        "parallel_from": PARALLEL_FROM_BYTES,
+        "parallel_uploads": PARALLEL_UPLOADS,
+    }
+    return render(request, "frontend/uploads/upload.html", context, status=status)
 
 
 @login_required
-def upload(request, **kwargs):
-    raise Http404("Not built yet.")
+@require_GET
+def upload(request: HttpRequest) -> HttpResponse:
+    batch = _selected_batch(request)
+    batches = open_batches_for_owner(owner=request.user)
+    form = SimpleUploadForm(batches=batches, initial={"batch": batch})
+    return _render_upload(request, form=form, batch=batch)
 
 
 @login_required
-def upload_simple(request, **kwargs):
-    raise Http404("Not built yet.")
+@require_POST
+def upload_simple(request: HttpRequest) -> HttpResponse:
+    """One file in one multipart POST, up to ``FILE_UPLOAD_MAX_SIZE``.
+
+    Django spools the request body to a temporary file first; the service
+    then streams it into storage, hashing and checking size and type.
+    """
+    form = SimpleUploadForm(
+        request.POST, request.FILES, batches=open_batches_for_owner(owner=request.user)
+    )
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        declared = upload.content_type if upload.content_type else None
+        try:
+            file = upload_file_create(
+                owner=request.user,
+                stream=upload,
+                filename=upload.name or "",
+                content_type=declared if declared and "\x00" not in declared else None,
+                batch=form.cleaned_data["batch"],
+            )
+        except (PayloadTooLargeError, UnsupportedMediaTypeError) as exc:
+            # Recorded as a failed file with no bytes; the message is about the file.
+            form.add_error("file", exc.message)
+            messages.error(request, f"{upload.name} was not stored: {exc.message}")
+        except ApplicationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"{file.filename} was uploaded and stored.")
+            return redirect("frontend:file_detail", file_id=file.id)
+        finally:
+            upload.close()
+    return _render_upload(request, form=form, batch=form.cleaned_data.get("batch"), status=400)
+
+
+@login_required
+@require_GET
+def upload_result(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    """Where the upload page links a finished tus upload: that upload's file."""
+    file = files_for_user(request.user).filter(upload_session__id=upload_id).first()
+    if file is None:
+        raise Http404("No file for this upload.")
+    return redirect("frontend:file_detail", file_id=file.id)

@@ -1,0 +1,123 @@
+"""Forms of the upload, files and batches pages: they parse and check input only;
+the services decide."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from portal.models import UploadBatch, UploadFile
+from portal.services.batches import MAX_EXPECTED_FILES
+
+# ?sort= values and the ordering each stands for (a whitelist: nothing else
+# from the query string reaches order_by).
+FILE_SORTS: dict[str, tuple[str, ...]] = {
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+    "-size": ("-size", "-created_at"),
+    "size": ("size", "-created_at"),
+    "name": ("filename", "-created_at"),
+    "-name": ("-filename", "-created_at"),
+}
+FILE_SORT_CHOICES = [
+    ("-created", "Newest first"),
+    ("created", "Oldest first"),
+    ("-size", "Largest first"),
+    ("size", "Smallest first"),
+    ("name", "Name A to Z"),
+    ("-name", "Name Z to A"),
+]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise forms.ValidationError("This value cannot contain NUL characters.")
+    return value
+
+
+class FileFilterForm(forms.Form):
+    """The files list's query string. Each invalid value is reported and ignored."""
+
+    q = forms.CharField(label="Name contains", required=False, max_length=255, validators=[_no_nul])
+    status = forms.ChoiceField(
+        label="Status", required=False, choices=[("", "Any"), *UploadFile.Status.choices]
+    )
+    batch = forms.UUIDField(label="Batch id", required=False)
+    created_from = forms.DateField(
+        label="Uploaded from", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    created_to = forms.DateField(
+        label="Uploaded to", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    sort = forms.ChoiceField(label="Sort", required=False, choices=FILE_SORT_CHOICES)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("created_from"), data.get("created_to")
+        if start and end and start > end:
+            self.add_error("created_to", "The end date is before the start date.")
+            # The range as a whole is wrong: neither end of it is applied.
+            data.pop("created_from", None)
+        return data
+
+    def apply(self, queryset: QuerySet[UploadFile]) -> QuerySet[UploadFile]:
+        """Filter and order by the values that are valid (all of them for a valid form)."""
+        self.is_valid()
+        data = self.cleaned_data
+        if data.get("q"):
+            queryset = queryset.filter(filename__icontains=data["q"])
+        if data.get("status"):
+            queryset = queryset.filter(status=data["status"])
+        if data.get("batch"):
+            queryset = queryset.filter(batch_id=data["batch"])
+        if data.get("created_from"):
+            queryset = queryset.filter(created_at__gte=_start_of(data["created_from"]))
+        if data.get("created_to"):
+            end = _start_of(data["created_to"]) + timedelta(days=1)
+            queryset = queryset.filter(created_at__lt=end)
+        return queryset.order_by(*FILE_SORTS[data.get("sort") or "-created"])
+
+
+def _start_of(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class SimpleUploadForm(forms.Form):
+    """The upload without JavaScript: one file, optionally into an open batch."""
+
+    file = forms.FileField(label="File", allow_empty_file=True)
+    batch = forms.ModelChoiceField(
+        label="Batch", required=False, queryset=UploadBatch.objects.none(), empty_label="No batch"
+    )
+
+    def __init__(self, *args: Any, batches: QuerySet[UploadBatch], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        field = self.fields["batch"]
+        field.queryset = batches
+        field.label_from_instance = batch_label
+
+
+def batch_label(batch: UploadBatch) -> str:
+    name = (batch.metadata or {}).get("name") if isinstance(batch.metadata, dict) else None
+    return str(name) if name else f"Batch {str(batch.id)[:8]}"
+
+
+class BatchCreateForm(forms.Form):
+    name = forms.CharField(
+        label="Batch name",
+        max_length=200,
+        validators=[_no_nul],
+        help_text="Shown on the batches page and sent in the batch's webhooks.",
+    )
+    expected_files = forms.IntegerField(
+        label="Expected files (optional)",
+        required=False,
+        min_value=1,
+        max_value=MAX_EXPECTED_FILES,
+        help_text="The batch completes by itself when this many files have ended. "
+        "Leave empty and close the batch yourself instead.",
+    )
