@@ -1,4 +1,4 @@
-.PHONY: run test manage format stop-db
+.PHONY: run test manage format stop-db vendor screenshots
 
 # scripts/bootstrap.sh installs uv when missing and prints the one to use.
 UV = $$(bash scripts/bootstrap.sh | tail -n1)
@@ -17,3 +17,9 @@ format:
 
 stop-db:  ## stop the project-local PostgreSQL cluster, if one was started
 	$(UV) run --frozen python scripts/ensure_db.py stop
+
+vendor:  ## refresh the vendored front-end assets from npm (needs npm; see scripts/vendor_assets.py)
+	python3 scripts/vendor_assets.py
+
+screenshots:  ## re-take the portal screenshots in docs/img with the browser tests
+	DOORITO_SCREENSHOTS_DIR=$(CURDIR)/docs/img bash scripts/test.sh frontend/tests -k browser

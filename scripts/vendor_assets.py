@@ -6,8 +6,8 @@ no network to run, and its pages load nothing from any other host.
 
 For each package in ASSETS: `npm pack name@version` into a temporary folder,
 unpack it, copy the named dist files and the licence into
-`frontend/static/frontend/vendor/<dir>/` (without their source-map comments), and record name, version and each
-file's sha256 in `frontend/static/frontend/vendor/manifest.json`.
+`frontend/static/frontend/vendor/<dir>/` (without their source-map comments),
+and record name, version and each file's sha256 in `frontend/static/frontend/vendor/manifest.json`.
 `python scripts/vendor_assets.py --check` only verifies that the committed
 files match the manifest (a test runs it).
 """
