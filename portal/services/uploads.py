@@ -26,6 +26,7 @@ from common.exceptions import (
     PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
+from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
 from portal.services.events import emit
@@ -104,13 +105,14 @@ class _LimitedHashingReader:
 
 
 def clean_filename(filename: Any) -> str:
-    """The original name as data: NUL removed, valid UTF-8, at most 255 chars.
+    """The original name as data: storable text, at most 255 chars.
 
-    It is never used as a path, so separators and dots stay as given. A long
-    name is cut in the middle of its stem so the extension survives.
+    It is never used as a path, so separators and dots stay as given. A name
+    with NUL or an unpaired surrogate is refused (400 naming ``filename``)
+    rather than silently changed. A long name is cut in the middle of its
+    stem so the extension survives.
     """
-    name = str(filename or "").replace("\x00", "")
-    name = name.encode("utf-8", errors="replace").decode("utf-8")
+    name = clean_text(str(filename or ""), field="filename")
     if not name.strip():
         name = "unnamed"
     if len(name) > MAX_FILENAME_LENGTH:

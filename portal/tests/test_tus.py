@@ -598,6 +598,22 @@ def test_metadata_lands_on_the_file_record_and_batch(tus):
     )
 
 
+@pytest.mark.parametrize("key", ["filename", "filetype", "name", "type", "note"])
+def test_nul_in_upload_metadata_is_400_naming_the_key(tus, key):
+    response = tus.request(
+        "POST", headers={"Upload-Length": "4", "Upload-Metadata": metadata(**{key: "a\x00b"})}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["details"] == {
+        "field": f"Upload-Metadata {key!r}",
+        "header": "Upload-Metadata",
+        "key": key,
+    }
+    assert "NUL" in error["message"]
+    assert not UploadSession.objects.exists()
+
+
 def test_someone_elses_batch_is_refused_at_creation(live_server, tus, intruder):
     from portal.services.batches import batch_create
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from common.exceptions import ValidationError
+from common.services.text import clean_text
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -129,10 +130,17 @@ def parse_metadata(value: str | None) -> UploadMetadata:
                 details={"header": "Upload-Metadata", "key": key},
             ) from None
         try:
-            values[key] = decoded.decode("utf-8")
+            text = decoded.decode("utf-8")
         except UnicodeDecodeError:
             values[key] = encoded
             binary.append(key)
+            continue
+        # The values are stored (session metadata, file fields): NUL cannot be.
+        values[key] = clean_text(
+            text,
+            field=f"Upload-Metadata {key!r}",
+            details={"header": "Upload-Metadata", "key": key},
+        )
     return UploadMetadata(raw=value.strip(), values=values, binary=tuple(binary))
 
 
