@@ -135,6 +135,26 @@ def test_upload_type_not_allowed_415(api, settings):
 
 
 @pytest.mark.parametrize(
+    ("data", "name", "declared"),
+    [
+        (b"<?php system($_GET['c']); ?>", "a.png", "image/png"),
+        (b"plain text", "a.png", "text/plain"),
+        (b"plain text", "upload", "image/png"),
+        (b"", "a.png", "image/png"),
+    ],
+)
+def test_allow_list_refuses_content_that_is_not_an_allowed_type(
+    api, settings, data, name, declared
+):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png", "image/jpeg", "application/pdf"]
+    response = api.post("/api/files", {"file": SimpleUploadedFile(name, data, declared)})
+    error = assert_error(response, 415, "unsupported_media_type")
+    failed = UploadFile.objects.get(pk=error["details"]["file_id"])
+    assert failed.status == "failed" and failed.storage_key == ""
+    assert not UploadFile.objects.filter(status="stored").exists()
+
+
+@pytest.mark.parametrize(
     "fields",
     [
         {"metadata": "not json"},

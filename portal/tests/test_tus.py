@@ -640,6 +640,32 @@ def test_refused_type_fails_the_upload_without_keeping_bytes(tus, settings):
     assert [p for p in stored_objects(settings)] == []
 
 
+@pytest.mark.parametrize(
+    ("data", "meta"),
+    [
+        (b"<?php echo 1; ?>", {"filename": "a.png"}),
+        (b"plain text here", {"filename": "a.png", "filetype": "image/png"}),
+        (b"plain text here", {"filetype": "image/png"}),
+    ],
+)
+def test_allow_list_needs_recognised_content_on_the_tus_path_too(tus, settings, data, meta):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png", "image/jpeg", "application/pdf"]
+    url = tus.create(len(data), **{"Upload-Metadata": metadata(**meta)})
+    response = tus.patch(url, data, 0)
+    assert response.status_code == 415, response.text
+    assert session_for(url).file.status == UploadFile.Status.FAILED
+    assert not UploadFile.objects.filter(status=UploadFile.Status.STORED).exists()
+
+
+def test_empty_png_over_tus_is_refused_with_an_allow_list(tus, settings):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png"]
+    response = tus.request(
+        "POST", headers={"Upload-Length": "0", "Upload-Metadata": metadata(filename="a.png")}
+    )
+    assert response.status_code == 415, response.text
+    assert not UploadFile.objects.filter(status=UploadFile.Status.STORED).exists()
+
+
 def test_concatenation_of_partial_uploads(tus, settings):
     first = tus.create(5, **{"Upload-Concat": "partial"})
     second = tus.create(6, **{"Upload-Concat": "partial"})
