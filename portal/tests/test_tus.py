@@ -519,8 +519,10 @@ def test_cors_for_allowed_origins(tus, settings):
             "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type",
         },
     )
-    assert preflight.status_code == 204
+    # django-cors-headers answers preflights itself (200, empty body).
+    assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
     assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
     allowed = {
         h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")
@@ -564,6 +566,11 @@ def test_cors_for_allowed_origins(tus, settings):
         headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "PATCH"},
     )
     assert "Access-Control-Allow-Origin" not in stranger.headers
+
+    # A discovery OPTIONS (no Access-Control-Request-Method) still reaches tus.
+    discovery = tus.http.options(tus.base, headers={"Origin": "https://app.example.com"})
+    assert discovery.status_code == 204 and discovery.headers["Tus-Version"] == "1.0.0"
+    assert discovery.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
 
 
 # --- metadata, finalisation, concatenation -----------------------------------------------

@@ -31,36 +31,6 @@ TUS_EXTENSIONS = (
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 
-# Every header a tus client sends or reads; CORS allows and exposes them all.
-REQUEST_HEADERS = (
-    "Authorization",
-    "Content-Type",
-    "Tus-Resumable",
-    "Upload-Length",
-    "Upload-Metadata",
-    "Upload-Offset",
-    "Upload-Defer-Length",
-    "Upload-Concat",
-    "Upload-Checksum",
-    "X-HTTP-Method-Override",
-    "X-Requested-With",
-    "X-CSRFToken",
-)
-RESPONSE_HEADERS = (
-    "Location",
-    "Tus-Resumable",
-    "Tus-Version",
-    "Tus-Extension",
-    "Tus-Max-Size",
-    "Tus-Checksum-Algorithm",
-    "Upload-Offset",
-    "Upload-Length",
-    "Upload-Metadata",
-    "Upload-Defer-Length",
-    "Upload-Concat",
-    "Upload-Expires",
-)
-
 _METADATA_KEY = re.compile(r"^[^\s,]+$")
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 
