@@ -246,3 +246,30 @@ def test_batch_close(api):
 def test_batch_create_bad_input(api, body):
     assert_error(api.post("/api/batches", body, content_type="application/json"), 400)
     assert not UploadBatch.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_json_body_with_another_content_type_is_415(api, content_type):
+    response = api.post("/api/batches", b'{"expected_files": 1}', content_type=content_type)
+    error = assert_error(response, 415, "json_required")
+    assert error["details"]["content_type"] == content_type
+    assert not UploadBatch.objects.exists()
+
+
+def test_json_body_types_that_are_json_are_accepted(api):
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        response = api.post("/api/batches", b"{}", content_type=content_type)
+        assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("x" * 10_000 + ".pdf", "x" * 251 + ".pdf"),
+        ("y" * 10_000, "y" * 255),
+    ],
+)
+def test_very_long_filename_is_cut_to_255_keeping_the_extension(api, name, kept):
+    response = upload(api, b"%PDF-1.4\n", name)
+    assert response.status_code == 201, response.content
+    assert response.json()["filename"] == kept

@@ -708,6 +708,49 @@ def test_concatenation_of_partial_uploads(tus, settings):
     assert part_objects(settings) == []
 
 
+def test_a_partial_may_appear_twice_in_one_final_upload(tus, settings):
+    first = tus.create(3, **{"Upload-Concat": "partial"})
+    second = tus.create(1, **{"Upload-Concat": "partial"})
+    assert tus.patch(first, b"abc", 0).status_code == 204
+    assert tus.patch(second, b"-", 0).status_code == 204
+    final = tus.request("POST", headers={"Upload-Concat": f"final;{first} {second} {first}"})
+    assert final.status_code == 201, final.text
+    head = tus.head(final.headers["Location"])
+    assert head.headers["Upload-Length"] == head.headers["Upload-Offset"] == "7"
+    file = session_for(final.headers["Location"]).file
+    assert file.size == 7 and file.sha256 == hashlib.sha256(b"abc-abc").hexdigest()
+    assert part_objects(settings) == []
+
+
+def test_a_consumed_partial_named_again_is_409_partial_consumed(tus):
+    first = tus.create(3, **{"Upload-Concat": "partial"})
+    assert tus.patch(first, b"abc", 0).status_code == 204
+    assert tus.request("POST", headers={"Upload-Concat": f"final;{first}"}).status_code == 201
+    again = tus.request("POST", headers={"Upload-Concat": f"final;{first}"})
+    assert again.status_code == 409, again.text
+    error = again.json()["error"]
+    assert error["code"] == "partial_consumed"
+    assert error["details"] == {"upload_id": str(session_for(first).id)}
+    assert UploadFile.objects.count() == 1
+    assert UploadSession.objects.filter(concat="final").count() == 1
+
+
+@pytest.mark.parametrize("offset", [0, 3, 4])
+def test_patch_on_a_final_upload_is_403_whatever_the_offset(tus, offset):
+    first = tus.create(3, **{"Upload-Concat": "partial"})
+    tus.patch(first, b"abc", 0)
+    final = tus.request("POST", headers={"Upload-Concat": f"final;{first}"}).headers["Location"]
+    response = tus.patch(final, b"x", offset)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "final_upload"
+
+
+def test_long_filename_in_metadata_is_cut_to_255(tus):
+    url = tus.create(3, **{"Upload-Metadata": metadata(filename="n" * 5000 + ".txt")})
+    tus.patch(url, b"abc", 0)
+    assert session_for(url).file.filename == "n" * 251 + ".txt"
+
+
 def test_final_upload_of_someone_elses_partial_is_refused(live_server, tus, intruder):
     other = Tus(live_server.url, _raw_token(intruder))
     theirs = other.create(3, **{"Upload-Concat": "partial"})
