@@ -5,7 +5,7 @@ from __future__ import annotations
 from ninja import NinjaAPI
 
 from api.auth import ApiAuth
-from api.errors import install_exception_handlers
+from api.errors import JsonOnlyParser, install_exception_handlers
 from api.routers import batches, events, files, tokens, webhooks
 
 api = NinjaAPI(
@@ -20,6 +20,7 @@ api = NinjaAPI(
     urls_namespace="api",
     openapi_url="/openapi.json",
     docs_url="/docs",
+    parser=JsonOnlyParser(),
 )
 install_exception_handlers(api)
 

@@ -25,8 +25,9 @@ from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
-from common.exceptions import ApplicationError
+from common.exceptions import ApplicationError, UnsupportedMediaTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,25 @@ def error_response(
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+class JsonOnlyParser(Parser):
+    """JSON bodies must say they are JSON.
+
+    Otherwise a form or text body that happens to parse would be taken for
+    JSON, and a browser could send it cross-site without a CORS preflight
+    (``text/plain`` is a "simple" content type).
+    """
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        content_type = (request.content_type or "").lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise UnsupportedMediaTypeError(
+                "Send the body as JSON with Content-Type: application/json.",
+                code="json_required",
+                details={"content_type": content_type},
+            )
+        return super().parse_body(request)
 
 
 def errors(*codes: int) -> dict[int, type[ErrorOut]]:
@@ -111,6 +131,10 @@ def install_exception_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(HttpError)
     def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if isinstance(exc.__cause__, ApplicationError):
+            # ninja wraps whatever the body parser raises in a 400.
+            cause = exc.__cause__
+            return error_response(cause.status_code, cause.code, cause.message, cause.details)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, exc.message)
 

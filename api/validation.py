@@ -1,12 +1,13 @@
 """Input guards shared by the API schemas.
 
-PostgreSQL refuses NUL characters in text and in jsonb; such input must be a
-400 here, not a database error (500) later.
+PostgreSQL refuses NUL characters and unpaired surrogates in text and in
+jsonb; such input must be a 400 naming the field here, not a database error
+(500) later. The rule itself is ``common.services.text``, shared with tus and
+the services.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,17 +20,13 @@ from pydantic import (
     StringConstraints,
 )
 
-# In the schema too, so clients (and schemathesis) know NUL is not allowed.
-SafeStr = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+from common.services.text import check_text
 
-
-def _json_no_nul(value: Any) -> Any:
-    if value is not None and "\\u0000" in json.dumps(value):
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-SafeJsonObject = Annotated[dict[str, Any], AfterValidator(_json_no_nul)]
+# Put on any free-text field: refuses NUL and unpaired surrogates.
+STORABLE_TEXT = AfterValidator(check_text)
+# NUL in the schema too, so clients (and schemathesis) know it is not allowed.
+SafeStr = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$"), STORABLE_TEXT]
+SafeJsonObject = Annotated[dict[str, Any], AfterValidator(check_text)]
 
 
 def _iso_datetime_only(value: Any) -> Any:

@@ -9,6 +9,7 @@ documents. ``tests/test_settings.py`` keeps this honest.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito"
+# Published in this file, so good for nothing but development (Production refuses it).
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 
 
 def env(value_cls=values.Value, default=None, **kwargs):
@@ -47,7 +50,7 @@ def broker_url_for(database_url: str, *, test: bool = False) -> str:
 
 class Base(Configuration):
     BASE_DIR = BASE_DIR
-    SECRET_KEY = env(default="dev-insecure-secret-key-change-me")
+    SECRET_KEY = env(default=DEV_SECRET_KEY)
     DEBUG = env(values.BooleanValue, False)
     ALLOWED_HOSTS = env(values.ListValue, ["localhost", "127.0.0.1", "[::1]", "testserver"])
     CSRF_TRUSTED_ORIGINS = env(values.ListValue, [])
@@ -67,6 +70,7 @@ class Base(Configuration):
         # static files (so /api/docs works offline).
         "axes",
         "django_htmx",
+        "corsheaders",
         "ninja",
         "accounts",
         "common",
@@ -76,6 +80,8 @@ class Base(Configuration):
     ]
 
     MIDDLEWARE = [
+        # First, so preflights and error responses of /api/ carry CORS headers.
+        "corsheaders.middleware.CorsMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "whitenoise.middleware.WhiteNoiseMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
@@ -301,7 +307,39 @@ class Base(Configuration):
         values.ListValue, ["5", "300", "1800", "7200", "18000", "36000", "36000"]
     )
     WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT = env(values.IntegerValue, 10)
-    CORS_ALLOWED_ORIGINS = env(values.ListValue, [])
+    # Browser origins allowed on /api/ and /api/tus/ (django-cors-headers),
+    # read from CORS_ALLOWED_ORIGINS: "*" means any origin and then never
+    # with credentials; "null" (sandboxed frames, file: pages) is never allowed.
+    CORS_ORIGINS_FROM_ENV = values.ListValue(
+        [], environ_name="CORS_ALLOWED_ORIGINS", environ_prefix=None
+    )
+    CORS_URLS_REGEX = r"^/api/.*$"
+    CORS_ALLOW_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+    CORS_ALLOW_HEADERS = (
+        *("accept", "authorization", "content-type", "x-csrftoken", "x-requested-with"),
+        *("tus-resumable", "upload-length", "upload-metadata", "upload-offset"),
+        *("upload-defer-length", "upload-concat", "upload-checksum", "x-http-method-override"),
+    )
+    CORS_EXPOSE_HEADERS = (
+        *("Location", "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size"),
+        *("Tus-Checksum-Algorithm", "Upload-Offset", "Upload-Length", "Upload-Metadata"),
+        *("Upload-Defer-Length", "Upload-Concat", "Upload-Expires"),
+    )
+
+    @property
+    def CORS_ALLOW_ALL_ORIGINS(self):
+        return "*" in [o.strip() for o in self.CORS_ORIGINS_FROM_ENV]
+
+    @property
+    def CORS_ALLOWED_ORIGINS(self):
+        origins = [o.strip().rstrip("/") for o in self.CORS_ORIGINS_FROM_ENV]
+        return [o for o in origins if o and o not in ("*", "null")]
+
+    @property
+    def CORS_ALLOW_CREDENTIALS(self):
+        # A logged-in browser session works cross-origin only for listed origins.
+        return not self.CORS_ALLOW_ALL_ORIGINS
+
     LOG_FORMAT = env(default="text")
     LOG_LEVEL = env(default="INFO")
 
@@ -404,9 +442,53 @@ class Production(Base):
     REGISTRATION_OPEN = env(values.BooleanValue, False)
     ALLOWED_HOSTS = values.ListValue(environ_prefix=None, environ_required=True)
     LOG_FORMAT = env(default="json")
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = env(values.BooleanValue, True)
     CSRF_COOKIE_SECURE = env(values.BooleanValue, True)
+    # HTTPS only: redirect plain HTTP (health probes excepted: load balancers
+    # and orchestrators call them over HTTP) and tell browsers for a year.
+    SECURE_SSL_REDIRECT = env(values.BooleanValue, True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env(values.IntegerValue, 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env(values.BooleanValue, False)
+    SECURE_HSTS_PRELOAD = env(values.BooleanValue, False)
+    # "HEADER,value" set by the TLS proxy in front; empty = trust no header.
+    SECURE_PROXY_SSL_HEADER = env(values.TupleValue, ("HTTP_X_FORWARDED_PROTO", "https"))
+
+    @property
+    def SILENCED_SYSTEM_CHECKS(self):
+        # HSTS for subdomains and preloading bind every subdomain of the
+        # operator's domain to HTTPS for good; only the operator can know
+        # that is safe, so they are opt-in and their deploy warnings are not
+        # a fault of this configuration.
+        silenced = []
+        if not self.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            silenced.append("security.W005")
+        if not self.SECURE_HSTS_PRELOAD:
+            silenced.append("security.W021")
+        return silenced
+
+    @classmethod
+    def setup(cls):
+        super().setup()
+        from django.core.exceptions import ImproperlyConfigured
+
+        problem = None
+        if cls.SECRET_KEY == DEV_SECRET_KEY:
+            problem = (
+                "SECRET_KEY is the published development key; set a long random "
+                "SECRET_KEY for Production (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(50))')."
+            )
+        elif cls.DEBUG:
+            problem = (
+                "DEBUG=true is refused in Production (it shows settings and code to "
+                "anyone who triggers an error); unset it, or use DJANGO_CONFIGURATION=Dev."
+            )
+        if problem:
+            # manage.py sets a first ImproperlyConfigured aside and imports the
+            # settings again; without the half-loaded module it fails again, loudly.
+            sys.modules.pop(__name__, None)
+            raise ImproperlyConfigured(problem)
 
     # Production never runs tasks in the web process, whatever the env says.
     CELERY_TASK_ALWAYS_EAGER = False

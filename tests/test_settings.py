@@ -38,6 +38,13 @@ print(json.dumps({
     "debug": settings.DEBUG,
     "ttl": settings.FILE_UPLOAD_TTL_HOURS,
     "prepare_threshold": settings.DATABASES["default"].get("OPTIONS", {}).get("prepare_threshold"),
+    "hsts": settings.SECURE_HSTS_SECONDS,
+    "hsts_subdomains": settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+    "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+    "proxy_ssl_header": settings.SECURE_PROXY_SSL_HEADER,
+    "cors_all": settings.CORS_ALLOW_ALL_ORIGINS,
+    "cors_origins": settings.CORS_ALLOWED_ORIGINS,
+    "cors_credentials": settings.CORS_ALLOW_CREDENTIALS,
 }))
 """
 
@@ -148,7 +155,7 @@ def env_names_read() -> set[str]:
     source = (ROOT / "boot" / "settings.py").read_text()
     names = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+) = (?:env|values\.\w+)\(", source, re.M))
     names |= set(re.findall(r'environ_name="([A-Z0-9_]+)"', source))
-    names.discard("BROKER_URL_FROM_ENV")
+    names = {n for n in names if not n.endswith("_FROM_ENV")}
     return names | {"DJANGO_CONFIGURATION"}
 
 
@@ -158,3 +165,96 @@ def test_readme_lists_every_env_name_read():
     assert {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER"} <= names
     missing = sorted(n for n in names if f"| `{n}`" not in readme)
     assert not missing, f"README configuration table lacks {missing}"
+
+
+# What docs/operations.md ("Running in production") sets, besides
+# DATABASE_URL, which the checks below do not need.
+PRODUCTION_ENV = {
+    "DJANGO_CONFIGURATION": "Production",
+    "SECRET_KEY": "q7Yb2-production-example-key-0123456789-abcdefghijklmnop",
+    "ALLOWED_HOSTS": "files.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://files.example.com",
+    "SITE_URL": "https://files.example.com",
+}
+
+
+def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "CELERY_", "SECURE_", "CORS_"))
+        and k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")
+    }
+    clean.update({"DJANGO_SETTINGS_MODULE": "boot.settings", **env})
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings():
+    out = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION_ENV)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "System check identified no issues" in out.stdout
+    assert "WARNINGS" not in out.stdout + out.stderr
+
+
+def test_production_defaults_are_https_only():
+    conf = load(
+        "Production", **{k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_CONFIGURATION"}
+    )
+    assert conf["hsts"] == 365 * 24 * 3600
+    assert conf["hsts_subdomains"] is False
+    assert conf["ssl_redirect"] is True
+    assert conf["proxy_ssl_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert load("Dev")["hsts"] == 0 and load("Dev")["ssl_redirect"] is False
+
+
+def test_production_https_settings_come_from_the_environment():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_CONFIGURATION"}
+    conf = load(
+        "Production",
+        **env,
+        SECURE_HSTS_SECONDS="60",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
+        SECURE_SSL_REDIRECT="false",
+        SECURE_PROXY_SSL_HEADER="",
+    )
+    assert (conf["hsts"], conf["hsts_subdomains"], conf["ssl_redirect"]) == (60, True, False)
+    assert conf["proxy_ssl_header"] == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SECRET_KEY": "dev-insecure-secret-key-change-me"}, "published development key"),
+        ({"DEBUG": "true"}, "DEBUG=true is refused in Production"),
+    ],
+)
+def test_production_refuses_to_start_with_dev_key_or_debug(env, message):
+    for args in (["-c", "import boot.wsgi"], ["manage.py", "check"]):
+        out = _run(args, **{**PRODUCTION_ENV, **env})
+        assert out.returncode != 0
+        assert "ImproperlyConfigured" in out.stderr and message in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "all_", "origins", "credentials"),
+    [
+        ("", False, [], True),
+        (
+            "https://a.example, https://b.example/",
+            False,
+            ["https://a.example", "https://b.example"],
+            True,
+        ),
+        ("*", True, [], False),
+        ("null,https://a.example", False, ["https://a.example"], True),
+    ],
+)
+def test_cors_origins_from_the_environment(value, all_, origins, credentials):
+    conf = load("Test", CORS_ALLOWED_ORIGINS=value)
+    assert (conf["cors_all"], conf["cors_origins"], conf["cors_credentials"]) == (
+        all_,
+        origins,
+        credentials,
+    )

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, User
 from common.exceptions import ValidationError
+from common.services.text import clean_text
 
 TOKEN_PREFIX = "dtk_"  # noqa: S105 - a marker, not a secret
 # Shown in lists so people can tell their tokens apart; carries ~30 bits only.
@@ -36,7 +37,7 @@ def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
 
     The plain value is not stored anywhere: the caller must show it now or lose it.
     """
-    name = (name or "").strip()
+    name = clean_text((name or "").strip(), field="name")
     if not name:
         raise ValidationError("A token needs a name.", details={"name": "required"})
     if len(name) > NAME_MAX_LENGTH:

@@ -18,13 +18,14 @@ from pydantic import Field
 from accounts.models import User
 from api.errors import error_response, errors
 from api.pagination import PageIn, PageOut, paginate
-from api.validation import IsoDatetime, SafeStr, _json_no_nul
+from api.validation import IsoDatetime, SafeStr
 from common.exceptions import (
     ConflictError,
     NotFoundError,
     UnsupportedMediaTypeError,
     ValidationError,
 )
+from common.services.text import text_is_storable
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import files_for_user
 from portal.services.uploads import upload_file_create, upload_file_delete
@@ -222,7 +223,7 @@ def upload_file(request: HttpRequest):
             raise NotFoundError("Batch not found.", details={"batch_id": batch_id})
     meta = _parse_metadata(request.POST.get("metadata"))
     declared = upload.content_type
-    if not declared or "\x00" in declared:
+    if not declared or not text_is_storable(declared):
         declared = None
     try:
         stored = upload_file_create(
@@ -249,7 +250,4 @@ def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
         ) from exc
     if not isinstance(value, dict):
         raise ValidationError("metadata must be a JSON object.", details={"field": "metadata"})
-    try:
-        return _json_no_nul(value)
-    except ValueError as exc:
-        raise ValidationError(str(exc), details={"field": "metadata"}) from exc
+    return value  # upload_file_create checks it (clean_metadata) before any write

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from django.db.models import QuerySet
@@ -14,7 +15,7 @@ from accounts.models import ApiToken, User
 from accounts.services.tokens import NAME_MAX_LENGTH, token_create, token_revoke
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
-from api.validation import BodyIn
+from api.validation import STORABLE_TEXT, BodyIn
 from common.exceptions import NotFoundError
 
 router = Router(tags=["tokens"])
@@ -37,7 +38,7 @@ class TokenCreatedOut(TokenOut):
 
 class TokenCreateIn(BodyIn):
     # Not blank, no NUL (the service strips surrounding whitespace).
-    name: str = Field(
+    name: Annotated[str, STORABLE_TEXT] = Field(
         min_length=1, max_length=NAME_MAX_LENGTH, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"
     )
 

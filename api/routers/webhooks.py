@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
@@ -12,7 +12,7 @@ from pydantic import Field
 
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
-from api.validation import BodyIn, SafeStr
+from api.validation import STORABLE_TEXT, BodyIn, SafeStr
 from common.exceptions import PermissionDeniedError
 from common.selectors import endpoint_get, endpoint_list
 from common.services.webhooks import (
@@ -53,13 +53,17 @@ class EndpointSecretOut(EndpointOut):
 
 
 class EndpointCreateIn(BodyIn):
-    url: str = Field(max_length=2000, pattern=URL_PATTERN, description=URL_HELP)
+    url: Annotated[str, STORABLE_TEXT] = Field(
+        max_length=2000, pattern=URL_PATTERN, description=URL_HELP
+    )
     event_types: list[EventType] = Field(default_factory=list, max_length=10)
     description: SafeStr = Field("", max_length=255)
 
 
 class EndpointUpdateIn(BodyIn):
-    url: str | None = Field(None, max_length=2000, pattern=URL_PATTERN, description=URL_HELP)
+    url: Annotated[str, STORABLE_TEXT] | None = Field(
+        None, max_length=2000, pattern=URL_PATTERN, description=URL_HELP
+    )
     event_types: list[EventType] | None = Field(None, max_length=10)
     description: SafeStr | None = Field(None, max_length=255)
     is_active: bool | None = None

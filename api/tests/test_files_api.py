@@ -135,6 +135,26 @@ def test_upload_type_not_allowed_415(api, settings):
 
 
 @pytest.mark.parametrize(
+    ("data", "name", "declared"),
+    [
+        (b"<?php system($_GET['c']); ?>", "a.png", "image/png"),
+        (b"plain text", "a.png", "text/plain"),
+        (b"plain text", "upload", "image/png"),
+        (b"", "a.png", "image/png"),
+    ],
+)
+def test_allow_list_refuses_content_that_is_not_an_allowed_type(
+    api, settings, data, name, declared
+):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png", "image/jpeg", "application/pdf"]
+    response = api.post("/api/files", {"file": SimpleUploadedFile(name, data, declared)})
+    error = assert_error(response, 415, "unsupported_media_type")
+    failed = UploadFile.objects.get(pk=error["details"]["file_id"])
+    assert failed.status == "failed" and failed.storage_key == ""
+    assert not UploadFile.objects.filter(status="stored").exists()
+
+
+@pytest.mark.parametrize(
     "fields",
     [
         {"metadata": "not json"},
@@ -226,3 +246,30 @@ def test_batch_close(api):
 def test_batch_create_bad_input(api, body):
     assert_error(api.post("/api/batches", body, content_type="application/json"), 400)
     assert not UploadBatch.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_json_body_with_another_content_type_is_415(api, content_type):
+    response = api.post("/api/batches", b'{"expected_files": 1}', content_type=content_type)
+    error = assert_error(response, 415, "json_required")
+    assert error["details"]["content_type"] == content_type
+    assert not UploadBatch.objects.exists()
+
+
+def test_json_body_types_that_are_json_are_accepted(api):
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        response = api.post("/api/batches", b"{}", content_type=content_type)
+        assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("x" * 10_000 + ".pdf", "x" * 251 + ".pdf"),
+        ("y" * 10_000, "y" * 255),
+    ],
+)
+def test_very_long_filename_is_cut_to_255_keeping_the_extension(api, name, kept):
+    response = upload(api, b"%PDF-1.4\n", name)
+    assert response.status_code == 201, response.content
+    assert response.json()["filename"] == kept

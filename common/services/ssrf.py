@@ -43,18 +43,70 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     ]
 
 
+# IPv6 is judged from these tables, not from ``is_global``/``is_private``,
+# whose answers changed between Python releases (3.12.4, 3.13) and still
+# count 6to4 and NAT64 addresses as global. Only global unicast (2000::/3)
+# can be public, minus the blocks IANA's special-purpose registry marks as
+# not globally reachable.
+_IPV6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+_IPV6_NOT_GLOBAL = (
+    ipaddress.ip_network("2001::/23"),  # IETF protocol assignments, Teredo included
+    ipaddress.ip_network("2001:db8::/32"),  # documentation
+    ipaddress.ip_network("3fff::/20"),  # documentation
+    ipaddress.ip_network("3ffe::/16"),  # the former 6bone, returned
+)
+# Inside 2001::/23 but globally reachable (IANA registry).
+_IPV6_GLOBAL_EXCEPTIONS = (
+    ipaddress.ip_network("2001:1::1/128"),
+    ipaddress.ip_network("2001:1::2/128"),
+    ipaddress.ip_network("2001:3::/32"),
+    ipaddress.ip_network("2001:4:112::/48"),
+    ipaddress.ip_network("2001:20::/28"),
+    ipaddress.ip_network("2001:30::/28"),
+)
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+
+
+def embedded_ipv4(ip: IPAddress) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address carries, with the name of the form.
+
+    Packets to these addresses end up at the IPv4 address (directly for
+    IPv4-mapped, through a relay or translator for the others), so the guard
+    judges them by it.
+    """
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _IPV4_MAPPED:
+        return "an IPv4-mapped IPv6 address", low32
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # not :: or ::1
+        return "an IPv4-compatible IPv6 address", low32
+    if ip in _NAT64_WELL_KNOWN:
+        return "a NAT64 address", low32
+    if ip in _SIX_TO_FOUR:
+        return "a 6to4 address", ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF)
+    return None
+
+
 def _category(ip: IPAddress) -> str | None:
     """Why ``ip`` is refused, or None when it is a public address."""
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if ip.is_loopback:
         return "a loopback address"
+    if ip.is_unspecified:
+        return "an unspecified address"
     if ip.is_link_local:
         return "a link-local address"
     if ip.is_multicast:
         return "a multicast address"
-    if ip.is_unspecified:
-        return "an unspecified address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        return _ipv6_category(ip)
     if ip.is_reserved:
         return "a reserved address"
     if ip.is_private:
@@ -64,17 +116,53 @@ def _category(ip: IPAddress) -> str | None:
     return None
 
 
+def _ipv6_category(ip: ipaddress.IPv6Address) -> str | None:
+    if ip.is_site_local:
+        return "a site-local address"
+    if ip in ipaddress.ip_network("fc00::/7"):
+        return "a private address"
+    if ip in _NAT64_LOCAL:
+        return "a local-use NAT64 address"
+    if ip in _TEREDO:
+        server, client = ip.teredo  # type: ignore[misc]
+        return f"a Teredo address (server {server}, client {client}), not a public address"
+    if ip not in _IPV6_GLOBAL_UNICAST:
+        return "not a public address"
+    if any(ip in net for net in _IPV6_NOT_GLOBAL) and not any(
+        ip in net for net in _IPV6_GLOBAL_EXCEPTIONS
+    ):
+        return "not a public address"
+    return None
+
+
+def _allowed(ip: IPAddress, allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    return any(ip in net for net in allowed if net.version == ip.version)
+
+
 def refusal_reason(ip: IPAddress) -> str | None:
-    """A human reason why ``ip`` may not be reached, or None if it may."""
-    inner = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    """A human reason why ``ip`` may not be reached, or None if it may.
+
+    An address on ``WEBHOOK_ALLOWED_NETWORKS`` passes. An IPv6 address that
+    embeds an IPv4 address (IPv4-mapped or -compatible, 6to4, NAT64) is
+    judged as that IPv4 address in both directions: refused when it would be,
+    allowed when it is on the list (so Dev/Test's ``127.0.0.0/8`` also allows
+    ``::ffff:127.0.0.1`` and ``2002:7f00:1::1``).
+    """
     allowed = _allowed_networks()
-    if any(ip in net for net in allowed if net.version == ip.version):
+    if _allowed(ip, allowed):
         return None
-    if inner is not None:
-        if any(inner in net for net in allowed if net.version == 4):
+    embedded = embedded_ipv4(ip)
+    if embedded is not None:
+        form, inner = embedded
+        if _allowed(inner, allowed):
             return None
         reason = _category(inner)
-        return f"::ffff:{inner} is an IPv4-mapped IPv6 address of {inner}, " + (
+        if reason is None and (ip in _NAT64_WELL_KNOWN or ip in _SIX_TO_FOUR):
+            # A public IPv4 behind NAT64 (what DNS64 answers on an IPv6-only
+            # host) or 6to4 is as reachable as the IPv4 address itself.
+            return None
+        shown = f"::ffff:{inner}" if ip in _IPV4_MAPPED else str(ip)
+        return f"{shown} is {form} of {inner}, " + (
             reason or "an address that must be written as IPv4"
         )
     reason = _category(ip)

@@ -19,6 +19,7 @@ from common.models import OutboxEvent, WebhookEndpoint
 from common.services.outbox import create_event
 from common.services.signing import generate_secret
 from common.services.ssrf import validate_webhook_url
+from common.services.text import clean_text
 
 EVENT_TYPES = ("file.stored", "file.expiring", "file.deleted", "batch.completed", "webhook.test")
 TEST_EVENT_TYPE = "webhook.test"
@@ -41,7 +42,7 @@ def _clean_event_types(event_types: Any) -> list[str]:
 
 
 def _clean_url(url: str) -> str:
-    url = (url or "").strip()
+    url = clean_text((url or "").strip(), field="url")
     if not url:
         raise ValidationError("A URL is required.", details={"field": "url"})
     if len(url) > 2000:
@@ -62,7 +63,11 @@ def endpoint_create(
     types = _clean_event_types(event_types)
     secret = generate_secret()
     endpoint = WebhookEndpoint.objects.create(
-        owner=owner, url=url, event_types=types, description=description[:255], secret=secret
+        owner=owner,
+        url=url,
+        event_types=types,
+        description=clean_text(description[:255], field="description"),
+        secret=secret,
     )
     return endpoint, secret
 
@@ -84,7 +89,7 @@ def endpoint_update(
         endpoint.event_types = _clean_event_types(event_types)
         fields.append("event_types")
     if description is not None:
-        endpoint.description = description[:255]
+        endpoint.description = clean_text(description[:255], field="description")
         fields.append("description")
     if is_active is not None and is_active != endpoint.is_active:
         if not is_active:

@@ -101,3 +101,60 @@ def test_endpoint_update_refuses_and_changes_nothing(no_allowlist):
         endpoint_update(endpoint=endpoint, url="http://10.0.0.1/")
     endpoint.refresh_from_db()
     assert endpoint.url == "https://93.184.215.14/h"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        # 6to4 (2002::/16) carries an IPv4 address in bits 16..48.
+        (
+            "http://[2002:a9fe:a9fe::1]/",
+            "2002:a9fe:a9fe::1 is a 6to4 address of 169.254.169.254, a cloud metadata address",
+        ),
+        ("http://[2002:a00:1::1]/", "2002:a00:1::1 is a 6to4 address of 10.0.0.1, a private"),
+        ("http://[2002:7f00:1::1]/", "2002:7f00:1::1 is a 6to4 address of 127.0.0.1, a loopback"),
+        # NAT64, well-known prefix: the IPv4 address is the last 32 bits.
+        ("http://[64:ff9b::a9fe:a9fe]/", "a NAT64 address of 169.254.169.254, a cloud metadata"),
+        (
+            "http://[64:ff9b::c0a8:1]/",
+            "64:ff9b::c0a8:1 is a NAT64 address of 192.168.0.1, a private",
+        ),
+        # Local-use NAT64 is never globally reachable, whatever it embeds.
+        ("http://[64:ff9b:1::5db8:d70e]/", "64:ff9b:1::5db8:d70e is a local-use NAT64 address"),
+        # Teredo: refused whole (client 127.0.0.1 is stored inverted: 80ff:fffe).
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "client 127.0.0.1"),
+        ("http://[2001:0:5db8:d70e::1]/", "a Teredo address"),
+        ("http://[::ffff:10.0.0.1]/", "IPv4-mapped IPv6 address of 10.0.0.1, a private address"),
+        ("http://[::ffff:93.184.215.14]/", "must be written as IPv4"),
+        ("http://[::127.0.0.1]/", "::7f00:1 is an IPv4-compatible IPv6 address of 127.0.0.1"),
+        ("http://[::a9fe:a9fe]/", "IPv4-compatible IPv6 address of 169.254.169.254"),
+        # Non-global IPv6 that some Python releases call global.
+        ("http://[2001:db8::1]/", "2001:db8::1 is not a public address"),
+        ("http://[3fff::1]/", "3fff::1 is not a public address"),
+        ("http://[100::1]/", "100::1 is not a public address"),
+        ("http://[2001:2::1]/", "2001:2::1 is not a public address"),
+        ("http://[fec0::1]/", "fec0::1 is a site-local address"),
+        ("http://[ff02::1]/", "ff02::1 is a multicast address"),
+        ("http://[4000::1]/", "4000::1 is not a public address"),
+    ],
+)
+def test_ipv6_forms_that_embed_or_hide_internal_addresses_are_refused(no_allowlist, url, reason):
+    with pytest.raises(UnsafeTargetError) as exc:
+        check_url(url)
+    assert reason in str(exc.value)
+
+
+def test_embedded_public_ipv4_behind_nat64_or_6to4_passes(no_allowlist):
+    # DNS64 answers 64:ff9b::<IPv4> for public hosts on IPv6-only networks.
+    check_url("https://[64:ff9b::5db8:d70e]/hook")
+    check_url("https://[2002:5db8:d70e::1]/hook")
+    check_url("https://[2001:4:112::1]/hook")  # AS112, globally reachable inside 2001::/23
+
+
+def test_embedded_ipv4_is_judged_against_the_allow_list_as_ipv4(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    check_url("http://[::ffff:127.0.0.1]:9/hook")
+    check_url("http://[2002:7f00:1::1]:9/hook")
+    check_url("http://[64:ff9b::7f00:1]:9/hook")
+    with pytest.raises(UnsafeTargetError, match=r"6to4 address of 169\.254\.169\.254"):
+        check_url("http://[2002:a9fe:a9fe::1]/")

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.exceptions import ConflictError, NotFoundError, ValidationError
+from common.services.text import clean_json, text_is_storable
 from portal.models import UploadBatch
 from portal.services.events import emit
 from portal.services.payloads import batch_event_payload
@@ -38,12 +39,7 @@ def clean_metadata(metadata: Any) -> dict[str, Any]:
         raise ValidationError(
             f"metadata is larger than {MAX_METADATA_BYTES} bytes.", details={"field": "metadata"}
         )
-    if "\\u0000" in encoded:
-        # PostgreSQL's jsonb cannot store NUL: refuse it here, not as a database error.
-        raise ValidationError(
-            "metadata cannot contain NUL characters.", details={"field": "metadata"}
-        )
-    return metadata
+    return clean_json(metadata, field="metadata")
 
 
 def batch_create(
@@ -71,10 +67,10 @@ def batch_create(
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str)
         or not 1 <= len(idempotency_key) <= 255
-        or "\x00" in idempotency_key
+        or not text_is_storable(idempotency_key)
     ):
         raise ValidationError(
-            "idempotency_key must be 1 to 255 characters, without NUL.",
+            "idempotency_key must be 1 to 255 characters, without NUL or unpaired surrogates.",
             details={"field": "idempotency_key"},
         )
     metadata = clean_metadata(metadata)

@@ -202,7 +202,11 @@ class Assembled:
 
 
 def assemble(part_keys: list[str], *, key: str, known_sha256: str | None = None) -> Assembled:
-    """Concatenate the parts into the final object at ``key``, hashing with sha256.
+    """Concatenate the objects ``part_keys`` names, in order, into ``key``, hashing with sha256.
+
+    Each key is used as often as it is named (a final upload may name one
+    partial upload twice); callers list an upload's objects once each
+    (``upload_objects``).
 
     Any storage: the parts are streamed into ``Storage.save`` (on S3 a
     multipart upload). Local disk: one upload's bytes are already one file
@@ -211,7 +215,7 @@ def assemble(part_keys: list[str], *, key: str, known_sha256: str | None = None)
     are read at most once, for the hash, through one reused buffer; not at
     all when the receiving process already hashed them (``known_sha256``).
     """
-    keys = _distinct(part_keys)
+    keys = list(part_keys)
     storage = file_storage()
     if not has_local_paths(storage):
         reader = _PartsReader(keys)
@@ -255,6 +259,11 @@ def _distinct(keys: list[str]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def upload_objects(part_keys: list[str]) -> list[str]:
+    """One upload's part keys as the objects holding its bytes, in order, each once."""
+    return _distinct(part_keys)
+
+
 def has_local_paths(storage: Any) -> bool:
     try:
         storage.path("probe")
@@ -282,7 +291,7 @@ def _copy_file(src: Any, dst: Any) -> None:
 def read_head(keys: list[str], limit: int = HEAD_BYTES) -> bytes:
     head = b""
     storage = file_storage()
-    for key in _distinct(keys):
+    for key in keys:
         with storage.open(key, "rb") as fh:
             head += fh.read(limit - len(head))
         if len(head) >= limit:

@@ -66,6 +66,14 @@ class OffsetMismatchError(ConflictError):
     default_message = "Upload-Offset does not match the upload's current offset."
 
 
+class ConsumedPartialError(ConflictError):
+    code = "partial_consumed"
+    default_message = (
+        "This partial upload was already used by a final upload and its data is gone; "
+        "upload the part again."
+    )
+
+
 @dataclass(frozen=True)
 class ExpireResult:
     expired: int
@@ -347,7 +355,9 @@ def _complete(session: UploadSession) -> None:
             session.completed_at = timezone.now()
             session.save(update_fields=["status", "completed_at", "updated_at"])
         return
-    keys = list(session.parts.order_by("number").values_list("storage_key", flat=True))
+    keys = session_storage.upload_objects(
+        list(session.parts.order_by("number").values_list("storage_key", flat=True))
+    )
     running = (
         session_storage.running_hashes.take(session.id, session.offset) if session.offset else None
     )
@@ -480,9 +490,12 @@ def _fail(
 def upload_session_concatenate(
     *, owner: User, partial_ids: list[UUID], metadata: UploadMetadata
 ) -> UploadSession:
-    """Create a final upload from complete partial uploads and finalise it at once."""
-    if len(set(partial_ids)) != len(partial_ids):
-        raise ValidationError("Upload-Concat names a partial upload twice.")
+    """Create a final upload from complete partial uploads and finalise it at once.
+
+    A partial upload may be named more than once (the tus spec allows it); its
+    bytes then appear that often. Partial uploads are consumed: their data is
+    deleted once the final upload is made, so naming one again is a 409.
+    """
     found = {
         s.id: s
         for s in UploadSession.objects.filter(
@@ -498,6 +511,7 @@ def upload_session_concatenate(
     partials = [found[pid] for pid in partial_ids]
     for partial in partials:
         _ensure_alive(partial)
+        _ensure_not_consumed(partial)
         if partial.status != UploadSession.Status.COMPLETE:
             raise ValidationError(
                 "Every partial upload must be complete before the final upload is created.",
@@ -507,9 +521,10 @@ def upload_session_concatenate(
     length = sum(p.length or 0 for p in partials)
     _check_length(length)
     fields = _resolve_metadata(owner=owner, metadata=metadata)
-    with _locks(sorted(partial_ids)):
+    with _locks(sorted(set(partial_ids))):
         for partial in partials:
             partial.refresh_from_db()
+            _ensure_not_consumed(partial)
             if partial.status != UploadSession.Status.COMPLETE:
                 raise ConflictError(
                     "A partial upload changed while the final upload was created.",
@@ -534,11 +549,20 @@ def upload_session_concatenate(
         by_session: dict[UUID, list[str]] = {}
         for sid, key in keys:
             by_session.setdefault(sid, []).append(key)
-        ordered = [key for pid in partial_ids for key in by_session.get(pid, [])]
+        ordered = [
+            key
+            for pid in partial_ids
+            for key in session_storage.upload_objects(by_session.get(pid, []))
+        ]
         with upload_session_lock(session.id):
             _finalise(session, part_keys=ordered, source_ids=[*partial_ids])
     session.refresh_from_db()
     return session
+
+
+def _ensure_not_consumed(partial: UploadSession) -> None:
+    if partial.status == UploadSession.Status.CONCATENATED:
+        raise ConsumedPartialError(details={"upload_id": str(partial.id)})
 
 
 # --- termination and expiry -----------------------------------------------------------

@@ -186,13 +186,16 @@ def test_someone_elses_batch_is_not_found(storage, user, other_user):
     [
         ({"metadata": {"note": "a\x00b"}}, "metadata"),
         ({"idempotency_key": "k\x00"}, "idempotency_key"),
+        ({"metadata": {"note": "\ud800"}}, "metadata"),
+        ({"metadata": {"\udfff": 1}}, "metadata"),
+        ({"idempotency_key": "k\ud800"}, "idempotency_key"),
     ],
 )
 def test_nul_in_batch_input_is_a_validation_error(user, kwargs, field):
-    """PostgreSQL cannot store NUL; callers other than the API get a clear error too."""
+    """PostgreSQL cannot store NUL or unpaired surrogates; every caller gets a clear error."""
     from common.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as exc:
         batch_create(owner=user, **kwargs)
-    assert exc.value.details == {"field": field}
+    assert exc.value.details["field"] == field
     assert not UploadBatch.objects.exists()

@@ -519,8 +519,10 @@ def test_cors_for_allowed_origins(tus, settings):
             "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type",
         },
     )
-    assert preflight.status_code == 204
+    # django-cors-headers answers preflights itself (200, empty body).
+    assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
     assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
     allowed = {
         h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")
@@ -565,6 +567,11 @@ def test_cors_for_allowed_origins(tus, settings):
     )
     assert "Access-Control-Allow-Origin" not in stranger.headers
 
+    # A discovery OPTIONS (no Access-Control-Request-Method) still reaches tus.
+    discovery = tus.http.options(tus.base, headers={"Origin": "https://app.example.com"})
+    assert discovery.status_code == 204 and discovery.headers["Tus-Version"] == "1.0.0"
+    assert discovery.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+
 
 # --- metadata, finalisation, concatenation -----------------------------------------------
 
@@ -598,6 +605,22 @@ def test_metadata_lands_on_the_file_record_and_batch(tus):
     )
 
 
+@pytest.mark.parametrize("key", ["filename", "filetype", "name", "type", "note"])
+def test_nul_in_upload_metadata_is_400_naming_the_key(tus, key):
+    response = tus.request(
+        "POST", headers={"Upload-Length": "4", "Upload-Metadata": metadata(**{key: "a\x00b"})}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["details"] == {
+        "field": f"Upload-Metadata {key!r}",
+        "header": "Upload-Metadata",
+        "key": key,
+    }
+    assert "NUL" in error["message"]
+    assert not UploadSession.objects.exists()
+
+
 def test_someone_elses_batch_is_refused_at_creation(live_server, tus, intruder):
     from portal.services.batches import batch_create
 
@@ -622,6 +645,32 @@ def test_refused_type_fails_the_upload_without_keeping_bytes(tus, settings):
     assert part_objects(settings) == []
     assert not OutboxEvent.objects.filter(event_type="file.stored").exists()
     assert [p for p in stored_objects(settings)] == []
+
+
+@pytest.mark.parametrize(
+    ("data", "meta"),
+    [
+        (b"<?php echo 1; ?>", {"filename": "a.png"}),
+        (b"plain text here", {"filename": "a.png", "filetype": "image/png"}),
+        (b"plain text here", {"filetype": "image/png"}),
+    ],
+)
+def test_allow_list_needs_recognised_content_on_the_tus_path_too(tus, settings, data, meta):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png", "image/jpeg", "application/pdf"]
+    url = tus.create(len(data), **{"Upload-Metadata": metadata(**meta)})
+    response = tus.patch(url, data, 0)
+    assert response.status_code == 415, response.text
+    assert session_for(url).file.status == UploadFile.Status.FAILED
+    assert not UploadFile.objects.filter(status=UploadFile.Status.STORED).exists()
+
+
+def test_empty_png_over_tus_is_refused_with_an_allow_list(tus, settings):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png"]
+    response = tus.request(
+        "POST", headers={"Upload-Length": "0", "Upload-Metadata": metadata(filename="a.png")}
+    )
+    assert response.status_code == 415, response.text
+    assert not UploadFile.objects.filter(status=UploadFile.Status.STORED).exists()
 
 
 def test_concatenation_of_partial_uploads(tus, settings):
@@ -657,6 +706,49 @@ def test_concatenation_of_partial_uploads(tus, settings):
     assert forbidden.headers["Tus-Resumable"] == "1.0.0"
     assert forbidden.json()["error"]["code"] == "final_upload"
     assert part_objects(settings) == []
+
+
+def test_a_partial_may_appear_twice_in_one_final_upload(tus, settings):
+    first = tus.create(3, **{"Upload-Concat": "partial"})
+    second = tus.create(1, **{"Upload-Concat": "partial"})
+    assert tus.patch(first, b"abc", 0).status_code == 204
+    assert tus.patch(second, b"-", 0).status_code == 204
+    final = tus.request("POST", headers={"Upload-Concat": f"final;{first} {second} {first}"})
+    assert final.status_code == 201, final.text
+    head = tus.head(final.headers["Location"])
+    assert head.headers["Upload-Length"] == head.headers["Upload-Offset"] == "7"
+    file = session_for(final.headers["Location"]).file
+    assert file.size == 7 and file.sha256 == hashlib.sha256(b"abc-abc").hexdigest()
+    assert part_objects(settings) == []
+
+
+def test_a_consumed_partial_named_again_is_409_partial_consumed(tus):
+    first = tus.create(3, **{"Upload-Concat": "partial"})
+    assert tus.patch(first, b"abc", 0).status_code == 204
+    assert tus.request("POST", headers={"Upload-Concat": f"final;{first}"}).status_code == 201
+    again = tus.request("POST", headers={"Upload-Concat": f"final;{first}"})
+    assert again.status_code == 409, again.text
+    error = again.json()["error"]
+    assert error["code"] == "partial_consumed"
+    assert error["details"] == {"upload_id": str(session_for(first).id)}
+    assert UploadFile.objects.count() == 1
+    assert UploadSession.objects.filter(concat="final").count() == 1
+
+
+@pytest.mark.parametrize("offset", [0, 3, 4])
+def test_patch_on_a_final_upload_is_403_whatever_the_offset(tus, offset):
+    first = tus.create(3, **{"Upload-Concat": "partial"})
+    tus.patch(first, b"abc", 0)
+    final = tus.request("POST", headers={"Upload-Concat": f"final;{first}"}).headers["Location"]
+    response = tus.patch(final, b"x", offset)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "final_upload"
+
+
+def test_long_filename_in_metadata_is_cut_to_255(tus):
+    url = tus.create(3, **{"Upload-Metadata": metadata(filename="n" * 5000 + ".txt")})
+    tus.patch(url, b"abc", 0)
+    assert session_for(url).file.filename == "n" * 251 + ".txt"
 
 
 def test_final_upload_of_someone_elses_partial_is_refused(live_server, tus, intruder):

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from common.exceptions import ValidationError
+from common.services.text import clean_text
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -29,36 +30,6 @@ TUS_EXTENSIONS = (
 )
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-
-# Every header a tus client sends or reads; CORS allows and exposes them all.
-REQUEST_HEADERS = (
-    "Authorization",
-    "Content-Type",
-    "Tus-Resumable",
-    "Upload-Length",
-    "Upload-Metadata",
-    "Upload-Offset",
-    "Upload-Defer-Length",
-    "Upload-Concat",
-    "Upload-Checksum",
-    "X-HTTP-Method-Override",
-    "X-Requested-With",
-    "X-CSRFToken",
-)
-RESPONSE_HEADERS = (
-    "Location",
-    "Tus-Resumable",
-    "Tus-Version",
-    "Tus-Extension",
-    "Tus-Max-Size",
-    "Tus-Checksum-Algorithm",
-    "Upload-Offset",
-    "Upload-Length",
-    "Upload-Metadata",
-    "Upload-Defer-Length",
-    "Upload-Concat",
-    "Upload-Expires",
-)
 
 _METADATA_KEY = re.compile(r"^[^\s,]+$")
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
@@ -129,10 +100,17 @@ def parse_metadata(value: str | None) -> UploadMetadata:
                 details={"header": "Upload-Metadata", "key": key},
             ) from None
         try:
-            values[key] = decoded.decode("utf-8")
+            text = decoded.decode("utf-8")
         except UnicodeDecodeError:
             values[key] = encoded
             binary.append(key)
+            continue
+        # The values are stored (session metadata, file fields): NUL cannot be.
+        values[key] = clean_text(
+            text,
+            field=f"Upload-Metadata {key!r}",
+            details={"header": "Upload-Metadata", "key": key},
+        )
     return UploadMetadata(raw=value.strip(), values=values, binary=tuple(binary))
 
 

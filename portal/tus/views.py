@@ -26,7 +26,6 @@ from common.exceptions import (
 )
 from portal.models import UploadSession
 from portal.services import session_storage, sessions
-from portal.tus import cors
 from portal.tus.headers import (
     CHECKSUM_ALGORITHMS,
     OFFSET_CONTENT_TYPE,
@@ -278,7 +277,6 @@ def _handle(request: HttpRequest, upload_id: str | None) -> HttpResponse:
     if method == "HEAD" or response.status_code in (404, 410):
         response["Cache-Control"] = "no-store"
     response["Tus-Resumable"] = TUS_VERSION
-    cors.apply(request, response)
     return response
 
 
