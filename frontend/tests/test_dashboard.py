@@ -1,0 +1,70 @@
+"""The dashboard: the user's own numbers, and delivery health for staff only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from common.models import WebhookDelivery
+from common.services.webhooks import endpoint_create
+from frontend.tests.helpers import make_batch, make_file
+from portal.models import UploadFile
+from portal.services.uploads import upload_file_delete
+
+pytestmark = pytest.mark.django_db
+
+
+def test_counts_are_the_users_own(client_user, user, other_user):
+    for i in range(3):
+        make_file(user, f"mine-{i}.txt", b"x" * 100)
+    soon = make_file(user, "soon.txt", b"y" * 50)
+    UploadFile.objects.filter(pk=soon.pk).update(expires_at=timezone.now() + timedelta(minutes=30))
+    gone = make_file(user, "gone.txt")
+    upload_file_delete(file=gone, actor=user)
+    UploadFile.objects.create(owner=user, filename="half.bin", status="uploading")
+    make_file(other_user, "theirs.txt", b"z" * 1000)
+    make_batch(user, "Open one")
+
+    page = client_user.get("/")
+    assert page.status_code == 200
+    counts = page.context["counts"]
+    assert (counts.stored, counts.uploading, counts.expiring, counts.deleted_last_day) == (
+        4,
+        1,
+        1,
+        1,
+    )
+    assert counts.bytes_stored == 350
+    html = page.content.decode()
+    assert "mine-0.txt" in html and "theirs.txt" not in html
+    assert "Open one" in html
+    assert "Webhook delivery" not in html
+
+
+def test_staff_see_delivery_health(client_staff, staff_user):
+    endpoint, _ = endpoint_create(url="http://127.0.0.1:9/hook")
+    make_file(staff_user, "a.txt")
+    make_file(staff_user, "b.txt")
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=5))
+    endpoint.failing_since = timezone.now()
+    endpoint.save(update_fields=["failing_since"])
+
+    page = client_staff.get("/")
+    health = page.context["health"]
+    assert health.pending == 2
+    assert 290 < health.oldest_due_age_seconds < 400
+    assert health.failing_endpoints == 1
+    assert b"Webhook delivery" in page.content
+    assert b"5 min ago" in page.content
+
+
+def test_dashboard_query_count(client_staff, staff_user, django_assert_max_num_queries):
+    endpoint_create(url="http://127.0.0.1:9/hook")
+    batch = make_batch(staff_user)
+    for i in range(20):
+        make_file(staff_user, f"f{i}.txt", batch=batch if i % 2 else None)
+    with django_assert_max_num_queries(10):
+        page = client_staff.get("/")
+    assert page.status_code == 200
