@@ -11,7 +11,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from common.exceptions import ApplicationError
 from frontend.forms.errors import add_service_error
 from frontend.forms.files import BatchCreateForm
+from frontend.paging import CappedPaginator
 from portal.models import UploadBatch
 from portal.selectors import batches_for_user, files_for_user
 from portal.services.batches import batch_close as close_batch
@@ -52,7 +52,7 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         .select_related(None)
         .order_by("-created_at", "-id")
     )
-    page_obj = Paginator(batches, PER_PAGE).get_page(request.GET.get("page"))
+    page_obj = CappedPaginator(batches, PER_PAGE).get_page(request.GET.get("page"))
     context = {"nav": "batches", "page_obj": page_obj, "batches": page_obj.object_list}
     return render(request, "frontend/batches/list.html", context)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from uuid import UUID
 
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -17,6 +16,7 @@ from common.exceptions import NotFoundError
 from common.models import OutboxEvent
 from frontend.access import staff_required
 from frontend.forms.events import EventFilterForm
+from frontend.paging import CappedPaginator
 
 PAGE_SIZE = 25
 # Where an event's aggregate has a page of its own.
@@ -40,7 +40,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     context = {
         "nav": "events",
         "form": form,
-        "page_obj": Paginator(events, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page_obj": CappedPaginator(events, PAGE_SIZE).get_page(request.GET.get("page")),
     }
     return render(request, "frontend/events/list.html", context)
 

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -21,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from common.exceptions import ApplicationError
 from common.selectors import event_list
 from frontend.forms.files import FileFilterForm
+from frontend.paging import CappedPaginator
 from portal.models import UploadFile
 from portal.selectors import batches_for_user, files_for_user
 from portal.services.uploads import upload_file_delete
@@ -40,7 +40,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
     # Own files only; the list needs the batch's name, not the owner row.
     own = files_for_user(request.user).filter(owner=request.user)
     files = form.apply(own).select_related(None).select_related("batch")
-    page_obj = Paginator(files, PER_PAGE).get_page(request.GET.get("page"))
+    page_obj = CappedPaginator(files, PER_PAGE).get_page(request.GET.get("page"))
     batch_id = form.cleaned_data.get("batch")
     batch = batches_for_user(request.user).filter(pk=batch_id).first() if batch_id else None
     context = {

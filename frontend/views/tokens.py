@@ -11,7 +11,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,6 +23,7 @@ from accounts.services import tokens as services
 from common.exceptions import ApplicationError, NotFoundError
 from frontend.forms.errors import add_service_error
 from frontend.forms.tokens import TokenCreateForm
+from frontend.paging import CappedPaginator
 
 PAGE_SIZE = 25
 
@@ -39,7 +39,7 @@ def _own_token(request: HttpRequest, token_id: UUID) -> ApiToken:
 @require_http_methods(["GET", "HEAD"])
 def token_list(request: HttpRequest) -> HttpResponse:
     tokens = selectors.token_list(user=request.user)
-    page_obj = Paginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
+    page_obj = CappedPaginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"nav": "tokens", "page_obj": page_obj, "form": TokenCreateForm()}
     return render(request, "frontend/tokens/list.html", context)
 

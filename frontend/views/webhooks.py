@@ -14,7 +14,6 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,6 +31,7 @@ from common.services import webhooks as services
 from frontend.access import staff_required
 from frontend.forms.errors import add_service_error
 from frontend.forms.webhooks import EndpointEditForm, EndpointForm, ResendFailedForm
+from frontend.paging import CappedPaginator
 
 PAGE_SIZE = 25
 RESEND_DEFAULT_WINDOW = dt.timedelta(hours=24)
@@ -112,7 +112,7 @@ def _render_detail(
     context: dict[str, Any] = {
         "nav": "webhooks",
         "endpoint": endpoint,
-        "page_obj": Paginator(deliveries, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page_obj": CappedPaginator(deliveries, PAGE_SIZE).get_page(request.GET.get("page")),
         "status_filter": status_filter,
         "statuses": DELIVERY_STATUSES,
         "resend_form": resend_form,
