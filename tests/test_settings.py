@@ -17,6 +17,7 @@ import json
 import boot
 from boot.celery import app
 from django.conf import settings
+from portal.storage import site_url
 c = app.conf
 print(json.dumps({
     "broker_url": c.broker_url,
@@ -38,6 +39,7 @@ print(json.dumps({
     "debug": settings.DEBUG,
     "ttl": settings.FILE_UPLOAD_TTL_HOURS,
     "prepare_threshold": settings.DATABASES["default"].get("OPTIONS", {}).get("prepare_threshold"),
+    "site_url_without_request": site_url(),
 }))
 """
 
