@@ -160,3 +160,41 @@ def test_readme_lists_every_env_name_read():
     assert {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER"} <= names
     missing = sorted(n for n in names if f"| `{n}`" not in readme)
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def env_names_read_elsewhere() -> set[str]:
+    """Names the scripts, Procfile.dev and entry points read themselves."""
+    found: set[str] = set()
+    files = [*ROOT.glob("scripts/*.py"), *ROOT.glob("scripts/*.sh"), ROOT / "Procfile.dev"]
+    files += [ROOT / "manage.py", *ROOT.glob("boot/*.py")]
+    for path in files:
+        text = path.read_text()
+        found |= set(
+            re.findall(r'os\.environ(?:\.get|\.setdefault)?[(\[]"([A-Z][A-Z0-9_]+)"', text)
+        )
+        found |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", text))
+    return found
+
+
+def readme_table_names() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section, re.M))
+
+
+def env_example_names() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.M))
+
+
+def test_env_example_readme_and_settings_name_the_same_variables():
+    """Every name the settings read is in the README table and in .env.example;
+    the two list the same names; neither names a variable nothing reads."""
+    settings_names = env_names_read()
+    readme = readme_table_names()
+    example = env_example_names()
+    assert sorted(settings_names - readme) == [], "README configuration table lacks these"
+    assert sorted(settings_names - example) == [], ".env.example lacks these"
+    assert sorted(readme ^ example) == [], "README and .env.example differ"
+    read = settings_names | env_names_read_elsewhere()
+    assert sorted(readme - read) == [], "documented, but nothing reads them"
