@@ -1,6 +1,7 @@
 .PHONY: run test manage format stop-db vendor screenshots
 
-# scripts/bootstrap.sh installs uv when missing and prints the one to use.
+# scripts/bootstrap.sh installs uv when missing and prints the one to use
+# (its own messages and uv's go to stderr).
 UV = $$(bash scripts/bootstrap.sh | tail -n1)
 
 run:  ## web + worker + beat against PostgreSQL (found or started)
@@ -9,14 +10,18 @@ run:  ## web + worker + beat against PostgreSQL (found or started)
 test:  ## lint, format check, migrations check, the whole test suite
 	bash scripts/test.sh $(PYTEST_ARGS)
 
+# Not echoed, and uv stays quiet: stdout is the command's own output, so
+# TOKEN=$(make manage ARGS="create_token me@example.com ci") captures the token.
+# (Inside another make's recipe, add --no-print-directory: make 4.3 prints
+# "Entering directory" lines on stdout in sub-makes whatever this file says.)
 manage:  ## any manage.py command: make manage ARGS="create_user me@example.com --staff"
-	$(UV) run --frozen python manage.py $(ARGS)
+	@$(UV) run --frozen --quiet python manage.py $(ARGS)
 
 format:
 	$(UV) run --frozen ruff format . && $(UV) run --frozen ruff check --fix .
 
 stop-db:  ## stop the project-local PostgreSQL cluster, if one was started
-	$(UV) run --frozen python scripts/ensure_db.py stop
+	@$(UV) run --frozen --quiet python scripts/ensure_db.py stop
 
 vendor:  ## refresh the vendored front-end assets from npm (needs npm; see scripts/vendor_assets.py)
 	python3 scripts/vendor_assets.py

@@ -1,8 +1,10 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts.models import ApiToken, User
-from accounts.services.tokens import token_revoke
+from accounts.services.tokens import token_create, token_name_clean, token_revoke
+from common.exceptions import ApplicationError
 
 
 @admin.register(User)
@@ -19,21 +21,72 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
 
+class ApiTokenAddForm(forms.ModelForm):
+    """Makes a token through ``token_create``; ``self.raw`` is its plain value."""
+
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+    def clean_name(self) -> str:
+        try:
+            return token_name_clean(self.cleaned_data.get("name", ""))
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+    def _post_clean(self):
+        pass  # token_create writes the record (and its hash) in save()
+
+    def save(self, commit: bool = True) -> ApiToken:
+        token, self.raw = token_create(
+            user=self.cleaned_data["user"], name=self.cleaned_data["name"]
+        )
+        self.instance = token
+        return token
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    """Tokens are created through the API/CLI (the plain value is shown once there);
-    the admin lists them and can revoke them."""
+    """Lists and revokes tokens; adding one goes through ``token_create`` and
+    shows the plain value once (a message), as the CLI and the API do."""
 
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "user__email"]
     list_select_related = ["user"]
     readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    raw_id_fields = ["user"]
     exclude = ["token_hash"]
     actions = ["revoke"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+            kwargs["fields"] = ["user", "name"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name"]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_form(self, request, form, change):
+        token = form.save()
+        self.message_user(
+            request,
+            f"Token {token.name!r} for {token.user.email} (shown once, copy it now): {form.raw}",
+            messages.WARNING,
+        )
+        return token
+
+    def save_model(self, request, obj, form, change):
+        pass  # created by token_create in save_form
+
+    def save_related(self, request, form, formsets, change):
+        pass
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):

@@ -54,7 +54,12 @@ class Base(Configuration):
     DEBUG = env(values.BooleanValue, False)
     ALLOWED_HOSTS = env(values.ListValue, ["localhost", "127.0.0.1", "[::1]", "testserver"])
     CSRF_TRUSTED_ORIGINS = env(values.ListValue, [])
-    SITE_URL = env(default="http://127.0.0.1:8000")
+    # Empty: links made while serving a request name that request's host, and
+    # links made without one (webhook payloads) name http://127.0.0.1:WEB_PORT
+    # (portal.storage.site_url). Set it wherever the portal has a public name.
+    SITE_URL = env(default="")
+    # The port `make run` serves on (Procfile.dev), so links name that port.
+    WEB_PORT = env(values.IntegerValue, 8000)
 
     INSTALLED_APPS = [
         "django.contrib.admin",

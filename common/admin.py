@@ -11,9 +11,15 @@ from django.contrib import admin, messages
 from common.exceptions import ApplicationError
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from common.services.outbox import delivery_resend
-from common.services.signing import generate_secret
-from common.services.ssrf import UnsafeTargetError, check_url
-from common.services.webhooks import endpoint_rotate_secret, endpoint_send_test_event
+from common.services.webhooks import (
+    EVENT_TYPES,
+    endpoint_create,
+    endpoint_delete,
+    endpoint_rotate_secret,
+    endpoint_send_test_event,
+    endpoint_update,
+    endpoint_validate,
+)
 
 DELIVERY_FIELDS = (
     "endpoint",
@@ -98,18 +104,70 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         _resend(self, request, queryset.select_related("endpoint"))
 
 
+def _field_error(form: forms.Form, exc: ApplicationError) -> None:
+    """A service's refusal shown beside the field it names (else above the form)."""
+    field = exc.details.get("field") if isinstance(exc.details, dict) else None
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
 class EndpointForm(forms.ModelForm):
+    """Validates through the endpoint services and saves through them.
+
+    The secret is no field: it is made by ``endpoint_create`` (or a rotation)
+    and shown once, in a message.
+    """
+
+    event_types = forms.MultipleChoiceField(
+        choices=[(t, t) for t in EVENT_TYPES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event type.",
+    )
+
     class Meta:
         model = WebhookEndpoint
         fields = ("url", "description", "event_types", "is_active", "owner")
 
-    def clean_url(self):
-        url = self.cleaned_data["url"]
-        try:
-            check_url(url)
-        except UnsafeTargetError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return url
+    def clean(self):
+        data = super().clean()
+        if "url" in data:
+            try:
+                data["url"], data["event_types"] = endpoint_validate(
+                    url=data["url"], event_types=data.get("event_types") or []
+                )
+            except ApplicationError as exc:
+                _field_error(self, exc)
+        return data
+
+    def _post_clean(self):
+        # Nothing is copied onto the instance here: save() hands the cleaned
+        # values to the services, which write them.
+        pass
+
+    def save(self, commit: bool = True) -> WebhookEndpoint:
+        """Create or change the endpoint through the services; ``self.secret``
+        holds a new endpoint's plain secret (to show once)."""
+        data = self.cleaned_data
+        self.secret: str | None = None
+        if self.instance._state.adding:
+            endpoint, self.secret = endpoint_create(
+                owner=data.get("owner"),
+                url=data["url"],
+                event_types=data["event_types"],
+                description=data.get("description") or "",
+            )
+            if not data.get("is_active", True):
+                endpoint = endpoint_update(endpoint=endpoint, is_active=False)
+        else:
+            endpoint = endpoint_update(
+                endpoint=self.instance,
+                url=data["url"],
+                event_types=data["event_types"],
+                description=data.get("description") or "",
+                is_active=data.get("is_active", self.instance.is_active),
+            )
+        self.instance = endpoint
+        return endpoint
 
 
 @admin.register(WebhookEndpoint)
@@ -118,19 +176,63 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = ("url", "is_active", "disabled_reason", "event_types", "owner", "created_at")
     list_filter = ("is_active",)
     search_fields = ("url", "description")
-    readonly_fields = ("secret", "disabled_reason", "failing_since", "created_at", "updated_at")
+    readonly_fields = (
+        "signing_secret",
+        "disabled_reason",
+        "failing_since",
+        "created_at",
+        "updated_at",
+    )
+    raw_id_fields = ("owner",)
     actions = ["rotate_secret", "send_test_event"]
 
-    def save_model(self, request, obj, form, change):
-        if not obj.secret:
-            obj.secret = generate_secret()
-        super().save_model(request, obj, form, change)
+    @admin.display(description="signing secret")
+    def signing_secret(self, obj: WebhookEndpoint) -> str:
+        return "Shown once, when the endpoint was added; the “Rotate” action issues a new one."
 
-    @admin.action(description="Rotate the signing secret (old one signs during the overlap)")
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # The owner is set when the endpoint is made (endpoint_update does not move it).
+        return ("owner", *self.readonly_fields)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Not wrapped in the admin's transaction: the endpoint services open
+        # their own (disabling an endpoint is a durable transaction).
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def save_form(self, request, form, change):
+        endpoint = form.save()
+        if form.secret:
+            self.message_user(
+                request,
+                f"Signing secret of {endpoint.url} (shown once, copy it now): {form.secret}",
+                messages.WARNING,
+            )
+        return endpoint
+
+    def save_model(self, request, obj, form, change):
+        pass  # saved by the services in save_form
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no relations to save
+
+    def delete_model(self, request, obj):
+        endpoint_delete(endpoint=obj)
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            endpoint_delete(endpoint=endpoint)
+
+    @admin.action(description="Rotate the signing secret (the old one signs during the overlap)")
     def rotate_secret(self, request, queryset):
         for endpoint in queryset:
-            endpoint_rotate_secret(endpoint=endpoint)
-        self.message_user(request, f"Rotated {queryset.count()} secret(s).")
+            secret = endpoint_rotate_secret(endpoint=endpoint)
+            self.message_user(
+                request,
+                f"New signing secret of {endpoint.url} (shown once, copy it now): {secret}",
+                messages.WARNING,
+            )
 
     @admin.action(description="Send a test event")
     def send_test_event(self, request, queryset):

@@ -132,6 +132,7 @@ class WebhookDelivery(BaseModel):
 
     class Meta:
         ordering = ["created_at"]
+        verbose_name_plural = "webhook deliveries"
         constraints = [
             models.UniqueConstraint(
                 fields=["event", "endpoint"], name="delivery_event_endpoint_uniq"

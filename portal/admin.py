@@ -1,3 +1,10 @@
+"""Admin for batches, files and resumable uploads.
+
+Records here are made by uploads (the API, the portal, tus), never by hand: a
+file record added here would have no bytes and show as ``uploading`` forever.
+So nothing can be added, and deleting a file goes through its service.
+"""
+
 from django.contrib import admin
 
 from portal.models import UploadBatch, UploadFile, UploadPart, UploadSession
@@ -10,6 +17,9 @@ class UploadFileInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(UploadBatch)
@@ -39,6 +49,9 @@ class UploadBatchAdmin(admin.ModelAdmin):
     raw_id_fields = ("owner",)
     inlines = [UploadFileInline]
 
+    def has_add_permission(self, request):
+        return False  # batches are made through the API/portal (batch_create)
+
 
 @admin.register(UploadFile)
 class UploadFileAdmin(admin.ModelAdmin):
@@ -47,8 +60,11 @@ class UploadFileAdmin(admin.ModelAdmin):
     search_fields = ("id", "filename", "owner__email", "sha256")
     list_select_related = ("owner",)
     # The record mirrors storage: bytes-related fields are not editable here.
+    # Moving a file to another owner or batch would bypass the batch counters.
     readonly_fields = (
         "id",
+        "owner",
+        "batch",
         "storage_key",
         "size",
         "sha256",
@@ -59,7 +75,9 @@ class UploadFileAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    raw_id_fields = ("owner", "batch")
+
+    def has_add_permission(self, request):
+        return False
 
     def delete_model(self, request, obj):
         # Through the service, so the stored object goes too and file.deleted is emitted.
@@ -80,6 +98,9 @@ class UploadPartInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(UploadSession)

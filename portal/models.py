@@ -41,6 +41,7 @@ class UploadBatch(BaseModel):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "upload batches"
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"],

@@ -18,6 +18,8 @@ from django.utils import timezone
 from uuid_utils.compat import uuid4
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from portal.models import UploadFile
 
 DOWNLOAD_SIGNING_SALT = "portal.download"
@@ -65,11 +67,28 @@ def file_download_token(file: UploadFile) -> str:
     return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).sign(str(file.id))
 
 
-def file_download_url(file: UploadFile) -> str:
+def site_url(request: HttpRequest | None = None) -> str:
+    """The scheme and host that absolute links to this portal start with.
+
+    ``SITE_URL`` when set. Otherwise the host the request came in on (so a
+    portal reached on another port or name links back to itself), and with
+    no request — a payload built in a worker or a command —
+    ``http://127.0.0.1:WEB_PORT``, the address ``make run`` serves.
+    """
+    if settings.SITE_URL:
+        return settings.SITE_URL.rstrip("/")
+    if request is not None:
+        return request.build_absolute_uri("/").rstrip("/")
+    return f"http://127.0.0.1:{settings.WEB_PORT}"
+
+
+def file_download_url(file: UploadFile, *, request: HttpRequest | None = None) -> str:
     """An absolute, signed, expiring URL that downloads ``file``.
 
     The URL is itself the authorisation, so a webhook receiver can fetch the
-    file without a session; it stops working after the expiry.
+    file without a session; it stops working after the expiry. ``request``,
+    when the link is made while serving one, lets an unset ``SITE_URL``
+    fall back to the request's host (see ``site_url``).
     """
     storage = file_storage()
     expire = download_url_expiry_seconds()
@@ -83,7 +102,7 @@ def file_download_url(file: UploadFile) -> str:
             expire=expire,
         )
     path = reverse("portal:file-download", kwargs={"token": file_download_token(file)})
-    return settings.SITE_URL.rstrip("/") + path
+    return site_url(request) + path
 
 
 def file_id_from_download_token(token: str) -> str:

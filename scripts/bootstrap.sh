@@ -7,10 +7,16 @@ cd "$(dirname "$0")/.."
 
 want=$(cat .python-version)
 
+has_version() {  # has_version PYTHON: it runs and is Python $want
+  "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$want'.split('.'))))" >/dev/null 2>&1
+}
+
+# Prints the real interpreter, never a pyenv shim: handed a shim (a script),
+# `uv sync --python` deleted and rebuilt .venv on every call.
 find_python() {
   for c in "python$want" python3 python; do
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$want'.split('.'))))" 2>/dev/null; then
-      command -v "$c"; return 0
+    if command -v "$c" >/dev/null 2>&1 && has_version "$c"; then
+      "$c" -c 'import sys; print(sys.executable)'; return 0
     fi
   done
   if command -v pyenv >/dev/null 2>&1; then
@@ -34,8 +40,11 @@ else
   UV=$PWD/.data/tools/bin/uv
 fi
 
-PY=$(find_python || true)
-if [ -n "${PY:-}" ]; then
+# A .venv that already runs Python $want is kept as it is (uv only installs
+# what changed in uv.lock); otherwise it is made with the Python found here.
+if [ -x .venv/bin/python ] && has_version .venv/bin/python; then
+  "$UV" sync --frozen >&2
+elif PY=$(find_python); then
   "$UV" sync --frozen --python "$PY" >&2
 else
   "$UV" sync --frozen >&2

@@ -98,7 +98,7 @@ def embedded_bindir() -> Path | None:
     return Path(POSTGRES_BIN_PATH) if (Path(POSTGRES_BIN_PATH) / "initdb").exists() else None
 
 
-def run_as(cmd: list[str], owner: str | None) -> None:
+def run_as(cmd: list[str], owner: str | None, *, check: bool = True) -> int:
     """initdb and postgres refuse to run as root: drop to the postgres user then."""
     if owner:
         pw = pwd.getpwnam(owner)
@@ -108,9 +108,10 @@ def run_as(cmd: list[str], owner: str | None) -> None:
             os.setuid(pw.pw_uid)
 
         env = {**os.environ, "HOME": pw.pw_dir, "USER": owner}
-        subprocess.run(cmd, check=True, preexec_fn=demote, env=env, cwd="/")
+        done = subprocess.run(cmd, check=check, preexec_fn=demote, env=env, cwd="/")
     else:
-        subprocess.run(cmd, check=True)
+        done = subprocess.run(cmd, check=check)
+    return done.returncode
 
 
 def cluster_dir() -> Path:
@@ -192,15 +193,29 @@ def start_local_cluster(cfg: dict) -> None:
 
 
 def stop_local_cluster() -> None:
+    """Stops our cluster; a cluster that is not running is fine (``make stop-db`` twice)."""
     data = cluster_dir()
     if not (data / MARKER).exists():
         say("no project-local cluster to stop")
         return
+    if not (data / "postmaster.pid").exists():
+        say("the project-local cluster is not running")
+        return
     forced = os.environ.get("DOORITO_PG_BINARIES", "")
     bindir = (None if forced == "embedded" else find_bindir()) or embedded_bindir()
+    if bindir is None:
+        sys.exit("[ensure-db] no PostgreSQL binaries found to stop the project-local cluster")
     owner = "postgres" if os.geteuid() == 0 else None
-    run_as([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], owner)
-    say("stopped the project-local cluster")
+    pg_ctl = str(bindir / "pg_ctl")
+    if run_as([pg_ctl, "-D", str(data), "-m", "fast", "stop"], owner, check=False) == 0:
+        say("stopped the project-local cluster")
+        return
+    # A postmaster.pid left behind by a crash names a server that is gone:
+    # pg_ctl status exits 3 for "no server running".
+    if run_as([pg_ctl, "-D", str(data), "status"], owner, check=False) == 3:
+        say("the project-local cluster is not running")
+        return
+    sys.exit(f"[ensure-db] could not stop the project-local cluster in {data}")
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 UV=$(scripts/bootstrap.sh | tail -n1)
 "$UV" run --frozen python scripts/ensure_db.py
 "$UV" run --frozen python manage.py migrate --noinput
+# WEB_PORT (Procfile.dev, default 8000) also names the port in webhook payload
+# links when SITE_URL is not set (boot/settings.py, portal.storage.site_url).
 # A real worker runs beside the web process, so the web process hands tasks to it.
 export CELERY_TASK_ALWAYS_EAGER="${CELERY_TASK_ALWAYS_EAGER:-false}"
 exec "$UV" run --frozen honcho start -f Procfile.dev

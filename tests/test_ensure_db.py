@@ -96,6 +96,13 @@ def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, bin
         assert again.returncode == 0
         assert "PostgreSQL answers" in again.stdout
         assert "exists" in again.stdout
+
+        stopped = run_python(env, "scripts/ensure_db.py", "stop", timeout=60)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "stopped the project-local cluster" in stopped.stdout
+        twice = run_python(env, "scripts/ensure_db.py", "stop", timeout=60)
+        assert twice.returncode == 0, twice.stdout + twice.stderr
+        assert "not running" in twice.stdout
     finally:
         run_python(env, "scripts/ensure_db.py", "stop", timeout=60)
         shutil.rmtree(base, ignore_errors=True)

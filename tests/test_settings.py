@@ -17,6 +17,7 @@ import json
 import boot
 from boot.celery import app
 from django.conf import settings
+from portal.storage import site_url
 c = app.conf
 print(json.dumps({
     "broker_url": c.broker_url,
@@ -45,6 +46,7 @@ print(json.dumps({
     "cors_all": settings.CORS_ALLOW_ALL_ORIGINS,
     "cors_origins": settings.CORS_ALLOWED_ORIGINS,
     "cors_credentials": settings.CORS_ALLOW_CREDENTIALS,
+    "site_url_without_request": site_url(),
 }))
 """
 
@@ -258,3 +260,41 @@ def test_cors_origins_from_the_environment(value, all_, origins, credentials):
         origins,
         credentials,
     )
+
+
+def env_names_read_elsewhere() -> set[str]:
+    """Names the scripts, Procfile.dev and entry points read themselves."""
+    found: set[str] = set()
+    files = [*ROOT.glob("scripts/*.py"), *ROOT.glob("scripts/*.sh"), ROOT / "Procfile.dev"]
+    files += [ROOT / "manage.py", *ROOT.glob("boot/*.py")]
+    for path in files:
+        text = path.read_text()
+        found |= set(
+            re.findall(r'os\.environ(?:\.get|\.setdefault)?[(\[]"([A-Z][A-Z0-9_]+)"', text)
+        )
+        found |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", text))
+    return found
+
+
+def readme_table_names() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section, re.M))
+
+
+def env_example_names() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.M))
+
+
+def test_env_example_readme_and_settings_name_the_same_variables():
+    """Every name the settings read is in the README table and in .env.example;
+    the two list the same names; neither names a variable nothing reads."""
+    settings_names = env_names_read()
+    readme = readme_table_names()
+    example = env_example_names()
+    assert sorted(settings_names - readme) == [], "README configuration table lacks these"
+    assert sorted(settings_names - example) == [], ".env.example lacks these"
+    assert sorted(readme ^ example) == [], "README and .env.example differ"
+    read = settings_names | env_names_read_elsewhere()
+    assert sorted(readme - read) == [], "documented, but nothing reads them"

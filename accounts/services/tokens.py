@@ -32,11 +32,9 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
-    """Create a named token for `user`; return it with the plain value.
-
-    The plain value is not stored anywhere: the caller must show it now or lose it.
-    """
+def token_name_clean(name: str) -> str:
+    """The name ``token_create`` would store, or its ``ValidationError``
+    (forms show it beside the field before anything is created)."""
     name = clean_text((name or "").strip(), field="name")
     if not name:
         raise ValidationError("A token needs a name.", details={"name": "required"})
@@ -45,6 +43,15 @@ def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
             f"A token name is at most {NAME_MAX_LENGTH} characters.",
             details={"name": "too_long"},
         )
+    return name
+
+
+def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+    """Create a named token for `user`; return it with the plain value.
+
+    The plain value is not stored anywhere: the caller must show it now or lose it.
+    """
+    name = token_name_clean(name)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         token = ApiToken.objects.create(

@@ -126,7 +126,7 @@ def download_file(request: HttpRequest, file_id: UUID):
             code="file_not_stored",
             details={"file_id": str(file.id), "status": file.status},
         )
-    return HttpResponseRedirect(file_download_url(file))
+    return HttpResponseRedirect(file_download_url(file, request=request))
 
 
 @router.delete(

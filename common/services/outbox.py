@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -391,32 +392,58 @@ def delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
     return delivery
 
 
-def deliveries_resend_failed(*, since: dt.datetime, endpoint: WebhookEndpoint | None = None) -> int:
+RESEND_CHUNK_SIZE = 500
+
+
+def deliveries_resend_failed(
+    *,
+    since: dt.datetime,
+    endpoint: WebhookEndpoint | None = None,
+    chunk_size: int = RESEND_CHUNK_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Queue every delivery that failed at or after ``since`` again; returns how many.
 
     Deliveries to disabled endpoints are left alone (they would fail at once).
+    The deliveries found when the call starts are re-queued ``chunk_size`` at
+    a time, one short transaction each: a re-send of thousands neither locks
+    them all at once nor leaves the operator without news —
+    ``progress(done, total)`` is called after each chunk. A delivery that
+    fails again meanwhile is not picked up a second time.
     """
-    now = timezone.now()
     qs = WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.FAILED, updated_at__gte=since, endpoint__is_active=True
     )
     if endpoint is not None:
         qs = qs.filter(endpoint=endpoint)
-    with transaction.atomic():
-        rows = list(qs.select_for_update(of=("self",)).values_list("id", "event_id"))
-        if not rows:
-            return 0
-        WebhookDelivery.objects.filter(id__in=[r[0] for r in rows]).update(
-            status=WebhookDelivery.Status.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-        _resummarize([r[1] for r in rows])
-        request_delivery_on_commit()
-    logger.info("%d failed deliveries queued for re-sending", len(rows))
-    return len(rows)
+    ids = list(qs.order_by("id").values_list("id", flat=True))
+    queued = 0
+    for start in range(0, len(ids), chunk_size):
+        now = timezone.now()
+        with transaction.atomic():
+            rows = list(
+                WebhookDelivery.objects.filter(
+                    id__in=ids[start : start + chunk_size], status=WebhookDelivery.Status.FAILED
+                )
+                .select_for_update(of=("self",))
+                .values_list("id", "event_id")
+            )
+            if rows:
+                WebhookDelivery.objects.filter(id__in=[r[0] for r in rows]).update(
+                    status=WebhookDelivery.Status.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                _resummarize([r[1] for r in rows])
+                request_delivery_on_commit()
+        queued += len(rows)
+        if progress is not None:
+            progress(min(start + chunk_size, len(ids)), len(ids))
+    if queued:
+        logger.info("%d failed deliveries queued for re-sending", queued)
+    return queued
 
 
 @dataclass(frozen=True)

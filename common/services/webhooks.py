@@ -51,6 +51,16 @@ def _clean_url(url: str) -> str:
     return url
 
 
+def endpoint_validate(*, url: str, event_types: list[str] | None) -> tuple[str, list[str]]:
+    """The URL and event types as ``endpoint_create``/``endpoint_update`` would
+    store them, or the ``ValidationError`` they would raise.
+
+    For forms (the admin's) that must show a refusal next to the field before
+    anything is saved; the services check again when they write.
+    """
+    return _clean_url(url), _clean_event_types(event_types)
+
+
 def endpoint_create(
     *,
     owner: Any = None,

@@ -132,6 +132,44 @@ def test_resend_all_failed_since(receiver, settings):
     assert d.status == "pending"
 
 
+def _failed_deliveries(n: int) -> None:
+    endpoint_create(url="http://127.0.0.1:9/hook")
+    for i in range(n):
+        emit_event("file", f"f{i}", "file.stored", {})
+    WebhookDelivery.objects.update(status="failed", next_attempt_at=None)
+
+
+def test_resend_all_failed_since_works_in_chunks_and_reports_progress():
+    _failed_deliveries(5)
+    seen: list[tuple[int, int]] = []
+    count = deliveries_resend_failed(
+        since=timezone.now() - dt.timedelta(minutes=1),
+        chunk_size=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert count == 5
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"pending"}
+
+
+class Terminal(StringIO):
+    """Captured output that says it is a terminal, as a shell's would."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_command_resend_shows_progress_on_a_terminal_only():
+    _failed_deliveries(3)
+    out = Terminal()
+    call_command("webhooks", "resend", "--failed-since", "1h", stdout=out)
+    assert "\rre-sending: 3 of 3" in out.getvalue()
+    assert out.getvalue().endswith("\n3 failed deliveries queued for re-sending\n")
+
+    WebhookDelivery.objects.update(status="failed", next_attempt_at=None)
+    assert _cmd("resend", "--failed-since", "1h") == "3 failed deliveries queued for re-sending\n"
+
+
 def test_test_event_goes_to_one_endpoint_only(receiver):
     target, _secret = endpoint_create(url=receiver.url("/t"))
     endpoint_create(url=receiver.url("/other"))

@@ -80,7 +80,7 @@ def file_download(request: HttpRequest, file_id: UUID) -> HttpResponse:
     if file.status != UploadFile.Status.STORED or not file.storage_key:
         messages.error(request, "Only stored files can be downloaded.")
         return redirect("frontend:file_detail", file_id=file.id)
-    return redirect(file_download_url(file))
+    return redirect(file_download_url(file, request=request))
 
 
 @login_required

@@ -30,3 +30,13 @@ def test_admin_pages_and_delete(admin_client, user, settings):
     assert not file_storage().exists(file.storage_key)
     event = OutboxEvent.objects.get(event_type="file.deleted")
     assert event.payload["reason"] == "staff"
+
+
+def test_no_admin_add_for_uploads(admin_client, user):
+    """A file record added by hand would have no bytes and list as ``uploading``."""
+    for model in ("uploadfile", "uploadsession", "uploadbatch"):
+        assert admin_client.get(f"/admin/portal/{model}/add/").status_code == 403, model
+        assert admin_client.post(f"/admin/portal/{model}/add/", {}).status_code == 403, model
+    assert not UploadFile.objects.exists()
+    listing = admin_client.get("/admin/portal/uploadfile/").text
+    assert "/admin/portal/uploadfile/add/" not in listing

@@ -74,13 +74,30 @@ def test_cleanup_on_each_storage(storage, user):
     assert OutboxEvent.objects.filter(event_type="file.deleted").count() == 25
 
 
-def test_command_runs_cleanup_with_progress(user):
+class Terminal(StringIO):
+    """Captured output that says it is a terminal, as a shell's would."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_command_shows_progress_on_a_terminal(user):
+    make_files(user, 7, age_hours=30)
+    out = Terminal()
+    call_command("cleanup_uploads", "--batch-size", "3", stdout=out)
+    text = out.getvalue()
+    assert "\rdeleted 3 expired files, 4 remaining" in text
+    assert "\rdeleted 6 expired files, 1 remaining" in text
+    assert "\rdeleted 7 expired files, 0 remaining" in text
+    assert text.rstrip().endswith("Done: 7 expired files deleted.")
+    assert not UploadFile.objects.exists()
+
+
+def test_command_is_quiet_when_piped(user):
     make_files(user, 7, age_hours=30)
     out = StringIO()
     call_command("cleanup_uploads", "--batch-size", "3", stdout=out)
-    text = out.getvalue()
-    assert "deleted 3 files in this batch, 3 in total, 4 remaining" in text
-    assert "Done: 7 expired files deleted." in text
+    assert out.getvalue() == "Done: 7 expired files deleted.\n"
     assert not UploadFile.objects.exists()
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from common.exceptions import ApplicationError
+from common.management.progress import Progress
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -146,7 +147,12 @@ class Command(BaseCommand):
         from common.services.outbox import deliveries_resend_failed, delivery_resend
 
         if failed_since:
-            count = deliveries_resend_failed(since=parse_since(failed_since))
+            progress = Progress(self.stdout)
+            count = deliveries_resend_failed(
+                since=parse_since(failed_since),
+                progress=lambda done, total: progress.update(f"re-sending: {done} of {total}"),
+            )
+            progress.finish()
             self.stdout.write(f"{count} failed deliveries queued for re-sending")
             return
         delivery = delivery_resend(delivery=delivery_get(delivery_id=delivery_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.management.progress import Progress
 from portal.services.cleanup import CLEANUP_BATCH_SIZE, cleanup_expired_upload_files
 
 
@@ -42,13 +43,13 @@ class Command(BaseCommand):
         ttl_hours = positive_int(options["ttl_hours"] or str(settings.FILE_UPLOAD_TTL_HOURS))
         batch_size = positive_int(options["batch_size"])
         total = 0
+        progress = Progress(self.stdout)
         while True:
             result = cleanup_expired_upload_files(ttl_hours=ttl_hours, batch_size=batch_size)
             total += result.deleted
-            self.stdout.write(
-                f"deleted {result.deleted} files in this batch, {total} in total, "
-                f"{result.remaining} remaining"
-            )
+            progress.update(f"deleted {total} expired files, {result.remaining} remaining")
             if options["once"] or result.remaining == 0 or result.deleted == 0:
                 break
-        self.stdout.write(self.style.SUCCESS(f"Done: {total} expired files deleted."))
+        progress.finish()
+        left = f" {result.remaining} remaining." if result.remaining else ""
+        self.stdout.write(self.style.SUCCESS(f"Done: {total} expired files deleted.{left}"))
