@@ -278,7 +278,9 @@ class Base(Configuration):
     }
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-    CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+    # django-celery-beat's DatabaseScheduler plus the single-beat lock and
+    # recovery after a database outage (boot/beat.py).
+    CELERY_BEAT_SCHEDULER = "boot.beat:DatabaseScheduler"
 
     # --- Domain settings ----------------------------------------------------
     OUTBOX_SWEEP_INTERVAL_MINUTES = env(values.IntegerValue, 5)
