@@ -28,7 +28,6 @@ stock ``DatabaseScheduler`` into this class when beat starts.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from typing import Any
@@ -62,7 +61,8 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         self._lock = SchedulerLock()
         # name -> {"since": ISO time, "attempts": int, "error": str}
         self._failing: dict[str, dict] = {}
-        self._retry_in: dict[str, float] = {}
+        # name -> monotonic time of the next attempt at a failed send
+        self._retry_at: dict[str, float] = {}
         # (name, last_run_at, total_run_count) before the entry now being sent.
         self._reserved: tuple[str, Any, int] | None = None
         self._last_heartbeat = 0.0
@@ -105,9 +105,9 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
             self._heap = None
             close_old_connections()
             return LOCK_RETRY_SECONDS
-        self._move_retries()
+        retry_in = self._send_retries()
         self._heartbeat()
-        return delay
+        return delay if retry_in is None else min(delay, retry_in)
 
     def reserve(self, entry):
         self._reserved = (entry.name, entry.model.last_run_at, entry.model.total_run_count)
@@ -116,7 +116,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
     def apply_entry(self, entry, producer=None) -> None:
         logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
         try:
-            self.apply_async(entry, producer=producer, advance=False)
+            self.apply_async(entry, producer=producer or self.producer, advance=False)
         except Exception as exc:
             self._send_failed(entry, exc)
         else:
@@ -139,7 +139,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         # Whatever this process thought it had sent is older than what the
         # database says now.
         self._dirty.clear()
-        self._retry_in.clear()
+        self._retry_at.clear()
         self._initial_read = True
         self._heap = None
         self._reset_publisher()
@@ -173,7 +173,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         if connection is not None:
             try:
                 connection.collect()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close
+            except Exception:
                 logger.debug("beat: closing the old broker connection failed", exc_info=True)
         for engine, _ in list(kombu_sqlalchemy.Channel._engines.values()):
             engine.dispose()
@@ -190,7 +190,10 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
             self._dirty.add(name)
 
     def _send_failed(self, entry, exc: Exception) -> None:
+        # The failed send may already have been written as a run (Celery
+        # syncs inside apply_async); write the previous run back.
         self._restore_reserved()
+        self._do_sync()
         self._reset_publisher()
         state = self._failing.setdefault(
             entry.name, {"since": _now_iso(), "attempts": 0, "error": ""}
@@ -198,7 +201,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         state["attempts"] += 1
         state["error"] = str(exc)[:500]
         delay = RETRY_DELAYS[min(state["attempts"], len(RETRY_DELAYS)) - 1]
-        self._retry_in[entry.name] = delay
+        self._retry_at[entry.name] = time.monotonic() + delay
         level = logging.ERROR if state["attempts"] >= ERROR_FROM_ATTEMPT else logging.WARNING
         logger.log(
             level,
@@ -212,6 +215,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         self._heartbeat(force=True)
 
     def _sent(self, entry) -> None:
+        self._retry_at.pop(entry.name, None)
         state = self._failing.pop(entry.name, None)
         if state is not None:
             logger.warning(
@@ -225,16 +229,26 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
         # and a beat taking over must not send it again.
         self._do_sync()
 
-    def _move_retries(self) -> None:
-        """Brings a failed entry's next attempt forward to its retry delay."""
-        if not self._retry_in or not self._heap:
-            return
-        for i, event in enumerate(self._heap):
-            delay = self._retry_in.pop(event[2].name, None)
-            if delay is not None:
-                self._heap[i] = event._replace(time=self._when(event[2], delay))
-        self._retry_in.clear()
-        heapq.heapify(self._heap)
+    def _send_retries(self) -> float | None:
+        """Sends again every failed entry whose retry is due; seconds until the next one.
+
+        The heap keeps the entry's regular next run; a retry that succeeds
+        records a run like any send.
+        """
+        if not self._retry_at:
+            return None
+        now = time.monotonic()
+        for name, at in list(self._retry_at.items()):
+            entry = (self._schedule or {}).get(name)
+            if entry is None:
+                self._retry_at.pop(name)
+                self._failing.pop(name, None)
+            elif at <= now:
+                self.reserve(entry)
+                self.apply_entry(entry)
+        if not self._retry_at:
+            return None
+        return max(0.0, min(self._retry_at.values()) - time.monotonic())
 
     def _heartbeat(self, *, force: bool = False) -> None:
         now = time.monotonic()
