@@ -278,9 +278,9 @@ class Base(Configuration):
     }
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-    # django-celery-beat's DatabaseScheduler plus the single-beat lock and
-    # recovery after a database outage (boot/beat.py).
-    CELERY_BEAT_SCHEDULER = "boot.beat:DatabaseScheduler"
+    # The seed's value. Beat adopts this class into boot.beat's subclass
+    # (single-beat lock, recovery after a database outage; boot/celery.py).
+    CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
     # --- Domain settings ----------------------------------------------------
     OUTBOX_SWEEP_INTERVAL_MINUTES = env(values.IntegerValue, 5)
