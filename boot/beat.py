@@ -22,8 +22,9 @@ beat ever builds a new one. This subclass:
 - waits for the database at start instead of exiting.
 
 ``celery -A boot beat --scheduler django_celery_beat.schedulers:DatabaseScheduler``
-(the documented command) gets all of this too: ``boot/celery.py`` adopts a
-stock ``DatabaseScheduler`` into this class when beat starts.
+(the documented command) gets all of this but the wait at start:
+``boot/celery.py`` adopts the stock ``DatabaseScheduler`` into this class on
+``beat_init``, after the stock class has read the schedule.
 """
 
 from __future__ import annotations
