@@ -101,6 +101,41 @@ def start_worker(tmp_dir: Path, *, queues: str = "high,default", concurrency: in
     return WorkerProcess(proc, log)
 
 
+def start_beat(
+    tmp_dir: Path,
+    *,
+    name: str = "beat",
+    scheduler: str = "django_celery_beat.schedulers:DatabaseScheduler",
+    **env: str,
+) -> WorkerProcess:
+    """The documented ``celery -A boot beat`` command, logging to ``tmp_dir/<name>.log``."""
+    log = tmp_dir / f"{name}.log"
+    cmd = [sys.executable, "-m", "celery", "-A", "boot", "beat", "--loglevel=info"]
+    cmd += ["--scheduler", scheduler, "--schedule", str(tmp_dir / f"{name}-schedule")]
+    fh = log.open("w")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return WorkerProcess(proc, log)
+
+
+def wait_for_log(process: WorkerProcess, text: str, timeout: float = 60) -> float:
+    """Waits until ``text`` appears in the process's log; returns the monotonic time seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in process.output():
+            return time.monotonic()
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"process died:\n{process.output()[-4000:]}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{text!r} not logged within {timeout}s:\n{process.output()[-4000:]}")
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
     if proc.poll() is not None:
         return

@@ -112,10 +112,16 @@ class Channel(kombu_sqlalchemy.Channel):
 
     def _queue_id(self, queue: str) -> int:
         if queue not in self._queue_ids:
+            # Roll back on failure: committing a session whose connection
+            # died raised PendingRollbackError in place of the disconnect,
+            # which kombu does not treat as a connection error and so never
+            # retried (the first send after a database restart failed).
             try:
                 self._queue_ids[queue] = self._get_or_create(queue).id
-            finally:
-                self.session.commit()
+            except BaseException:
+                self.session.rollback()
+                raise
+            self.session.commit()
         return self._queue_ids[queue]
 
     # kombu reads through its ORM session and, when it only read, never ends

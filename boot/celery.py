@@ -59,6 +59,18 @@ def _close_old_connections(task=None, **kwargs) -> None:
     close_old_connections()
 
 
+@signals.beat_init.connect
+def _adopt_beat_scheduler(sender=None, **kwargs) -> None:
+    """Give a beat started with the stock scheduler the lock and the recovery of ours.
+
+    The documented command names ``django_celery_beat.schedulers:DatabaseScheduler``
+    on the command line, which overrides ``CELERY_BEAT_SCHEDULER``.
+    """
+    from boot.beat import adopt
+
+    adopt(sender.scheduler)
+
+
 @signals.worker_init.connect
 def _import_before_fork(**kwargs) -> None:
     """Import what every task run needs once, in the parent, before the pool forks.

@@ -289,6 +289,8 @@ class Base(Configuration):
     }
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+    # The seed's value. Beat adopts this class into boot.beat's subclass
+    # (single-beat lock, recovery after a database outage; boot/celery.py).
     CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
     # --- Domain settings ----------------------------------------------------

@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from common.exceptions import ApplicationError
-from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.models import BeatHeartbeat, OutboxEvent, WebhookDelivery, WebhookEndpoint
 from common.services.outbox import delivery_resend
 from common.services.webhooks import (
     EVENT_TYPES,
@@ -242,3 +242,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{endpoint}: {exc.message}", messages.WARNING)
         self.message_user(request, "Test events queued.")
+
+
+@admin.register(BeatHeartbeat)
+class BeatHeartbeatAdmin(admin.ModelAdmin):
+    """Read-only: only the beat holding the scheduler lock writes this row."""
+
+    list_display = ("holder", "acquired_at", "ticked_at", "failing")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -161,3 +161,23 @@ class WebhookDelivery(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.event_id} → {self.endpoint_id} ({self.status})"
+
+
+class BeatHeartbeat(models.Model):
+    """What the beat that holds the scheduler lock last said about itself (one row).
+
+    The lock itself is a PostgreSQL advisory lock (``boot/beat.py``); this row
+    lets ``manage.py status`` tell a beat that ticks from one that hangs, and
+    shows sends that keep failing, which django-celery-beat's ``last_run_at``
+    cannot (it records an attempt, not a delivered message).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    holder = models.CharField(max_length=255)
+    acquired_at = models.DateTimeField()
+    ticked_at = models.DateTimeField()
+    # Entry name -> {"since": ISO time, "attempts": int, "error": str}.
+    failing = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"beat {self.holder} (ticked {self.ticked_at:%Y-%m-%d %H:%M:%S})"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.db import connections
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +59,101 @@ READINESS_CHECKS: dict[str, Callable[[], str | None]] = {
 def run_readiness_checks() -> dict[str, str]:
     """Runs every check; returns ``{name: "ok" | reason}``."""
     return {name: (check() or "ok") for name, check in READINESS_CHECKS.items()}
+
+
+# A beat ticks at least every 5 s and stamps its heartbeat every 5 s; a minute
+# of silence means it hangs (or cannot reach the database).
+BEAT_STALE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    state: str  # "ok", "no answer", "cannot check" or "skipped"
+    queue: str
+    hostname: str | None = None
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state in {"ok", "cannot check", "skipped"}
+
+
+@dataclass(frozen=True)
+class BeatStatus:
+    state: str  # "ok", "not running", "stale", "failing", "skipped" or "unknown"
+    holder: str | None = None
+    acquired_at: dt.datetime | None = None
+    ticked_at: dt.datetime | None = None
+    failing: dict[str, dict] = field(default_factory=dict)
+    entries: dict[str, dt.datetime | None] = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state in {"ok", "skipped"}
+
+
+def worker_status(*, queue: str, timeout: float) -> WorkerStatus:
+    """Whether a real worker consumes ``queue``: it must run the ``ping`` task.
+
+    Celery remote control does not work on the SQL broker, so the proof is a
+    task round trip. With ``CELERY_TASK_ALWAYS_EAGER`` the task would run in
+    this very process and prove nothing, so it is not sent.
+    """
+    from boot.celery import app
+    from common.tasks import ping
+
+    if app.conf.task_always_eager:
+        return WorkerStatus(
+            state="cannot check",
+            queue=queue,
+            detail="CELERY_TASK_ALWAYS_EAGER is on: tasks run in the calling process",
+        )
+    try:
+        answer = ping.apply_async(queue=queue).get(timeout=timeout)
+    except Exception as exc:
+        return WorkerStatus(
+            state="no answer", queue=queue, detail=f"no answer within {timeout:g}s ({exc!r})"
+        )
+    return WorkerStatus(state="ok", queue=queue, hostname=answer.get("hostname"))
+
+
+def beat_status() -> BeatStatus:
+    """The beat holding the scheduler lock, its last tick, failing sends, and each entry's last run.
+
+    ``entries`` is django-celery-beat's ``last_run_at``, which Doorito's
+    scheduler moves only when a message reached the broker.
+    """
+    from django_celery_beat.models import PeriodicTask
+
+    from common.models import BeatHeartbeat
+    from common.services.beat import lock_holder
+
+    try:
+        holder = lock_holder()
+        heartbeat = BeatHeartbeat.objects.filter(pk=1).first()
+        entries = dict(
+            PeriodicTask.objects.filter(enabled=True)
+            .order_by("name")
+            .values_list("name", "last_run_at")
+        )
+    except Exception as exc:
+        logger.warning("status: cannot read beat state: %s", exc)
+        return BeatStatus(state="unknown", detail=f"cannot read: {exc.__class__.__name__}")
+    common = {
+        "holder": holder,
+        "entries": entries,
+        "acquired_at": heartbeat.acquired_at if heartbeat else None,
+        "ticked_at": heartbeat.ticked_at if heartbeat else None,
+        "failing": heartbeat.failing if heartbeat else {},
+    }
+    if holder is None:
+        return BeatStatus(state="not running", detail="no beat holds the scheduler lock", **common)
+    age = (timezone.now() - heartbeat.ticked_at).total_seconds() if heartbeat else None
+    if age is None or age > BEAT_STALE_SECONDS:
+        return BeatStatus(state="stale", detail="no heartbeat for over a minute", **common)
+    if common["failing"]:
+        return BeatStatus(
+            state="failing", detail=f"sends failing: {', '.join(common['failing'])}", **common
+        )
+    return BeatStatus(state="ok", **common)
