@@ -202,3 +202,13 @@ class WebhookDeliveryAttempt(BaseModel):
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def error_text(self) -> str:
+        """The error as pages show it: with its class, and not when it only
+        repeats the status code shown beside it ("HTTP 500")."""
+        if self.status_code is not None and self.error == f"HTTP {self.status_code}":
+            return ""
+        if self.error_class and self.error_class not in self.error:
+            return f"{self.error_class}: {self.error}"
+        return self.error
