@@ -173,3 +173,26 @@ def test_deleting_an_endpoint_deletes_its_attempts(receiver):
     assert list(WebhookDeliveryAttempt.objects.values_list("delivery__endpoint", flat=True)) == [
         other.id
     ]
+
+
+def test_admin_shows_a_deliverys_attempts_read_only(admin_client, receiver, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    receiver.script("/a", Reply(status=500, body=b"first answer"))
+    endpoint_create(url=receiver.url("/a"))
+    emit_event("file", "f1", "file.stored", {})
+    process_pending_events()
+    _make_due()
+    process_pending_events()
+    delivery = WebhookDelivery.objects.get()
+
+    page = admin_client.get(f"/admin/common/webhookdelivery/{delivery.id}/change/")
+
+    assert page.status_code == 200
+    assert b"first answer" in page.content
+    assert page.content.count(b'class="field-attempt_number"') == 2
+    # Read-only: the history has no inputs.
+    assert b'name="attempt_log-0-status_code"' not in page.content
+    assert b'name="attempt_log-0-response_excerpt"' not in page.content
