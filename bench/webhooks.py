@@ -29,6 +29,7 @@ its own process. Measurements, all in the same run:
    emit one event); deliveries/s and commit→receipt p50/p99.
 
     python -m uv run python bench/webhooks.py [--events 5000] [--tx-size 100]
+    python -m uv run python bench/webhooks.py --backlog-only   # phases 1 and 2
 """
 
 from __future__ import annotations
@@ -270,6 +271,39 @@ def in_process(committed: dict[str, float], port: int) -> dict:
     return result
 
 
+def attempt_rows() -> int | None:
+    """Attempt history rows written so far (None before that table existed)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('common_webhookdeliveryattempt') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute("SELECT count(*) FROM common_webhookdeliveryattempt")
+        return cursor.fetchone()[0]
+
+
+def backlog_only_report(args, bare: float, b: dict, worker: subprocess.Popen) -> None:
+    from common.models import WebhookDelivery
+
+    time.sleep(1.0)  # the last run records its outcomes after the receipt
+    print(
+        f"events: {args.events} (transactions of {args.tx_size}), one endpoint, "
+        f"worker -c {args.worker_concurrency}"
+    )
+    print(f"bare httpx client, sequential:     {bare:8.0f} requests/s")
+    print(
+        f"worker, backlog (first->last receipt): {b['rate']:5.0f} deliveries/s   "
+        f"ratio {b['rate'] / bare:.2f}x bare   duplicates {b['duplicates']}, "
+        f"missing {b['missing']}"
+    )
+    print(f"attempt history rows: {attempt_rows()}")
+    print(
+        "deliveries not in state delivered: "
+        f"{WebhookDelivery.objects.exclude(status='delivered').count()}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
@@ -284,6 +318,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-sequential", action="store_true")
     parser.add_argument("--worker-concurrency", type=int, default=4, help="worker -c (default 4)")
+    parser.add_argument(
+        "--backlog-only",
+        action="store_true",
+        help="only the bare client and the worker's backlog (a quick before/after check)",
+    )
     args = parser.parse_args()
     if args.events < 1 or args.tx_size < 1 or args.paced < 0 or args.rate <= 0:
         parser.error("--events, --tx-size must be >= 1, --paced >= 0, --rate > 0")
@@ -306,12 +345,12 @@ def main() -> None:
     results: dict[str, dict] = {}
     try:
         bare = bare_client(port, args.events)
-
-        committed = emit_batch("/engine", port, args.events, args.tx_size)
         from boot.celery import app
 
-        app.control.purge()  # no worker yet: this phase is the engine alone
-        results["engine"] = in_process(committed, port)
+        if not args.backlog_only:
+            committed = emit_batch("/engine", port, args.events, args.tx_size)
+            app.control.purge()  # no worker yet: this phase is the engine alone
+            results["engine"] = in_process(committed, port)
 
         committed = emit_batch("/backlog", port, args.events, args.tx_size)
         worker = start_worker(log, concurrency=args.worker_concurrency)
@@ -319,6 +358,9 @@ def main() -> None:
         results["backlog"] = summarize(committed, received)
         arrivals = sorted(at for _, at in received)
         results["backlog"]["rate"] = len(committed) / (arrivals[-1] - arrivals[0])
+        if args.backlog_only:
+            backlog_only_report(args, bare, results["backlog"], worker)
+            return
 
         committed = emit_batch("/worker", port, args.events, args.tx_size)
         results["worker"] = summarize(committed, wait_delivered(port, "/worker", args.events, 600))

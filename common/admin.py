@@ -1,4 +1,5 @@
-"""Admin for the outbox: events with their deliveries, endpoints, re-send actions.
+"""Admin for the outbox: events with their deliveries, each delivery with its
+attempt history (read-only), endpoints, re-send actions.
 
 Actions call the same services as the CLI and the API.
 """
@@ -9,7 +10,13 @@ from django import forms
 from django.contrib import admin, messages
 
 from common.exceptions import ApplicationError
-from common.models import BeatHeartbeat, OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.models import (
+    BeatHeartbeat,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+)
 from common.services.outbox import delivery_resend
 from common.services.webhooks import (
     EVENT_TYPES,
@@ -59,6 +66,35 @@ class DeliveryInline(admin.TabularInline):
         return False
 
 
+ATTEMPT_FIELDS = (
+    "attempt_number",
+    "created_at",
+    "status_code",
+    "duration_ms",
+    "error_class",
+    "error",
+    "response_headers",
+    "response_excerpt",
+)
+
+
+class AttemptInline(admin.TabularInline):
+    """The history is a record of what happened: nobody edits, adds or deletes it."""
+
+    model = WebhookDeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
+    ordering = ("-created_at",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
     list_display = ("id", "event_type", "status", "attempts", "next_attempt_at", "created_at")
@@ -94,6 +130,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ("event", "endpoint")
     search_fields = ("id", "event__id", "endpoint__url")
     readonly_fields = ("event", *DELIVERY_FIELDS, "lease_expires_at")
+    inlines = [AttemptInline]
     actions = ["resend"]
 
     def has_add_permission(self, request):

@@ -163,6 +163,58 @@ class WebhookDelivery(BaseModel):
         return f"{self.event_id} → {self.endpoint_id} ({self.status})"
 
 
+class WebhookDeliveryAttempt(BaseModel):
+    """One HTTP attempt of a delivery (Saleor's EventDeliveryAttempt).
+
+    ``WebhookDelivery`` keeps the state and the last attempt; this is the
+    history a receiver's operator asks for ("what did you get back on
+    Tuesday?"). Rows are written in bulk with the outcomes of a run
+    (``common.services.delivery``) and never change; they live as long as the
+    event (retention cleanup deletes them with it).
+    ``created_at`` is when the outcome was recorded, right after the request.
+    """
+
+    # No index of its own: rows are read per delivery, newest first, through
+    # the (delivery, created_at) index below.
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False
+    )
+    # The delivery's attempt counter when this attempt was made; it restarts
+    # at 1 after a manual re-send.
+    attempt_number = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # The exception's class name for a network/timeout/refused target error.
+    error_class = models.CharField(max_length=64, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_excerpt = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["delivery", "created_at"], name="attempt_delivery_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt_number} of {self.delivery_id}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def error_text(self) -> str:
+        """The error as pages show it: with its class, and not when it only
+        repeats the status code shown beside it ("HTTP 500")."""
+        if self.status_code is not None and self.error == f"HTTP {self.status_code}":
+            return ""
+        if self.error_class and self.error_class not in self.error:
+            return f"{self.error_class}: {self.error}"
+        return self.error
+
+
 class BeatHeartbeat(models.Model):
     """What the beat that holds the scheduler lock last said about itself (one row).
 

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Window
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from common.exceptions import NotFoundError
-from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.models import OutboxEvent, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+
+# Attempts shown per delivery on list pages; the rest is one click away.
+RECENT_ATTEMPTS = 5
 
 
 def event_list(
@@ -22,17 +26,19 @@ def event_list(
     aggregate_id: Any = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    with_attempts: bool = False,
 ) -> QuerySet[OutboxEvent]:
     """Events newest first, each with its deliveries (and their endpoints) prefetched.
 
     ``since`` is inclusive and ``until`` exclusive, so adjacent windows never
-    show an event twice.
+    show an event twice. ``with_attempts`` also prefetches each delivery's
+    recent attempts (``recent_attempts_prefetch``).
     """
+    deliveries = WebhookDelivery.objects.select_related("endpoint").order_by("created_at")
+    if with_attempts:
+        deliveries = deliveries.prefetch_related(recent_attempts_prefetch())
     qs = OutboxEvent.objects.order_by("-created_at").prefetch_related(
-        Prefetch(
-            "deliveries",
-            queryset=WebhookDelivery.objects.select_related("endpoint").order_by("created_at"),
-        )
+        Prefetch("deliveries", queryset=deliveries)
     )
     if status:
         qs = qs.filter(status=status)
@@ -49,9 +55,9 @@ def event_list(
     return qs
 
 
-def event_get(*, event_id: Any) -> OutboxEvent:
+def event_get(*, event_id: Any, with_attempts: bool = False) -> OutboxEvent:
     try:
-        return event_list().get(pk=event_id)
+        return event_list(with_attempts=with_attempts).get(pk=event_id)
     except (OutboxEvent.DoesNotExist, ValueError, ValidationError) as exc:
         raise NotFoundError("No such event.") from exc
 
@@ -93,9 +99,16 @@ def endpoint_get(*, endpoint_id: Any) -> WebhookEndpoint:
 
 
 def delivery_list(
-    *, event: Any = None, endpoint: Any = None, status: str | None = None
+    *,
+    event: Any = None,
+    endpoint: Any = None,
+    status: str | None = None,
+    with_attempts: bool = False,
 ) -> QuerySet[WebhookDelivery]:
+    """Deliveries newest first; ``with_attempts`` prefetches their recent attempts."""
     qs = WebhookDelivery.objects.select_related("event", "endpoint").order_by("-created_at")
+    if with_attempts:
+        qs = qs.prefetch_related(recent_attempts_prefetch())
     if event is not None:
         qs = qs.filter(event=event)
     if endpoint is not None:
@@ -110,6 +123,29 @@ def delivery_get(*, delivery_id: Any) -> WebhookDelivery:
         return delivery_list().get(pk=delivery_id)
     except (WebhookDelivery.DoesNotExist, ValueError, ValidationError) as exc:
         raise NotFoundError("No such delivery.") from exc
+
+
+def delivery_attempt_list(*, delivery: Any) -> QuerySet[WebhookDeliveryAttempt]:
+    """A delivery's attempt history, newest first (its (delivery, created_at) index)."""
+    return WebhookDeliveryAttempt.objects.filter(delivery=delivery).order_by("-created_at", "-id")
+
+
+def recent_attempts_prefetch(
+    *, lookup: str = "attempt_log", limit: int = RECENT_ATTEMPTS
+) -> Prefetch:
+    """Each delivery's ``limit`` newest attempts as ``delivery.recent_attempts``.
+
+    One query for a whole page of deliveries however long their histories
+    (Django turns the slice into a per-delivery ``ROW_NUMBER()``). Every row
+    also carries ``history_size`` (its delivery's number of attempts) and
+    ``older_attempts`` (how many are not shown), so a page can say "N more"
+    without a query per delivery.
+    """
+    history_size = Window(Count("id"), partition_by=F("delivery_id"))
+    queryset = WebhookDeliveryAttempt.objects.annotate(
+        history_size=history_size, older_attempts=Greatest(history_size - limit, 0)
+    ).order_by("-created_at", "-id")[:limit]
+    return Prefetch(lookup, queryset=queryset, to_attr="recent_attempts")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ urlpatterns = [
         webhooks.endpoint_resend_failed,
         name="endpoint_resend_failed",
     ),
+    path("deliveries/<uuid:delivery_id>/", webhooks.delivery_detail, name="delivery_detail"),
     path("deliveries/<uuid:delivery_id>/resend/", webhooks.delivery_resend, name="delivery_resend"),
     path("events/", events.event_list, name="event_list"),
     path("events/<uuid:event_id>/", events.event_detail, name="event_detail"),

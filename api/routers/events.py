@@ -22,7 +22,7 @@ from api.routers.webhooks import EventType, require_staff
 from api.validation import IsoDatetime, SafeStr
 from common.exceptions import NotFoundError
 from common.models import OutboxEvent, WebhookDelivery
-from common.selectors import delivery_get, delivery_list, event_list
+from common.selectors import delivery_attempt_list, delivery_get, delivery_list, event_list
 from common.services.outbox import delivery_resend
 
 router = Router(tags=["events"])
@@ -49,6 +49,30 @@ class DeliveryOut(Schema):
     @staticmethod
     def resolve_endpoint_url(delivery: WebhookDelivery) -> str:
         return delivery.endpoint.url
+
+
+class AttemptOut(Schema):
+    id: UUID
+    delivery_id: UUID
+    attempt_number: int = Field(
+        description="The delivery's attempt counter at the time (restarts at 1 after a re-send)."
+    )
+    created_at: datetime = Field(description="When the attempt's outcome was recorded.")
+    succeeded: bool = Field(description="The receiver answered 2xx.")
+    status_code: int | None = Field(description="None when no HTTP answer came.")
+    duration_ms: int
+    error_class: str = Field(
+        description="The exception class when no HTTP answer came, e.g. ConnectError."
+    )
+    error: str
+    response_headers: dict[str, str] = Field(
+        description="The first response headers (lowercased names, 20 at most, 4 KB in all)."
+    )
+    response_excerpt: str = Field(description="The start of the response body (4 KB at most).")
+
+
+class AttemptPage(PageOut):
+    items: list[AttemptOut]
 
 
 class EventOut(Schema):
@@ -154,6 +178,20 @@ def list_deliveries(
     if endpoint_id:
         queryset = queryset.filter(endpoint_id=endpoint_id)
     return paginate(queryset.order_by("-created_at", "-id"), page)
+
+
+@router.get(
+    "/deliveries/{delivery_id}/attempts",
+    response={200: AttemptPage, **errors(403, 404)},
+    summary="List a delivery's attempts",
+)
+def list_delivery_attempts(request: HttpRequest, delivery_id: UUID, page: Query[PageIn]):
+    """Newest first: when, status code, duration, response headers and body
+    excerpt, or the error. Staff only (the receivers' answers are the endpoint
+    operators' business)."""
+    require_staff(request)
+    delivery = delivery_get(delivery_id=delivery_id)
+    return paginate(delivery_attempt_list(delivery=delivery), page)
 
 
 @router.post(

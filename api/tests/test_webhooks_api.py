@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.utils import timezone
 from standardwebhooks import Webhook
 
 from api.tests.conftest import assert_error
@@ -158,3 +159,34 @@ def test_event_list_query_count(staff_api, user, receiver, django_assert_max_num
     with django_assert_max_num_queries(6):
         page = staff_api.get("/api/events").json()
     assert page["count"] == 5 and all(len(e["deliveries"]) == 1 for e in page["items"])
+
+
+def test_delivery_attempts_newest_first_paginated_and_staff_only(staff_api, api, user, receiver):
+    endpoint = create_endpoint(staff_api, receiver.url())
+    receiver.script("/hook", Reply(status=500, body=b"busy", headers={"retry-after": "1"}))
+    upload_file_create(owner=user, stream=io.BytesIO(b"data"), filename="a.txt")
+    run_delivery_batch(batch_size=20)
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
+    run_delivery_batch(batch_size=20)
+    delivery = WebhookDelivery.objects.get(endpoint_id=endpoint["id"])
+    assert delivery.status == "delivered"
+
+    page = staff_api.get(f"/api/deliveries/{delivery.id}/attempts").json()
+    assert (page["count"], page["limit"], page["offset"]) == (2, 50, 0)
+    newest, oldest = page["items"]
+    assert (newest["attempt_number"], newest["status_code"], newest["succeeded"]) == (2, 200, True)
+    assert newest["response_excerpt"] == "ok" and newest["error"] == ""
+    assert (oldest["attempt_number"], oldest["status_code"], oldest["succeeded"]) == (1, 500, False)
+    assert oldest["response_excerpt"] == "busy" and oldest["error"] == "HTTP 500"
+    assert oldest["response_headers"]["retry-after"] == "1"
+    assert oldest["delivery_id"] == str(delivery.id) and oldest["error_class"] == ""
+    assert isinstance(oldest["duration_ms"], int)
+    second = staff_api.get(f"/api/deliveries/{delivery.id}/attempts?limit=1&offset=1").json()
+    assert [a["id"] for a in second["items"]] == [oldest["id"]]
+
+    # The uploader sees the delivery, not the receiver's answers.
+    assert_error(api.get(f"/api/deliveries/{delivery.id}/attempts"), 403, "permission_denied")
+    unknown = "01a21181-a877-753b-a9c4-c88808015751"
+    assert_error(staff_api.get(f"/api/deliveries/{unknown}/attempts"), 404, "not_found")
+    assert_error(staff_api.get("/api/deliveries/nope/attempts"), 400)
+    assert_error(staff_api.get(f"/api/deliveries/{delivery.id}/attempts?limit=0"), 400)

@@ -234,6 +234,7 @@ def record_outcomes(
     now = now or timezone.now()
     by_id = {c.delivery_id: c for c in claims}
     updates: list[WebhookDelivery] = []
+    written: list[tuple[WebhookDelivery, Claim, Outcome]] = []
     ok_endpoints: set = set()
     failing_endpoints: set = set()
     gone_endpoints: set = set()
@@ -242,6 +243,7 @@ def record_outcomes(
         d = WebhookDelivery(id=delivery_id, attempts=claim.attempts)
         _apply(d, claim, outcome, now)
         updates.append(d)
+        written.append((d, claim, outcome))
         if outcome.skipped:
             continue
         if outcome.ok:
@@ -256,7 +258,7 @@ def record_outcomes(
     event_ids = sorted({by_id[u.id].event_id for u in updates}, key=str)
     with transaction.atomic(durable=True):
         lock_events(event_ids)
-        _write_outcomes([u for u in updates if u.id in outcomes], now)
+        _write_outcomes(written, now)
         released = [u.id for u in updates if u.id not in outcomes]
         if released:
             fetch_all(_RELEASE_SQL, [now, now, released])
@@ -269,17 +271,34 @@ def record_outcomes(
     return statuses
 
 
+# Every outcome of a run in one statement: the deliveries' new state (UPDATE)
+# and, for the claims that were sent, one attempt history row each (INSERT in
+# a data-modifying CTE, ids from common_uuid7()). One round trip: under CPU
+# contention each extra statement costs a scheduling wait, not just its work.
 _WRITE_OUTCOMES_SQL = """
+WITH v AS (
+    SELECT * FROM unnest(
+        %(ids)s::uuid[], %(status)s::varchar[], %(next)s::timestamptz[],
+        %(delivered)s::timestamptz[], %(code)s::integer[], %(duration)s::integer[],
+        %(error)s::text[], %(response)s::text[], %(sent)s::boolean[], %(number)s::integer[],
+        %(error_class)s::text[], %(headers)s::text[]
+    ) AS v(id, status, next_attempt_at, delivered_at, status_code, duration_ms, error,
+           response, sent, attempt_number, error_class, response_headers)
+), history AS (
+    INSERT INTO common_webhookdeliveryattempt (
+        id, created_at, updated_at, delivery_id, attempt_number, status_code, duration_ms,
+        error_class, error, response_headers, response_excerpt
+    )
+    SELECT common_uuid7(), %(now)s, %(now)s, v.id, v.attempt_number, v.status_code,
+           v.duration_ms, v.error_class, v.error, v.response_headers::jsonb, v.response
+    FROM v WHERE v.sent
+)
 UPDATE common_webhookdelivery d SET
     status = v.status, next_attempt_at = v.next_attempt_at, delivered_at = v.delivered_at,
-    last_attempt_at = v.last_attempt_at, last_status_code = v.last_status_code,
-    last_duration_ms = v.last_duration_ms, last_error = v.last_error,
-    last_response = v.last_response, lease_expires_at = NULL, updated_at = %s
-FROM unnest(
-    %s::uuid[], %s::varchar[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-    %s::integer[], %s::integer[], %s::text[], %s::text[]
-) AS v(id, status, next_attempt_at, delivered_at, last_attempt_at, last_status_code,
-       last_duration_ms, last_error, last_response)
+    last_attempt_at = %(now)s, last_status_code = v.status_code,
+    last_duration_ms = v.duration_ms, last_error = v.error,
+    last_response = v.response, lease_expires_at = NULL, updated_at = %(now)s
+FROM v
 WHERE d.id = v.id
 """
 # A claim that was never sent gives its attempt back and is due again at once.
@@ -291,24 +310,35 @@ WHERE id = ANY(%s) AND status = 'sending'
 """
 
 
-def _write_outcomes(rows: list[WebhookDelivery], now: dt.datetime) -> None:
-    """All outcomes of a run in one UPDATE (one per row cost a fifth of the time)."""
-    if not rows:
+def _write_outcomes(
+    written: list[tuple[WebhookDelivery, Claim, Outcome]], now: dt.datetime
+) -> None:
+    """All outcomes of a run, and their attempt history, in one statement.
+
+    One UPDATE per row cost a fifth of the time. The history rows are written
+    in the same statement, so the history never shows an attempt the delivery
+    does not count (nor misses one it does); a skipped claim (its endpoint
+    disabled) made no request and is not an attempt.
+    """
+    if not written:
         return
     fetch_all(
         _WRITE_OUTCOMES_SQL,
-        [
-            now,
-            [r.id for r in rows],
-            [r.status for r in rows],
-            [r.next_attempt_at for r in rows],
-            [r.delivered_at for r in rows],
-            [r.last_attempt_at for r in rows],
-            [r.last_status_code for r in rows],
-            [r.last_duration_ms for r in rows],
-            [r.last_error for r in rows],
-            [r.last_response for r in rows],
-        ],
+        {
+            "now": now,
+            "ids": [d.id for d, _, _ in written],
+            "status": [d.status for d, _, _ in written],
+            "next": [d.next_attempt_at for d, _, _ in written],
+            "delivered": [d.delivered_at for d, _, _ in written],
+            "code": [d.last_status_code for d, _, _ in written],
+            "duration": [d.last_duration_ms for d, _, _ in written],
+            "error": [d.last_error for d, _, _ in written],
+            "response": [d.last_response for d, _, _ in written],
+            "sent": [not o.skipped for _, _, o in written],
+            "number": [c.attempts for _, c, _ in written],
+            "error_class": [o.error_class for _, _, o in written],
+            "headers": [json.dumps(o.response_headers) for _, _, o in written],
+        },
     )
 
 

@@ -456,7 +456,7 @@ CLEANUP_BATCH_SIZE = 1000
 
 
 def cleanup_delivered_events(retention_hours: int = 168) -> CleanupResult:
-    """Delete up to 1000 terminal events (and their deliveries) older than the retention.
+    """Delete up to 1000 terminal events (their deliveries and attempts) older than the retention.
 
     Pending events are never touched, however old: they are still owed to
     someone. Age is the event's creation time.
@@ -475,6 +475,18 @@ def cleanup_delivered_events(retention_hours: int = 168) -> CleanupResult:
         )
         ids = [r[0] for r in cursor.fetchall()]
         if ids:
+            # Children first, each in one statement: the foreign keys cascade
+            # in Django, not in the database. Attempts are found through the
+            # deliveries' (event, endpoint) index and their (delivery,
+            # created_at) one.
+            cursor.execute(
+                """
+                DELETE FROM common_webhookdeliveryattempt a
+                USING common_webhookdelivery d
+                WHERE a.delivery_id = d.id AND d.event_id = ANY(%s)
+                """,
+                [ids],
+            )
             cursor.execute("DELETE FROM common_webhookdelivery WHERE event_id = ANY(%s)", [ids])
             cursor.execute("DELETE FROM common_outboxevent WHERE id = ANY(%s)", [ids])
     remaining = OutboxEvent.objects.filter(status__in=terminal, created_at__lt=cutoff).count()

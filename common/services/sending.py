@@ -34,6 +34,9 @@ from common.services.ssrf import UnsafeTargetError
 logger = logging.getLogger(__name__)
 
 RESPONSE_EXCERPT_BYTES = 4096
+# The attempt history keeps the first response headers, within a budget.
+RESPONSE_HEADERS_MAX = 20
+RESPONSE_HEADERS_BYTES = 4096
 RETRY_AFTER_MIN_SECONDS = 1
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
 # Concurrency per endpoint within a run ramps up (see send_claims).
@@ -69,7 +72,11 @@ class Outcome:
     status_code: int | None = None
     duration_ms: int = 0
     error: str = ""
+    # The exception's class name when no HTTP answer came (network, timeout,
+    # refused target); empty for an HTTP status, however bad.
+    error_class: str = ""
     response: str = ""
+    response_headers: dict[str, str] = field(default_factory=dict)
     retry_after: float | None = None
     gone: bool = False
     skipped: bool = False
@@ -127,22 +134,21 @@ def send_one(claim: Claim) -> Outcome:
                 if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
                     break
     except UnsafeTargetError as exc:
-        return Outcome(ok=False, error=str(exc), duration_ms=_ms(started))
+        return _failed(exc, str(exc), started)
     except httpcore.TimeoutException as exc:
-        return Outcome(
-            ok=False, error=f"timeout: {exc or type(exc).__name__}", duration_ms=_ms(started)
-        )
+        return _failed(exc, f"timeout: {exc or type(exc).__name__}", started)
     except HTTP_ERRORS as exc:
-        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
+        return _failed(exc, f"{type(exc).__name__}: {exc}", started)
     except Exception as exc:  # a bug must not lose the other outcomes of the run
         logger.exception("Unexpected error delivering %s to %s", msg_id, claim.url)
-        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", duration_ms=_ms(started))
+        return _failed(exc, f"{type(exc).__name__}: {exc}", started)
     status = r.status
     outcome = Outcome(
         ok=200 <= status < 300,
         status_code=status,
         duration_ms=_ms(started),
-        response=excerpt.decode("utf-8", errors="replace"),
+        response=_storable(excerpt.decode("utf-8", errors="replace")),
+        response_headers=_capped_headers(r.headers),
         gone=status == 410,
     )
     if not outcome.ok:
@@ -154,6 +160,37 @@ def send_one(claim: Claim) -> Outcome:
                 _header(r.headers, b"retry-after"), now=timezone.now()
             )
     return outcome
+
+
+def _failed(exc: BaseException, error: str, started: float) -> Outcome:
+    return Outcome(
+        ok=False,
+        error=_storable(error),
+        error_class=type(exc).__name__[:64],
+        duration_ms=_ms(started),
+    )
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; one in a receiver's answer must not
+    make the bulk write of the whole run fail (decoding already replaced
+    invalid UTF-8, so no surrogates remain)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _capped_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The first response headers, names lowercased, repeats joined with ", ",
+    within RESPONSE_HEADERS_MAX / RESPONSE_HEADERS_BYTES."""
+    kept: dict[str, str] = {}
+    budget = RESPONSE_HEADERS_BYTES
+    for key, value in headers[:RESPONSE_HEADERS_MAX]:
+        budget -= len(key) + len(value)
+        if budget < 0:
+            break
+        name = _storable(key.decode("latin-1").lower())
+        text = _storable(value.decode("latin-1"))
+        kept[name] = f"{kept[name]}, {text}" if name in kept else text
+    return kept
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

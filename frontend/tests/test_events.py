@@ -13,8 +13,9 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from common.models import OutboxEvent, WebhookDelivery
-from common.services.outbox import emit_event
+from common.services.outbox import emit_event, process_pending_events
 from common.services.webhooks import endpoint_create
+from common.tests.receivers import Receiver, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +134,38 @@ def test_resend_from_the_event_page_returns_there(client_staff, endpoints):
     assert page["Location"] == here
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.PENDING
+
+
+def test_detail_shows_each_deliverys_attempts_newest_first(
+    client_staff, staff_user, django_assert_max_num_queries
+):
+    receiver = Receiver()
+    try:
+        ok, _ = endpoint_create(owner=staff_user, url=receiver.url("/ok"))
+        flaky, _ = endpoint_create(owner=staff_user, url=receiver.url("/flaky"))
+        receiver.always("/flaky", Reply(status=502, body=b"bad gateway"))
+        event = _emit()
+        for _ in range(7):
+            process_pending_events()
+            WebhookDelivery.objects.filter(status="pending").update(
+                next_attempt_at=timezone.now() - dt.timedelta(seconds=1)
+            )
+    finally:
+        receiver.close()
+    flaky_delivery = WebhookDelivery.objects.get(event=event, endpoint=flaky)
+    assert flaky_delivery.attempts == 7
+
+    with django_assert_max_num_queries(10):
+        page = client_staff.get(f"/events/{event.id}/")
+    rows = {
+        endpoint_id: re.search(rf'<tr id="delivery-{d}">.*?</tr>'.encode(), page.content, re.S)[0]
+        for endpoint_id, d in WebhookDelivery.objects.filter(event=event).values_list(
+            "endpoint_id", "id"
+        )
+    }
+    numbers = re.findall(rb'<span class="attempt-number">#(\d)</span>', rows[flaky.id])
+    assert numbers == [b"7", b"6", b"5", b"4", b"3"]
+    assert rows[flaky.id].count(b"HTTP 502") == 5 and b"bad gateway" in rows[flaky.id]
+    assert b"2 more attempts" in rows[flaky.id]
+    assert re.findall(rb'<span class="attempt-number">#(\d)</span>', rows[ok.id]) == [b"1"]
+    assert b"HTTP 200" in rows[ok.id]

@@ -1,5 +1,6 @@
 """Webhook endpoint pages (staff): list with health, create (secret once), edit,
-enable/disable, rotate, test event, delete, and the delivery log with re-sending."""
+enable/disable, rotate, test event, delete, the delivery log with re-sending,
+and each delivery's attempt history."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from django.utils import timezone
 
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from common.services.outbox import emit_event
+from common.services.outbox import emit_event, process_pending_events
 from common.services.webhooks import endpoint_create, endpoint_send_test_event
+from common.tests.receivers import Receiver, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -471,3 +473,106 @@ def test_resend_failed_with_a_bad_time_changes_nothing(client_staff, endpoint, s
     assert f'name="next" value="/webhooks/{endpoint.id}/"'.encode() in page.content
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
+
+
+# Attempt history -----------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _deliver_with_retries(runs: int) -> None:
+    """Real delivery runs, each attempt made due again at once."""
+    for _ in range(runs):
+        while process_pending_events(batch_size=50).processed:
+            pass
+        WebhookDelivery.objects.filter(status="pending").update(
+            next_attempt_at=timezone.now() - dt.timedelta(seconds=1)
+        )
+
+
+def _row(content: bytes, delivery_id) -> bytes:
+    return re.search(rf'<tr id="delivery-{delivery_id}">.*?</tr>'.encode(), content, re.S).group(0)
+
+
+def test_delivery_log_shows_the_recent_attempts_of_each_delivery_with_few_queries(
+    client_staff, staff_user, receiver, django_assert_max_num_queries
+):
+    endpoint, _ = endpoint_create(owner=staff_user, url=receiver.url())
+    receiver.always("/hook", Reply(status=500, body=b"upstream exploded"))
+    for _ in range(26):
+        endpoint_send_test_event(endpoint=endpoint)
+    _deliver_with_retries(6)
+    assert len(receiver.requests) == 26 * 6
+
+    with django_assert_max_num_queries(10):
+        page = client_staff.get(f"/webhooks/{endpoint.id}/")
+    rows = re.findall(rb'<tr id="delivery-([0-9a-f-]+)">', page.content)
+    assert len(rows) == 25
+    newest = endpoint.deliveries.order_by("-created_at", "-id").first()
+    row = _row(page.content, newest.id)
+    # The five newest of six attempts, newest first, and a link to the rest.
+    numbers = re.findall(rb'<span class="attempt-number">#(\d)</span>', row)
+    assert numbers == [b"6", b"5", b"4", b"3", b"2"]
+    assert row.count(b"HTTP 500") == 5
+    assert row.count(b"upstream exploded") == 5
+    assert f'href="/deliveries/{newest.id}/"'.encode() in row
+    assert b"1 more attempt<" in row
+
+
+def test_delivery_log_links_the_history_of_a_short_one(client_staff, staff_user, receiver):
+    endpoint, _ = endpoint_create(owner=staff_user, url=receiver.url())
+    receiver.script("/hook", Reply(status=503, body=b"later"))
+    event = endpoint_send_test_event(endpoint=endpoint)
+    _deliver_with_retries(2)
+    delivery = WebhookDelivery.objects.get(event=event)
+    assert delivery.status == "delivered"
+    row = _row(client_staff.get(f"/webhooks/{endpoint.id}/").content, delivery.id)
+    assert re.findall(rb'<span class="attempt-number">#(\d)</span>', row) == [b"2", b"1"]
+    assert b"HTTP 200" in row and b"HTTP 503" in row and b"later" in row
+    assert b"more attempt" not in row
+    assert f'href="/deliveries/{delivery.id}/"'.encode() in row
+
+
+def test_delivery_page_lists_every_attempt_with_headers(
+    client_staff, client_user, anon, staff_user, receiver, django_assert_max_num_queries
+):
+    endpoint, _ = endpoint_create(owner=staff_user, url=receiver.url())
+    receiver.always("/hook", Reply(status=500, body=b"<b>nope</b>", headers={"x-trace": "t-1"}))
+    event = endpoint_send_test_event(endpoint=endpoint)
+    _deliver_with_retries(6)
+    delivery = WebhookDelivery.objects.get(event=event)
+    url = f"/deliveries/{delivery.id}/"
+
+    with django_assert_max_num_queries(10):
+        page = client_staff.get(url)
+    assert page.status_code == 200
+    rows = re.findall(rb'<tr id="attempt-[0-9a-f-]+">.*?</tr>', page.content, re.S)
+    assert len(rows) == 6
+    assert [re.search(rb'<td class="num">(\d+)</td>', r).group(1) for r in rows] == [
+        b"6",
+        b"5",
+        b"4",
+        b"3",
+        b"2",
+        b"1",
+    ]
+    assert all(b"HTTP 500" in r and b"x-trace: t-1" in r for r in rows)
+    assert b"&lt;b&gt;nope&lt;/b&gt;" in rows[0] and b"<b>nope</b>" not in page.content
+    assert f'href="/events/{event.id}/"'.encode() in page.content
+    assert f"/deliveries/{delivery.id}/resend/".encode() in page.content
+
+    assert anon.get(url).status_code == 302
+    assert client_user.get(url).status_code == 403
+    assert client_staff.get(f"/deliveries/{uuid.uuid4()}/").status_code == 404
+
+
+def test_delivery_page_of_a_delivery_attempted_before_the_history(client_staff, endpoint):
+    delivery = _failed_delivery(endpoint)
+    page = client_staff.get(f"/deliveries/{delivery.id}/")
+    assert page.status_code == 200
+    assert b"attempted before it existed" in page.content and b"HTTP 500" in page.content

@@ -60,7 +60,7 @@ def _aggregate_url(event: OutboxEvent) -> str | None:
 @require_http_methods(["GET", "HEAD"])
 def event_detail(request: HttpRequest, event_id: UUID) -> HttpResponse:
     try:
-        event = selectors.event_get(event_id=event_id)
+        event = selectors.event_get(event_id=event_id, with_attempts=True)
     except NotFoundError as exc:
         raise Http404(exc.message) from exc
     context = {

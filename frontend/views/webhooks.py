@@ -1,6 +1,7 @@
 """Webhook endpoints (staff): list with health, create, edit, enable/disable,
 rotate the secret, send a test event, delete; the per-endpoint delivery log
-with re-sending.
+(each delivery's recent attempts) with re-sending, and one delivery's whole
+attempt history.
 
 Secrets are rendered straight from the POST that made them (create, rotate)
 and never stored outside the endpoint row, so they are shown exactly once.
@@ -104,7 +105,7 @@ def _render_detail(
     if status_filter not in WebhookDelivery.Status.values:
         status_filter = ""
     deliveries = (
-        selectors.delivery_list(endpoint=endpoint, status=status_filter or None)
+        selectors.delivery_list(endpoint=endpoint, status=status_filter or None, with_attempts=True)
         .order_by("-created_at", "-id")
         # The log shows each event's type, never its payload (which may be large).
         .defer("event__payload")
@@ -240,6 +241,24 @@ def endpoint_resend_failed(request: HttpRequest, endpoint_id: UUID) -> HttpRespo
     else:
         messages.info(request, "No delivery to this endpoint failed since then; nothing queued.")
     return redirect(_detail_url(endpoint))
+
+
+@staff_required
+@require_http_methods(["GET", "HEAD"])
+def delivery_detail(request: HttpRequest, delivery_id: UUID) -> HttpResponse:
+    """One delivery and every recorded attempt, newest first, a page at a time."""
+    try:
+        delivery = selectors.delivery_get(delivery_id=delivery_id)
+    except NotFoundError as exc:
+        raise Http404(exc.message) from exc
+    attempts = selectors.delivery_attempt_list(delivery=delivery)
+    context = {
+        "nav": "webhooks",
+        "delivery": delivery,
+        "page_obj": Paginator(attempts, PAGE_SIZE).get_page(request.GET.get("page")),
+        "here": request.get_full_path(),
+    }
+    return render(request, f"{TEMPLATES}/delivery.html", context)
 
 
 @staff_required
