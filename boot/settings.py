@@ -92,6 +92,8 @@ class Base(Configuration):
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "django.middleware.csp.ContentSecurityPolicyMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
+        # A database outage answers 503 + Retry-After on /api/ (JSON API and tus).
+        "api.middleware.DatabaseUnavailableMiddleware",
         # Last, as django-axes asks: it turns a locked-out sign-in into its page.
         "axes.middleware.AxesMiddleware",
     ]
