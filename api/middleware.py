@@ -35,7 +35,7 @@ def close_broken_connections() -> None:
     for conn in connections.all(initialized_only=True):
         try:
             conn.close()
-        except Exception:  # noqa: BLE001 - it is broken; closing is best effort
+        except Exception:
             logger.debug("Closing a broken connection failed", exc_info=True)
 
 
