@@ -300,6 +300,9 @@ class Base(Configuration):
     CLEANUP_UPLOADS_INTERVAL_HOURS = env(values.IntegerValue, 6)
     RESUMABLE_UPLOAD_MAX_SIZE = env(values.IntegerValue, 5 * 1024**3)
     RESUMABLE_UPLOAD_EXPIRY_HOURS = env(values.IntegerValue, 24)
+    # An ``uploading`` record untouched this long was abandoned (its writer is
+    # gone); the hourly expire-stale-upload-sessions run removes it and its bytes.
+    UPLOAD_STALE_MINUTES = env(values.IntegerValue, 60)
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, [])
     WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env(values.IntegerValue, 24)
     WEBHOOK_DISABLE_AFTER_FAILING_DAYS = env(values.IntegerValue, 5)

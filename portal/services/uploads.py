@@ -16,6 +16,8 @@ import json
 import logging
 import mimetypes
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -27,6 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.exceptions import (
+    ConflictError,
     PayloadTooLargeError,
     PermissionDeniedError,
     UnsupportedMediaTypeError,
@@ -47,6 +50,9 @@ MAX_FILENAME_LENGTH = 255
 # plenty of ordinary text and would make the content check refuse it.
 MIN_MAGIC_CONFIDENCE = 0.3
 OCTET_STREAM = "application/octet-stream"
+# A streaming upload touches its ``uploading`` record this often, so the stale
+# sweep (``UPLOAD_STALE_MINUTES``) never takes a slow but living upload.
+HEARTBEAT_SECONDS = 60
 
 
 class Readable(Protocol):
@@ -65,11 +71,20 @@ class _LimitedHashingReader:
     (or stored) in full.
     """
 
-    def __init__(self, stream: Readable, *, head: bytes, max_size: int):
+    def __init__(
+        self,
+        stream: Readable,
+        *,
+        head: bytes,
+        max_size: int,
+        heartbeat: Callable[[], None] | None = None,
+    ):
         self._stream = stream
         self._pending = head
         self._max_size = max_size
         self._hash = hashlib.sha256()
+        self._heartbeat = heartbeat
+        self._beat_at = time.monotonic() + HEARTBEAT_SECONDS
         self.size = 0
         self.closed = False
 
@@ -85,6 +100,9 @@ class _LimitedHashingReader:
         if self.size > self._max_size:
             raise _TooLarge
         self._hash.update(data)
+        if self._heartbeat is not None and time.monotonic() >= self._beat_at:
+            self._beat_at = time.monotonic() + HEARTBEAT_SECONDS
+            self._heartbeat()
         return data
 
     def read(self, n: int | None = -1) -> bytes:
@@ -312,12 +330,19 @@ class _Written:
     sha256: str
 
 
-def _write_to_storage(*, key: str, stream: Readable, head: bytes, content_type: str) -> _Written:
+def _write_to_storage(
+    *,
+    key: str,
+    stream: Readable,
+    head: bytes,
+    content_type: str,
+    heartbeat: Callable[[], None] | None = None,
+) -> _Written:
     max_size = int(settings.FILE_UPLOAD_MAX_SIZE)
     if len(head) > max_size:
         raise _TooLarge
     storage = file_storage()
-    reader = _LimitedHashingReader(stream, head=head, max_size=max_size)
+    reader = _LimitedHashingReader(stream, head=head, max_size=max_size, heartbeat=heartbeat)
     content = File(reader, name="upload")
     content.content_type = content_type  # stored as the S3 object's Content-Type
     try:
@@ -416,7 +441,11 @@ def upload_file_create(
         )
     try:
         written = _write_to_storage(
-            key=file.storage_key, stream=stream, head=head, content_type=detected_type
+            key=file.storage_key,
+            stream=stream,
+            head=head,
+            content_type=detected_type,
+            heartbeat=lambda: upload_file_touch(file),
         )
     except _TooLarge:
         limit = int(settings.FILE_UPLOAD_MAX_SIZE)
@@ -425,12 +454,24 @@ def upload_file_create(
         raise PayloadTooLargeError(
             message, details={"max_size": limit, "file_id": str(file.id)}
         ) from None
+    except Exception as exc:
+        if not _still_reserved(file):
+            # The stale sweep took it (and its object) while it was written.
+            raise _abandoned(file) from exc
+        _forget_reserved(file)
+        raise
     except BaseException:
         _forget_reserved(file)
         raise
 
+    return _finish_reserved(file, written)
+
+
+def _finish_reserved(file: UploadFile, written: _Written) -> UploadFile:
+    """The bytes are in storage: mark the reserved record stored, or undo both."""
     try:
         with transaction.atomic(durable=True):
+            _claim_reserved(file)
             return _record_stored(
                 file, storage_key=written.key, size=written.size, sha256=written.sha256
             )
@@ -438,6 +479,45 @@ def upload_file_create(
         _delete_object_quietly(written.key)
         _forget_reserved(file)
         raise
+
+
+def _claim_reserved(file: UploadFile) -> None:
+    """Lock the ``uploading`` record; fail if the stale sweep already removed it.
+
+    Otherwise a stored record could point at an object the sweep deleted.
+    """
+    alive = (
+        UploadFile.objects.select_for_update()
+        .filter(pk=file.pk, status=UploadFile.Status.UPLOADING)
+        .exists()
+    )
+    if not alive:
+        raise _abandoned(file)
+
+
+def _abandoned(file: UploadFile) -> ConflictError:
+    return ConflictError(
+        "The upload was idle for too long and has been removed; send it again.",
+        code="upload_abandoned",
+        details={"file_id": str(file.id)},
+    )
+
+
+def _still_reserved(file: UploadFile) -> bool:
+    try:
+        return UploadFile.objects.filter(pk=file.pk, status=UploadFile.Status.UPLOADING).exists()
+    except Exception:
+        return True  # cannot tell (database down): treat as the ordinary failure it is
+
+
+def upload_file_touch(file: UploadFile) -> None:
+    """Show the stale sweep that this upload is still streaming (best effort)."""
+    try:
+        UploadFile.objects.filter(pk=file.pk, status=UploadFile.Status.UPLOADING).update(
+            updated_at=timezone.now()
+        )
+    except Exception:
+        logger.warning("Could not touch the uploading record %s", file.id, exc_info=True)
 
 
 def _fail_reserved(file: UploadFile, message: str) -> None:
