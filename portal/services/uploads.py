@@ -324,7 +324,7 @@ def _read_head(stream: Readable) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Written:
+class Written:
     key: str
     size: int
     sha256: str
@@ -337,7 +337,7 @@ def _write_to_storage(
     head: bytes,
     content_type: str,
     heartbeat: Callable[[], None] | None = None,
-) -> _Written:
+) -> Written:
     max_size = int(settings.FILE_UPLOAD_MAX_SIZE)
     if len(head) > max_size:
         raise _TooLarge
@@ -351,7 +351,7 @@ def _write_to_storage(
         # A partial object (local file, or nothing on S3) must not stay behind.
         _delete_object_quietly(key)
         raise
-    return _Written(key=key, size=reader.size, sha256=reader.sha256)
+    return Written(key=key, size=reader.size, sha256=reader.sha256)
 
 
 def _delete_object_quietly(key: str) -> None:
@@ -426,19 +426,9 @@ def upload_file_create(
         exc.details["file_id"] = str(failed.id)
         raise
 
-    # The record exists before the first byte is written: a process killed
-    # mid-write leaves an ``uploading`` row naming the object, which TTL
-    # cleanup deletes with it, never an object nobody knows about.
-    with transaction.atomic(durable=True):
-        file = UploadFile.objects.create(
-            owner=owner,
-            batch=batch,
-            storage_key=generate_storage_key(),
-            filename=filename,
-            content_type=detected_type,
-            metadata=metadata,
-            status=UploadFile.Status.UPLOADING,
-        )
+    file = _reserve(
+        owner=owner, batch=batch, filename=filename, content_type=detected_type, metadata=metadata
+    )
     try:
         written = _write_to_storage(
             key=file.storage_key,
@@ -467,7 +457,120 @@ def upload_file_create(
     return _finish_reserved(file, written)
 
 
-def _finish_reserved(file: UploadFile, written: _Written) -> UploadFile:
+def _reserve(
+    *,
+    owner: Any,
+    filename: str,
+    content_type: str,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    # The record exists before the first byte is written: a process killed
+    # mid-write leaves an ``uploading`` row naming the object, which the stale
+    # sweep deletes with it, never an object nobody knows about.
+    with transaction.atomic(durable=True):
+        return UploadFile.objects.create(
+            owner=owner,
+            batch=batch,
+            storage_key=generate_storage_key(),
+            filename=filename,
+            content_type=content_type,
+            metadata=metadata or {},
+            status=UploadFile.Status.UPLOADING,
+        )
+
+
+def upload_file_reserve(
+    *, owner: Any, head: bytes, filename: str, declared: str | None
+) -> UploadFile:
+    """The ``uploading`` record a streamed upload writes under, once its head is known.
+
+    Raises the refusal (bad name, refused type) before any record or byte
+    exists. Batch and metadata are set when the upload is finished
+    (``upload_file_create_streamed``): in a multipart body they may come
+    after the file.
+    """
+    filename = clean_filename(filename)
+    content_type = upload_file_content_type(head=head, filename=filename, declared=declared)
+    return _reserve(owner=owner, filename=filename, content_type=content_type)
+
+
+def upload_file_write(*, key: str, stream: Readable, content_type: str) -> Written:
+    """Write a stream to ``key`` in storage, hashing it; no database access.
+
+    A failed write leaves no object behind.
+    """
+    return _write_to_storage(key=key, stream=stream, head=b"", content_type=content_type)
+
+
+def upload_file_discard(file: UploadFile) -> None:
+    """Undo a reserved upload that will not be finished: its object, then its record."""
+    _delete_object_quietly(file.storage_key)
+    _forget_reserved(file)
+
+
+def upload_file_create_streamed(
+    *,
+    owner: Any,
+    upload: Any,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    """Finish a simple upload whose bytes already streamed into storage.
+
+    ``upload`` is the ``StreamedUpload`` the request's upload handler made
+    (``portal.services.streaming``). Same outcomes as ``upload_file_create``:
+    a stored file with its event, or a failed record and the refusal; if
+    this raises, the upload's object and reservation are removed when the
+    request ends (``StreamedUpload.close``).
+    """
+    metadata = clean_metadata(metadata)
+    if batch is not None:
+        batch_check_open(batch=batch, owner=owner)
+    if upload.refusal is not None:
+        exc = upload.refusal
+        if isinstance(exc, UnsupportedMediaTypeError):
+            failed = upload_file_record_failed(
+                owner=owner,
+                filename=clean_filename(upload.name),
+                content_type=exc.details.get("content_type", ""),
+                batch=batch,
+                metadata=metadata,
+                error_message=exc.message,
+            )
+            exc.details["file_id"] = str(failed.id)
+        raise exc
+    if upload.too_large:
+        limit = int(settings.FILE_UPLOAD_MAX_SIZE)
+        message = f"The file is larger than the limit of {limit} bytes."
+        file = upload.record
+        if file is None:  # over the limit within its first bytes
+            file = upload_file_record_failed(
+                owner=owner,
+                filename=clean_filename(upload.name),
+                content_type="",
+                batch=batch,
+                metadata=metadata,
+                error_message=message,
+            )
+        else:
+            upload.claimed = True
+            file.batch = batch
+            file.metadata = metadata
+            _fail_reserved(file, message)
+        raise PayloadTooLargeError(message, details={"max_size": limit, "file_id": str(file.id)})
+    file = upload.record
+    if upload.write_error is not None:
+        if isinstance(upload.write_error, Exception) and not _still_reserved(file):
+            raise _abandoned(file) from upload.write_error
+        raise upload.write_error
+    upload.claimed = True
+    file.batch = batch
+    file.metadata = metadata
+    return _finish_reserved(file, upload.written)
+
+
+def _finish_reserved(file: UploadFile, written: Written) -> UploadFile:
     """The bytes are in storage: mark the reserved record stored, or undo both."""
     try:
         with transaction.atomic(durable=True):
@@ -527,7 +630,16 @@ def _fail_reserved(file: UploadFile, message: str) -> None:
         file.status = UploadFile.Status.FAILED
         file.error_message = message
         file.storage_key = ""
-        file.save(update_fields=["status", "error_message", "storage_key", "updated_at"])
+        file.save(
+            update_fields=[
+                "status",
+                "error_message",
+                "storage_key",
+                "batch",
+                "metadata",
+                "updated_at",
+            ]
+        )
         if file.batch_id is not None:
             batch_record_file_ended(batch_id=file.batch_id, stored=False)
     logger.info("Upload of %r refused: %s (file %s)", file.filename, message, file.id)
