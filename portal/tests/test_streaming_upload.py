@@ -115,6 +115,7 @@ def test_size_limit_is_enforced_while_streaming(user, spool, settings):
     assert file.status == UploadFile.Status.FAILED
     assert file.storage_key == ""
     assert on_disk(settings.MEDIA_ROOT) == set()
+    assert all(entry == [] for entry in spool)  # refused while streaming, never spooled
 
 
 def _named(data: bytes, name: str):
