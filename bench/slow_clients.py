@@ -15,10 +15,9 @@ uploaders' MB/s with slow clients as a ratio of alone (target >= 0.8), the
 ``/healthz`` p50/p99/max per phase (target p99 < 100 ms), and the server's
 memory (sum of RSS of the master and its workers; should stay flat).
 
-``--command sync`` runs the command documented before (4 sync workers) for
-comparison. Only loopback traffic; about two minutes.
+Only loopback traffic; about a minute and a half.
 
-    .venv/bin/python bench/slow_clients.py [--command production|sync]
+    .venv/bin/python bench/slow_clients.py
 """
 
 from __future__ import annotations
@@ -51,10 +50,7 @@ PHASE_SECONDS = 20
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 5.0
 
-COMMANDS = {
-    "production": ["-c", "deploy/gunicorn.conf.py"],
-    "sync": ["--workers", "4"],  # the command docs/operations.md gave before
-}
+PRODUCTION = ["-c", "deploy/gunicorn.conf.py"]  # as in docs/operations.md
 
 
 def say(msg: str) -> None:
@@ -71,10 +67,10 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], command: str, log: Path):
+    def __init__(self, env: dict[str, str], log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "gunicorn", *COMMANDS[command], "boot.wsgi"]
+        cmd = [sys.executable, "-m", "gunicorn", *PRODUCTION, "boot.wsgi"]
         cmd += ["--bind", f"127.0.0.1:{self.port}"]
         self.proc = subprocess.Popen(
             cmd,
@@ -116,29 +112,48 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-class Prober(threading.Thread):
-    """``GET /healthz`` every 20 ms; a request that fails or times out counts as 5 s."""
+def probe(url: str, out: str) -> None:
+    """``GET /healthz`` every 20 ms until killed; one "time latency" line per probe.
 
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url = url + "/healthz"
-        self.samples: list[tuple[str, float]] = []
-        self.phase = "setup"
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
+    Runs in its own process: in the bench process it would wait for the GIL
+    behind the uploader threads and measure the client, not the server.
+    """
+    # One client (a new one per request would load CA certificates each time);
+    # the server closes every connection, so each probe connects afresh.
+    with open(out, "w", buffering=1) as fh, httpx.Client(timeout=PROBE_TIMEOUT) as client:
+        while True:
             started = time.perf_counter()
+            at = time.time()
             try:
-                ok = httpx.get(self.url, timeout=PROBE_TIMEOUT).status_code == 200
+                ok = client.get(url + "/healthz").status_code == 200
             except httpx.HTTPError:
                 ok = False
             took = time.perf_counter() - started if ok else PROBE_TIMEOUT
-            self.samples.append((self.phase, took))
+            fh.write(f"{at} {took}\n")
             time.sleep(max(0.0, PROBE_EVERY - (time.perf_counter() - started)))
 
+
+class Prober:
+    def __init__(self, url: str, out: Path):
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, __file__, "--probe", url, str(out)])
+        self.phases: list[tuple[str, float, float]] = []
+
+    def phase(self, name: str, started: float, ended: float) -> None:
+        self.phases.append((name, started, ended))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
     def summary(self, phase: str) -> str:
-        times = sorted(t * 1000 for p, t in self.samples if p == phase)
+        _, started, ended = next(p for p in self.phases if p[0] == phase)
+        times = []
+        for line in self.out.read_text().splitlines():
+            at, took = (float(x) for x in line.split())
+            if started <= at <= ended:
+                times.append(took * 1000)
+        times.sort()
         if not times:
             return "no samples"
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
@@ -242,8 +257,10 @@ class SlowClients(threading.Thread):
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--probe"]:
+        probe(sys.argv[2], sys.argv[3])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--command", choices=sorted(COMMANDS), default="production")
     parser.add_argument("--seconds", type=float, default=PHASE_SECONDS)
     args = parser.parse_args()
 
@@ -272,29 +289,36 @@ def main() -> None:
         manage(env, "migrate", "--noinput")
         manage(env, "create_user", "bench@example.com", "--no-password")
         token = manage(env, "create_token", "bench@example.com", "bench").strip().splitlines()[-1]
-        server = Server(env, args.command, logdir / "web.log")
-        say(f"web: gunicorn {' '.join(COMMANDS[args.command])} boot.wsgi (2 cores)")
+        server = Server(env, logdir / "web.log")
+        say(f"web: gunicorn {' '.join(PRODUCTION)} boot.wsgi (2 cores)")
 
-        prober = Prober(server.url)
-        prober.start()
+        for _ in range(20):  # every worker past its first request (lazy imports)
+            httpx.get(server.url + "/healthz", timeout=10)
+        prober = Prober(server.url, logdir / "probes.txt")
         memory = {"start": server.rss_mib()}
+        time.sleep(1)
+        t0 = time.time()
+        time.sleep(3)
+        prober.phase("idle", t0, time.time())
 
-        prober.phase = "alone"
+        t0 = time.time()
         alone, alone_files, alone_errors = normal_uploaders(server.url, token, args.seconds)
+        prober.phase("alone", t0, time.time())
         memory["after alone"] = server.rss_mib()
 
         slow = SlowClients(server.url, token)
-        prober.phase = "slow clients only"
+        t0 = time.time()
         slow.start()
         slow.ready.wait(timeout=60)
         time.sleep(3)
+        prober.phase("slow clients only", t0, time.time())
         memory["slow clients connected"] = server.rss_mib()
-        prober.phase = "with slow clients"
+        t0 = time.time()
         loaded, loaded_files, loaded_errors = normal_uploaders(server.url, token, args.seconds)
+        prober.phase("with slow clients", t0, time.time())
         memory["after with slow clients"] = server.rss_mib()
-        prober.stopped.set()
+        prober.stop()
         slow.close()
-        prober.join(timeout=10)
 
         say("")
         say(
@@ -313,7 +337,7 @@ def main() -> None:
             f"{slow.sent / 1e6:.1f} MB sent, {slow.broken} send errors"
         )
         say("/healthz (every 20 ms; failures count as 5 s)")
-        for phase in ("alone", "slow clients only", "with slow clients"):
+        for phase in ("idle", "alone", "slow clients only", "with slow clients"):
             say(f"  {phase:20} {prober.summary(phase)}")
         say("server memory (RSS of master + workers)")
         for name, value in memory.items():
