@@ -20,6 +20,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Schema
@@ -50,6 +51,20 @@ def error_response(
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+# A database restart takes a second or two; clients retry after this.
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable_response() -> HttpResponse:
+    """503 + ``Retry-After``: the request did nothing and may simply be sent again."""
+    return error_response(
+        503,
+        "database_unavailable",
+        "The database is unavailable for a moment; nothing was changed. Retry shortly.",
+        Retry_After=str(DATABASE_RETRY_AFTER_SECONDS),
+    )
 
 
 class JsonOnlyParser(Parser):
@@ -145,6 +160,16 @@ def install_exception_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(PermissionDenied)
     def _permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
         return error_response(403, "permission_denied", "You may not do this.")
+
+    # ninja answers its views' exceptions itself, so the middleware never sees these.
+    @api.exception_handler(OperationalError)
+    @api.exception_handler(InterfaceError)
+    def _database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+        from api.middleware import close_broken_connections
+
+        close_broken_connections()
+        logger.warning("Database unavailable during %s %s: %s", request.method, request.path, exc)
+        return database_unavailable_response()
 
     @api.exception_handler(RequestDataTooBig)
     def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:

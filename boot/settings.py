@@ -97,6 +97,8 @@ class Base(Configuration):
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "django.middleware.csp.ContentSecurityPolicyMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
+        # A database outage answers 503 + Retry-After on /api/ (JSON API and tus).
+        "api.middleware.DatabaseUnavailableMiddleware",
         # Last, as django-axes asks: it turns a locked-out sign-in into its page.
         "axes.middleware.AxesMiddleware",
     ]
@@ -305,6 +307,9 @@ class Base(Configuration):
     CLEANUP_UPLOADS_INTERVAL_HOURS = env(values.IntegerValue, 6)
     RESUMABLE_UPLOAD_MAX_SIZE = env(values.IntegerValue, 5 * 1024**3)
     RESUMABLE_UPLOAD_EXPIRY_HOURS = env(values.IntegerValue, 24)
+    # An ``uploading`` record untouched this long was abandoned (its writer is
+    # gone); the hourly expire-stale-upload-sessions run removes it and its bytes.
+    UPLOAD_STALE_MINUTES = env(values.IntegerValue, 60)
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, [])
     WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env(values.IntegerValue, 24)
     WEBHOOK_DISABLE_AFTER_FAILING_DAYS = env(values.IntegerValue, 5)

@@ -61,11 +61,17 @@ def notify_expiring_files_task(self) -> dict:
     default_retry_delay=60,
 )
 def expire_stale_upload_sessions_task(self) -> dict:
-    """Expire resumable uploads past ``Upload-Expires`` and delete their partial data."""
+    """Expire resumable uploads past ``Upload-Expires`` and delete their partial data;
+    remove simple uploads abandoned for ``UPLOAD_STALE_MINUTES`` with their bytes."""
+    from django.conf import settings
+
+    from portal.services.cleanup import cleanup_stale_uploading_files
     from portal.services.sessions import upload_sessions_expire
 
+    stale_minutes = getattr(settings, "UPLOAD_STALE_MINUTES", 60)
     try:
         result = upload_sessions_expire()
+        stale = cleanup_stale_uploading_files(stale_minutes=stale_minutes)
     except Exception as exc:
         logger.exception("Expiring stale upload sessions failed")
         raise self.retry(exc=exc) from exc
@@ -75,4 +81,9 @@ def expire_stale_upload_sessions_task(self) -> dict:
         result.remaining,
         result.purged_parts,
     )
-    return {"expired": result.expired, "remaining": result.remaining}
+    logger.info("Abandoned uploads: %d removed, %d remaining", stale.deleted, stale.remaining)
+    return {
+        "expired": result.expired,
+        "remaining": result.remaining,
+        "stale_files_deleted": stale.deleted,
+    }

@@ -28,7 +28,12 @@ from common.exceptions import (
 from common.services.text import text_is_storable
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import files_for_user
-from portal.services.uploads import upload_file_create, upload_file_delete
+from portal.services.streaming import StreamedUpload, parse_streaming_upload
+from portal.services.uploads import (
+    upload_file_create,
+    upload_file_create_streamed,
+    upload_file_delete,
+)
 from portal.storage import file_download_url
 
 router = Router(tags=["files"])
@@ -205,10 +210,14 @@ def upload_file(request: HttpRequest):
             code="multipart_required",
             details={"content_type": request.content_type},
         )
+    user = request.auth
+    if not hasattr(request, "_files"):
+        # Straight into storage while Django reads the body (no spool file).
+        # A session caller's CSRF check may have read the body already.
+        parse_streaming_upload(request, owner=user)
     upload = request.FILES.get("file")
     if upload is None:
         raise ValidationError("The part 'file' is required.", details={"field": "file"})
-    user = request.auth
     batch = None
     batch_id = request.POST.get("batch_id")
     if batch_id is not None:
@@ -222,18 +231,21 @@ def upload_file(request: HttpRequest):
         if batch is None:
             raise NotFoundError("Batch not found.", details={"batch_id": batch_id})
     meta = _parse_metadata(request.POST.get("metadata"))
-    declared = upload.content_type
-    if not declared or not text_is_storable(declared):
-        declared = None
     try:
-        stored = upload_file_create(
-            owner=user,
-            stream=upload,
-            filename=upload.name or "",
-            content_type=declared,
-            batch=batch,
-            metadata=meta,
-        )
+        if isinstance(upload, StreamedUpload):
+            stored = upload_file_create_streamed(
+                owner=user, upload=upload, batch=batch, metadata=meta
+            )
+        else:
+            declared = upload.content_type
+            stored = upload_file_create(
+                owner=user,
+                stream=upload,
+                filename=upload.name or "",
+                content_type=declared if declared and text_is_storable(declared) else None,
+                batch=batch,
+                metadata=meta,
+            )
     finally:
         upload.close()
     return Status(201, stored)

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from common.exceptions import ApplicationError, PayloadTooLargeError, UnsupportedMediaTypeError
@@ -16,7 +17,8 @@ from frontend.forms.errors import add_service_error
 from frontend.forms.files import BatchCreateForm, SimpleUploadForm
 from portal.models import UploadBatch
 from portal.selectors import files_for_user, open_batches_for_owner
-from portal.services.uploads import upload_file_create
+from portal.services.streaming import parse_streaming_upload
+from portal.services.uploads import upload_file_create_streamed
 
 # Parallel tus requests (concatenation) pay off from this size on.
 PARALLEL_FROM_BYTES = 16 * 1024 * 1024
@@ -87,25 +89,29 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@csrf_exempt
 def upload_simple(request: HttpRequest) -> HttpResponse:
     """One file in one multipart POST, up to ``FILE_UPLOAD_MAX_SIZE``.
 
-    Django spools the request body to a temporary file first; the service
-    then streams it into storage, hashing and checking size and type.
+    The file part streams straight into storage while Django reads the body
+    (no spool file; ``portal.services.streaming``). That has to be set up
+    before anything reads the body, and the CSRF check reads it, so the check
+    runs just after (Django's "modifying upload handlers on the fly").
     """
+    parse_streaming_upload(request, owner=request.user)
+    return _upload_simple(request)
+
+
+@csrf_protect
+def _upload_simple(request: HttpRequest) -> HttpResponse:
     form = SimpleUploadForm(
         request.POST, request.FILES, batches=open_batches_for_owner(owner=request.user)
     )
     if form.is_valid():
         upload = form.cleaned_data["file"]
-        declared = upload.content_type if upload.content_type else None
         try:
-            file = upload_file_create(
-                owner=request.user,
-                stream=upload,
-                filename=upload.name or "",
-                content_type=declared if declared and "\x00" not in declared else None,
-                batch=form.cleaned_data["batch"],
+            file = upload_file_create_streamed(
+                owner=request.user, upload=upload, batch=form.cleaned_data["batch"]
             )
         except (PayloadTooLargeError, UnsupportedMediaTypeError) as exc:
             # Recorded as a failed file with no bytes; the message is about the file.

@@ -255,7 +255,7 @@ def delivery_detail(request: HttpRequest, delivery_id: UUID) -> HttpResponse:
     context = {
         "nav": "webhooks",
         "delivery": delivery,
-        "page_obj": Paginator(attempts, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page_obj": CappedPaginator(attempts, PAGE_SIZE).get_page(request.GET.get("page")),
         "here": request.get_full_path(),
     }
     return render(request, f"{TEMPLATES}/delivery.html", context)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from storages.utils import clean_name
 
 from common.services.outbox import EventSpec
-from portal.models import UploadFile
+from portal.models import UploadFile, UploadSession
 from portal.services.events import emit_many
 from portal.services.payloads import file_event_payload
 from portal.storage import file_storage, is_s3_storage
@@ -117,3 +117,49 @@ def cleanup_expired_upload_files(
     remaining = expired.count()
     logger.info("TTL cleanup deleted %d files (%d remaining)", len(locked_ids), remaining)
     return CleanupResult(deleted=len(locked_ids), remaining=remaining)
+
+
+def stale_uploading_files(
+    *, stale_minutes: int, now: datetime | None = None
+) -> QuerySet[UploadFile]:
+    """``uploading`` records nothing has written to for ``stale_minutes``.
+
+    A simple upload that is still streaming touches its record every few
+    minutes (``uploads.HEARTBEAT_SECONDS``), so only abandoned ones (the
+    process was killed, the database was down when the upload broke off)
+    qualify. A record that belongs to a tus session still receiving bytes is
+    left to that session's own expiry.
+    """
+    cutoff = (now or timezone.now()) - timedelta(minutes=stale_minutes)
+    return UploadFile.objects.filter(
+        Q(status=UploadFile.Status.UPLOADING) & Q(updated_at__lt=cutoff)
+    ).exclude(upload_session__status=UploadSession.Status.ACTIVE)
+
+
+def cleanup_stale_uploading_files(
+    *, stale_minutes: int, batch_size: int = CLEANUP_BATCH_SIZE, now: datetime | None = None
+) -> CleanupResult:
+    """Delete abandoned ``uploading`` records and the partial objects they name.
+
+    Without this they stayed listed (and their bytes stayed on disk) for the
+    whole ``FILE_UPLOAD_TTL_HOURS``. Objects first, then the rows, as in TTL
+    cleanup; no event, since an unfinished upload was never announced.
+    """
+    now = now or timezone.now()
+    stale = stale_uploading_files(stale_minutes=stale_minutes, now=now)
+    candidates = list(stale.order_by("updated_at").values_list("pk", "storage_key")[:batch_size])
+    if not candidates:
+        return CleanupResult(deleted=0, remaining=0)
+    undeletable = delete_objects(key for _, key in candidates)
+    ids = [pk for pk, key in candidates if key not in undeletable]
+    with transaction.atomic(durable=True):
+        # Re-checked under the row lock: an upload that finished meanwhile stays.
+        locked = list(
+            stale.filter(pk__in=ids)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)
+        )
+        UploadFile.objects.filter(pk__in=locked).delete()
+    remaining = stale.count()
+    logger.info("Removed %d abandoned uploads (%d remaining)", len(locked), remaining)
+    return CleanupResult(deleted=len(locked), remaining=remaining)

@@ -16,6 +16,8 @@ import json
 import logging
 import mimetypes
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -27,6 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.exceptions import (
+    ConflictError,
     PayloadTooLargeError,
     PermissionDeniedError,
     UnsupportedMediaTypeError,
@@ -47,6 +50,9 @@ MAX_FILENAME_LENGTH = 255
 # plenty of ordinary text and would make the content check refuse it.
 MIN_MAGIC_CONFIDENCE = 0.3
 OCTET_STREAM = "application/octet-stream"
+# A streaming upload touches its ``uploading`` record this often, so the stale
+# sweep (``UPLOAD_STALE_MINUTES``) never takes a slow but living upload.
+HEARTBEAT_SECONDS = 60
 
 
 class Readable(Protocol):
@@ -65,11 +71,20 @@ class _LimitedHashingReader:
     (or stored) in full.
     """
 
-    def __init__(self, stream: Readable, *, head: bytes, max_size: int):
+    def __init__(
+        self,
+        stream: Readable,
+        *,
+        head: bytes,
+        max_size: int,
+        heartbeat: Callable[[], None] | None = None,
+    ):
         self._stream = stream
         self._pending = head
         self._max_size = max_size
         self._hash = hashlib.sha256()
+        self._heartbeat = heartbeat
+        self._beat_at = time.monotonic() + HEARTBEAT_SECONDS
         self.size = 0
         self.closed = False
 
@@ -85,6 +100,9 @@ class _LimitedHashingReader:
         if self.size > self._max_size:
             raise _TooLarge
         self._hash.update(data)
+        if self._heartbeat is not None and time.monotonic() >= self._beat_at:
+            self._beat_at = time.monotonic() + HEARTBEAT_SECONDS
+            self._heartbeat()
         return data
 
     def read(self, n: int | None = -1) -> bytes:
@@ -306,18 +324,25 @@ def _read_head(stream: Readable) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Written:
+class Written:
     key: str
     size: int
     sha256: str
 
 
-def _write_to_storage(*, key: str, stream: Readable, head: bytes, content_type: str) -> _Written:
+def _write_to_storage(
+    *,
+    key: str,
+    stream: Readable,
+    head: bytes,
+    content_type: str,
+    heartbeat: Callable[[], None] | None = None,
+) -> Written:
     max_size = int(settings.FILE_UPLOAD_MAX_SIZE)
     if len(head) > max_size:
         raise _TooLarge
     storage = file_storage()
-    reader = _LimitedHashingReader(stream, head=head, max_size=max_size)
+    reader = _LimitedHashingReader(stream, head=head, max_size=max_size, heartbeat=heartbeat)
     content = File(reader, name="upload")
     content.content_type = content_type  # stored as the S3 object's Content-Type
     try:
@@ -326,7 +351,7 @@ def _write_to_storage(*, key: str, stream: Readable, head: bytes, content_type: 
         # A partial object (local file, or nothing on S3) must not stay behind.
         _delete_object_quietly(key)
         raise
-    return _Written(key=key, size=reader.size, sha256=reader.sha256)
+    return Written(key=key, size=reader.size, sha256=reader.sha256)
 
 
 def _delete_object_quietly(key: str) -> None:
@@ -401,22 +426,16 @@ def upload_file_create(
         exc.details["file_id"] = str(failed.id)
         raise
 
-    # The record exists before the first byte is written: a process killed
-    # mid-write leaves an ``uploading`` row naming the object, which TTL
-    # cleanup deletes with it, never an object nobody knows about.
-    with transaction.atomic(durable=True):
-        file = UploadFile.objects.create(
-            owner=owner,
-            batch=batch,
-            storage_key=generate_storage_key(),
-            filename=filename,
-            content_type=detected_type,
-            metadata=metadata,
-            status=UploadFile.Status.UPLOADING,
-        )
+    file = _reserve(
+        owner=owner, batch=batch, filename=filename, content_type=detected_type, metadata=metadata
+    )
     try:
         written = _write_to_storage(
-            key=file.storage_key, stream=stream, head=head, content_type=detected_type
+            key=file.storage_key,
+            stream=stream,
+            head=head,
+            content_type=detected_type,
+            heartbeat=lambda: upload_file_touch(file),
         )
     except _TooLarge:
         limit = int(settings.FILE_UPLOAD_MAX_SIZE)
@@ -425,12 +444,137 @@ def upload_file_create(
         raise PayloadTooLargeError(
             message, details={"max_size": limit, "file_id": str(file.id)}
         ) from None
+    except Exception as exc:
+        if not _still_reserved(file):
+            # The stale sweep took it (and its object) while it was written.
+            raise _abandoned(file) from exc
+        _forget_reserved(file)
+        raise
     except BaseException:
         _forget_reserved(file)
         raise
 
+    return _finish_reserved(file, written)
+
+
+def _reserve(
+    *,
+    owner: Any,
+    filename: str,
+    content_type: str,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    # The record exists before the first byte is written: a process killed
+    # mid-write leaves an ``uploading`` row naming the object, which the stale
+    # sweep deletes with it, never an object nobody knows about.
+    with transaction.atomic(durable=True):
+        return UploadFile.objects.create(
+            owner=owner,
+            batch=batch,
+            storage_key=generate_storage_key(),
+            filename=filename,
+            content_type=content_type,
+            metadata=metadata or {},
+            status=UploadFile.Status.UPLOADING,
+        )
+
+
+def upload_file_reserve(
+    *, owner: Any, head: bytes, filename: str, declared: str | None
+) -> UploadFile:
+    """The ``uploading`` record a streamed upload writes under, once its head is known.
+
+    Raises the refusal (bad name, refused type) before any record or byte
+    exists. Batch and metadata are set when the upload is finished
+    (``upload_file_create_streamed``): in a multipart body they may come
+    after the file.
+    """
+    filename = clean_filename(filename)
+    content_type = upload_file_content_type(head=head, filename=filename, declared=declared)
+    return _reserve(owner=owner, filename=filename, content_type=content_type)
+
+
+def upload_file_write(*, key: str, stream: Readable, content_type: str) -> Written:
+    """Write a stream to ``key`` in storage, hashing it; no database access.
+
+    A failed write leaves no object behind.
+    """
+    return _write_to_storage(key=key, stream=stream, head=b"", content_type=content_type)
+
+
+def upload_file_discard(file: UploadFile) -> None:
+    """Undo a reserved upload that will not be finished: its object, then its record."""
+    _delete_object_quietly(file.storage_key)
+    _forget_reserved(file)
+
+
+def upload_file_create_streamed(
+    *,
+    owner: Any,
+    upload: Any,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    """Finish a simple upload whose bytes already streamed into storage.
+
+    ``upload`` is the ``StreamedUpload`` the request's upload handler made
+    (``portal.services.streaming``). Same outcomes as ``upload_file_create``:
+    a stored file with its event, or a failed record and the refusal; if
+    this raises, the upload's object and reservation are removed when the
+    request ends (``StreamedUpload.close``).
+    """
+    metadata = clean_metadata(metadata)
+    if batch is not None:
+        batch_check_open(batch=batch, owner=owner)
+    if upload.refusal is not None:
+        exc = upload.refusal
+        if isinstance(exc, UnsupportedMediaTypeError):
+            failed = upload_file_record_failed(
+                owner=owner,
+                filename=clean_filename(upload.name),
+                content_type=exc.details.get("content_type", ""),
+                batch=batch,
+                metadata=metadata,
+                error_message=exc.message,
+            )
+            exc.details["file_id"] = str(failed.id)
+        raise exc
+    if upload.too_large:
+        limit = int(settings.FILE_UPLOAD_MAX_SIZE)
+        message = f"The file is larger than the limit of {limit} bytes."
+        file = upload.record
+        if file is None:  # over the limit within its first bytes
+            file = upload_file_record_failed(
+                owner=owner,
+                filename=clean_filename(upload.name),
+                content_type="",
+                batch=batch,
+                metadata=metadata,
+                error_message=message,
+            )
+        else:
+            upload.claimed = True
+            file.batch = batch
+            file.metadata = metadata
+            _fail_reserved(file, message)
+        raise PayloadTooLargeError(message, details={"max_size": limit, "file_id": str(file.id)})
+    file = upload.record
+    if upload.write_error is not None:
+        if isinstance(upload.write_error, Exception) and not _still_reserved(file):
+            raise _abandoned(file) from upload.write_error
+        raise upload.write_error
+    upload.claimed = True
+    file.batch = batch
+    file.metadata = metadata
+    return _finish_reserved(file, upload.written)
+
+
+def _finish_reserved(file: UploadFile, written: Written) -> UploadFile:
+    """The bytes are in storage: mark the reserved record stored, or undo both."""
     try:
         with transaction.atomic(durable=True):
+            _claim_reserved(file)
             return _record_stored(
                 file, storage_key=written.key, size=written.size, sha256=written.sha256
             )
@@ -440,6 +584,45 @@ def upload_file_create(
         raise
 
 
+def _claim_reserved(file: UploadFile) -> None:
+    """Lock the ``uploading`` record; fail if the stale sweep already removed it.
+
+    Otherwise a stored record could point at an object the sweep deleted.
+    """
+    alive = (
+        UploadFile.objects.select_for_update()
+        .filter(pk=file.pk, status=UploadFile.Status.UPLOADING)
+        .exists()
+    )
+    if not alive:
+        raise _abandoned(file)
+
+
+def _abandoned(file: UploadFile) -> ConflictError:
+    return ConflictError(
+        "The upload was idle for too long and has been removed; send it again.",
+        code="upload_abandoned",
+        details={"file_id": str(file.id)},
+    )
+
+
+def _still_reserved(file: UploadFile) -> bool:
+    try:
+        return UploadFile.objects.filter(pk=file.pk, status=UploadFile.Status.UPLOADING).exists()
+    except Exception:
+        return True  # cannot tell (database down): treat as the ordinary failure it is
+
+
+def upload_file_touch(file: UploadFile) -> None:
+    """Show the stale sweep that this upload is still streaming (best effort)."""
+    try:
+        UploadFile.objects.filter(pk=file.pk, status=UploadFile.Status.UPLOADING).update(
+            updated_at=timezone.now()
+        )
+    except Exception:
+        logger.warning("Could not touch the uploading record %s", file.id, exc_info=True)
+
+
 def _fail_reserved(file: UploadFile, message: str) -> None:
     """A reserved upload refused while streaming: failed, no bytes, no event."""
     _delete_object_quietly(file.storage_key)
@@ -447,7 +630,16 @@ def _fail_reserved(file: UploadFile, message: str) -> None:
         file.status = UploadFile.Status.FAILED
         file.error_message = message
         file.storage_key = ""
-        file.save(update_fields=["status", "error_message", "storage_key", "updated_at"])
+        file.save(
+            update_fields=[
+                "status",
+                "error_message",
+                "storage_key",
+                "batch",
+                "metadata",
+                "updated_at",
+            ]
+        )
         if file.batch_id is not None:
             batch_record_file_ended(batch_id=file.batch_id, stored=False)
     logger.info("Upload of %r refused: %s (file %s)", file.filename, message, file.id)

@@ -125,7 +125,7 @@ def test_expire_stale_upload_sessions_task_on_a_real_worker(client, tmp_path, ce
 
     result = expire_stale_upload_sessions_task.delay().get(timeout=60)
 
-    assert result == {"expired": 1, "remaining": 0}
+    assert result == {"expired": 1, "remaining": 0, "stale_files_deleted": 0}
     stale_session.refresh_from_db()
     assert stale_session.status == UploadSession.Status.EXPIRED
     assert not any(file_storage().exists(k) for k in keys)
@@ -178,5 +178,13 @@ def test_expire_task_returns_counts_in_process(owner):
     due = upload_session_create(owner=owner, length=10, metadata=UploadMetadata())
     upload_session_create(owner=owner, length=10, metadata=UploadMetadata())
     UploadSession.objects.filter(id=due.id).update(expires_at=timezone.now() - timedelta(hours=1))
-    assert expire_stale_upload_sessions_task.apply().get() == {"expired": 1, "remaining": 0}
-    assert expire_stale_upload_sessions_task.apply().get() == {"expired": 0, "remaining": 0}
+    assert expire_stale_upload_sessions_task.apply().get() == {
+        "expired": 1,
+        "remaining": 0,
+        "stale_files_deleted": 0,
+    }
+    assert expire_stale_upload_sessions_task.apply().get() == {
+        "expired": 0,
+        "remaining": 0,
+        "stale_files_deleted": 0,
+    }

@@ -18,6 +18,8 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 
 from api.auth import authenticate_request
+from api.errors import DATABASE_RETRY_AFTER_SECONDS
+from api.middleware import DATABASE_ERRORS, close_broken_connections
 from common.exceptions import (
     ApplicationError,
     AuthenticationError,
@@ -51,6 +53,14 @@ class MethodNotAllowedError(ApplicationError):
     code = "method_not_allowed"
     status_code = 405
     default_message = "This method is not allowed here."
+
+
+class DatabaseUnavailableError(ApplicationError):
+    code = "database_unavailable"
+    status_code = 503
+    default_message = (
+        "The database is unavailable for a moment; the upload did not change. Retry shortly."
+    )
 
 
 class LengthRequiredError(ApplicationError):
@@ -243,6 +253,8 @@ def _error_response(exc: ApplicationError, *, method: str) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="tus"'
     if isinstance(exc, MethodNotAllowedError):
         response["Allow"] = ", ".join(exc.details.get("allow", []))
+    if isinstance(exc, DatabaseUnavailableError):
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
 
 
@@ -274,6 +286,12 @@ def _handle(request: HttpRequest, upload_id: str | None) -> HttpResponse:
         if exc.status_code >= 500:
             logger.error("tus %s failed: %s", method, exc.message)
         response = _error_response(exc, method=method)
+    except DATABASE_ERRORS as exc:
+        # A database restart: the offset lives in the database, so it did not
+        # move; the client retries (tus clients do on 5xx) and resumes.
+        close_broken_connections()
+        logger.warning("tus %s: database unavailable: %s", method, exc)
+        response = _error_response(DatabaseUnavailableError(), method=method)
     if method == "HEAD" or response.status_code in (404, 410):
         response["Cache-Control"] = "no-store"
     response["Tus-Resumable"] = TUS_VERSION

@@ -1,0 +1,291 @@
+"""Simple uploads straight from the multipart body into storage, no spool file.
+
+Django's default upload handlers write a file part to ``/tmp/tmp*.upload.bin``
+(over 2.5 MB) before the view runs, and only then could the service copy it
+into storage: every byte was written twice, and a process killed meanwhile
+left the spool file behind with nothing that names it (4 killed uploads left
+75 MB in ``/tmp``). ``StorageUploadHandler`` instead receives the part's
+bytes as Django's parser reads them from the socket and writes them under
+the storage key of an ``uploading`` record created when the first bytes (the
+type check's head) are in. What a killed process leaves is that record and
+its partial object, which the stale sweep removes
+(``cleanup_stale_uploading_files``).
+
+Storage backends pull (``Storage.save`` reads a file object) while the
+parser pushes, so the object is written on a helper thread fed through a
+small bounded pipe; the request thread counts, checks the size limit and
+keeps the record fresh, and nothing on the helper thread touches the
+database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from io import BytesIO
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import HttpRequest
+
+from common.exceptions import ApplicationError
+from common.services.text import text_is_storable
+from portal.models import UploadFile
+from portal.services import uploads
+
+logger = logging.getLogger(__name__)
+
+PIPE_CAPACITY = 8  # chunks in flight between the parser and the storage writer
+# The writer gives up when no byte arrives for this long (the request thread is
+# gone without telling it), so a thread never waits forever.
+WRITER_IDLE_SECONDS = 600
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Pipe:
+    """A bounded byte pipe: the request thread puts chunks, the writer reads them."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._buffer = b""
+        self._closed = False
+        self._aborted = False
+        self.reader_gone = False
+
+    def put(self, data: bytes) -> bool:
+        """False when the writer has stopped (its error says why)."""
+        with self._cond:
+            while len(self._chunks) >= PIPE_CAPACITY and not self.reader_gone:
+                self._cond.wait(1.0)
+            if self.reader_gone:
+                return False
+            self._chunks.append(data)
+            self._cond.notify_all()
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""
+        with self._cond:
+            deadline = time.monotonic() + WRITER_IDLE_SECONDS
+            while not self._buffer and not self._chunks:
+                if self._aborted:
+                    raise _Aborted
+                if self._closed:
+                    return b""
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError("no upload data arrived in time")
+            if self._aborted:
+                raise _Aborted
+            if not self._buffer:
+                self._buffer = self._chunks.popleft()
+                self._cond.notify_all()
+            if n is None or n < 0 or n >= len(self._buffer):
+                data, self._buffer = self._buffer, b""
+            else:
+                data, self._buffer = self._buffer[:n], self._buffer[n:]
+            return data
+
+    def stop_reading(self) -> None:
+        with self._cond:
+            self.reader_gone = True
+            self._cond.notify_all()
+
+
+class StreamedUpload(UploadedFile):
+    """The ``file`` part of a request, as it streams into storage.
+
+    Behaves like an ``UploadedFile`` for forms (``name``, ``size``,
+    ``content_type``); ``upload_file_create_streamed`` turns it into a stored
+    (or failed) file. If nothing does (the view refused the request), closing
+    it deletes the object and the ``uploading`` record: Django closes every
+    uploaded file at the end of the response.
+    """
+
+    def __init__(self, *, owner: Any, name: str, content_type: str | None, charset: str | None):
+        super().__init__(BytesIO(), name=name, content_type=content_type, size=0, charset=charset)
+        self.owner = owner
+        self.head = b""
+        self.refusal: ApplicationError | None = None
+        self.too_large = False
+        self.record: UploadFile | None = None
+        self.written: uploads.Written | None = None
+        self.write_error: BaseException | None = None
+        self.claimed = False
+        self._max_size = int(settings.FILE_UPLOAD_MAX_SIZE)
+        self._pipe: _Pipe | None = None
+        self._writer: threading.Thread | None = None
+        self._beat_at = time.monotonic() + uploads.HEARTBEAT_SECONDS
+
+    # --- fed by the upload handler, on the request thread ---------------------
+
+    def receive(self, data: bytes) -> None:
+        if self.refusal is not None or self.too_large or self.write_error is not None:
+            return  # the rest of a refused or broken upload is read and dropped
+        self.size += len(data)
+        if self.size > self._max_size:
+            self.too_large = True
+            self._stop_writer(abort=True)
+            return
+        if self.record is None:
+            self.head += data
+            if len(self.head) >= uploads.HEAD_SIZE:
+                self._start()
+            return
+        self._feed(data)
+
+    def complete(self) -> None:
+        if self.refusal is None and not self.too_large and self.record is None:
+            self._start()  # a file shorter than the head
+        if self._writer is not None and not self.too_large:
+            self._stop_writer(abort=False)
+
+    def _start(self) -> None:
+        buffered, self.head = self.head, self.head[: uploads.HEAD_SIZE]
+        try:
+            self.record = uploads.upload_file_reserve(
+                owner=self.owner,
+                head=self.head,
+                filename=self.name or "",
+                declared=self._declared(),
+            )
+        except ApplicationError as exc:
+            # Refused by its name or its first bytes: no record, no bytes yet;
+            # the service records the refusal once it knows the batch.
+            self.refusal = exc
+            return
+        self.content_type = self.record.content_type
+        self._pipe = _Pipe()
+        self._writer = threading.Thread(
+            target=self._write, name=f"upload-{self.record.id}", daemon=True
+        )
+        self._writer.start()
+        self._feed(buffered)
+
+    def _declared(self) -> str | None:
+        declared = self.content_type
+        return declared if declared and text_is_storable(declared) else None
+
+    def _write(self) -> None:
+        assert self.record is not None and self._pipe is not None
+        try:
+            self.written = uploads.upload_file_write(
+                key=self.record.storage_key,
+                stream=self._pipe,
+                content_type=self.record.content_type,
+            )
+        except BaseException as exc:
+            self.write_error = exc
+        finally:
+            self._pipe.stop_reading()
+
+    def _feed(self, data: bytes) -> None:
+        assert self._pipe is not None and self.record is not None
+        if not self._pipe.put(data):
+            self._stop_writer(abort=True)
+            return
+        if time.monotonic() >= self._beat_at:
+            self._beat_at = time.monotonic() + uploads.HEARTBEAT_SECONDS
+            uploads.upload_file_touch(self.record)
+
+    def _stop_writer(self, *, abort: bool) -> None:
+        if self._pipe is None or self._writer is None:
+            return
+        if abort:
+            self._pipe.abort()
+        else:
+            self._pipe.close()
+        self._writer.join()
+        self._writer = None
+
+    # --- the end of the request -------------------------------------------------
+
+    def discard(self) -> None:
+        """Undo an upload nobody finished: abort the write, drop object and record."""
+        self._stop_writer(abort=True)
+        if self.record is not None and not self.claimed:
+            self.claimed = True
+            uploads.upload_file_discard(self.record)
+
+    def close(self) -> None:
+        self.discard()
+        super().close()
+
+
+class StorageUploadHandler(FileUploadHandler):
+    """Streams the multipart part ``file`` into storage; other file parts are dropped."""
+
+    chunk_size = 256 * 1024
+
+    def __init__(self, request: HttpRequest | None = None, *, owner: Any, field: str = "file"):
+        super().__init__(request)
+        self.owner = owner
+        self.field = field
+        self.upload: StreamedUpload | None = None
+        self._current: StreamedUpload | None = None
+
+    def new_file(
+        self,
+        field_name: str,
+        file_name: str,
+        content_type: str,
+        content_length: int | None,
+        charset: str | None = None,
+        content_type_extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().new_file(
+            field_name, file_name, content_type, content_length, charset, content_type_extra
+        )
+        self._current = None
+        if field_name == self.field and self.upload is None:
+            self.upload = self._current = StreamedUpload(
+                owner=self.owner, name=file_name, content_type=content_type, charset=charset
+            )
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        if self._current is not None:
+            self._current.receive(raw_data)
+        return None  # consumed: no other handler spools it
+
+    def file_complete(self, file_size: int) -> StreamedUpload | None:
+        current, self._current = self._current, None
+        if current is not None:
+            current.complete()
+        return current
+
+    def abort(self) -> None:
+        if self.upload is not None:
+            self.upload.discard()
+
+
+def parse_streaming_upload(request: HttpRequest, *, owner: Any) -> None:
+    """Parse the request's multipart body now, streaming its ``file`` part to storage.
+
+    Call before anything reads ``request.POST``/``request.FILES``. If the body
+    breaks off (client gone, malformed multipart), what was written is undone.
+    """
+    handler = StorageUploadHandler(request, owner=owner)
+    request.upload_handlers = [handler]
+    try:
+        request.FILES  # noqa: B018 - parses the body
+    except BaseException:
+        handler.abort()
+        raise
