@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services.tokens import token_create
-from common.models import WebhookDelivery
+from common.models import WebhookDelivery, WebhookDeliveryAttempt
 from common.services.webhooks import endpoint_create, endpoint_send_test_event
 from frontend.tests.browser import horizontal_overflow, low_contrast_text, open_context, screenshot
 from frontend.tests.conftest import PASSWORD
@@ -57,6 +57,20 @@ def seed():
         last_duration_ms=41,
         last_response="upstream unavailable",
     )
+    failed = WebhookDelivery.objects.get(event=event, endpoint=endpoint)
+    for number, (code, body) in enumerate(
+        [(None, ""), (500, "boom"), (503, "upstream unavailable")]
+    ):
+        WebhookDeliveryAttempt.objects.create(
+            delivery=failed,
+            attempt_number=number + 1,
+            status_code=code,
+            duration_ms=40 + number,
+            error_class="" if code else "ConnectError",
+            error="" if code else "connection refused",
+            response_headers={"content-type": "text/plain"} if code else {},
+            response_excerpt=body,
+        )
     done = WebhookDelivery.objects.exclude(event=event).filter(endpoint=endpoint)
     WebhookDelivery.objects.filter(pk__in=list(done.values_list("pk", flat=True)[:3])).update(
         status="delivered",
@@ -89,6 +103,7 @@ def test_every_page(chromium, live_server, settings):
         "endpoint-rotate": f"/webhooks/{endpoint.id}/rotate/",
         "event-list": "/events/",
         "event-detail": f"/events/{event.id}/",
+        "delivery-detail": f"/deliveries/{event.deliveries.first().id}/",
         "password-change": "/password/change/",
     }
     problems: dict[str, list[str]] = {}
