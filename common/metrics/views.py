@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from common.metrics.exposition import metrics_render
 
@@ -50,4 +50,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
             return response
     elif not _address_allowed(request):
         return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
-    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)
+    # The classic text format every Prometheus reads (our names are plain ASCII).
+    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
