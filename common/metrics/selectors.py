@@ -27,12 +27,6 @@ class DeliveryCounts:
     estimated_rows: int  # planner's estimate of all rows (pg_class.reltuples)
 
 
-def _capped(sql: str, params: list) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({sql} LIMIT %s) capped", [*params, COUNT_CAP])
-        return cursor.fetchone()[0]
-
-
 def delivery_counts() -> DeliveryCounts:
     """Deliveries by status, counted only where a partial index holds them.
 
@@ -40,13 +34,17 @@ def delivery_counts() -> DeliveryCounts:
     table, so the total is the planner's estimate (right after ANALYZE,
     drifting between autovacuum runs) and ``delivered`` is not exported.
     """
-    table = "common_webhookdelivery"
+    from common.models import WebhookDelivery
+
     by_status = {
-        status: _capped(f"SELECT 1 FROM {table} WHERE status = %s", [status])  # noqa: S608
+        status: WebhookDelivery.objects.filter(status=status).values("pk")[:COUNT_CAP].count()
         for status in ("pending", "sending", "failed")
     }
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [table])
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+            [WebhookDelivery._meta.db_table],
+        )
         row = cursor.fetchone()
     estimate = max(0, int(row[0])) if row and row[0] is not None else 0
     return DeliveryCounts(**by_status, estimated_rows=estimate)
@@ -89,7 +87,7 @@ def beat_last_runs() -> dict[str, dt.datetime | None]:
 
 
 def broker_queue_depths() -> dict[str, int] | None:
-    """Visible (not yet fetched) messages per queue, capped; None when the broker is not the database.
+    """Visible (not yet fetched) messages per queue, capped; None with another broker.
 
     Reads kombu's tables through the partial index on visible messages that
     ``boot.broker`` creates; consumed rows waiting to be pruned are not counted.

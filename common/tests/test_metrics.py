@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.models import WebhookDelivery
 from common.services.delivery import run_delivery_batch
-from common.services.outbox import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.receivers import Reply
 from conftest import ROOT
