@@ -85,3 +85,29 @@ def _import_before_fork(**kwargs) -> None:
     import sqlalchemy.dialects.sqlite  # noqa: F401
 
     import common.services.delivery  # noqa: F401
+
+
+@signals.task_prerun.connect
+def _metrics_task_started(task_id=None, **kwargs) -> None:
+    from common.metrics.instruments import task_started
+
+    if task_id:
+        task_started(task_id=task_id)
+
+
+@signals.task_postrun.connect
+def _metrics_task_finished(task_id=None, task=None, state=None, **kwargs) -> None:
+    """Count every run and its wall time by task (docs/operations.md, "Metrics")."""
+    from common.metrics.instruments import task_finished
+
+    if task_id and task is not None:
+        task_finished(task_id=task_id, task_name=task.name, state=state)
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_process_dead(pid=None, **kwargs) -> None:
+    """A pool child is gone: drop its live-gauge files (its counters stay counted)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

@@ -319,6 +319,10 @@ class Base(Configuration):
         values.ListValue, ["5", "300", "1800", "7200", "18000", "36000", "36000"]
     )
     WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT = env(values.IntegerValue, 10)
+    # /metrics: with a token set, only a request bearing it is served;
+    # without one, only peers in these networks (docs/operations.md, "Metrics").
+    METRICS_TOKEN = env(values.Value, "")
+    METRICS_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.1/32", "::1/128"])
     # Browser origins allowed on /api/ and /api/tus/ (django-cors-headers),
     # read from CORS_ALLOWED_ORIGINS: "*" means any origin and then never
     # with credentials; "null" (sandboxed frames, file: pages) is never allowed.
@@ -459,7 +463,7 @@ class Production(Base):
     # HTTPS only: redirect plain HTTP (health probes excepted: load balancers
     # and orchestrators call them over HTTP) and tell browsers for a year.
     SECURE_SSL_REDIRECT = env(values.BooleanValue, True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env(values.IntegerValue, 365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env(values.BooleanValue, False)
     SECURE_HSTS_PRELOAD = env(values.BooleanValue, False)

@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from common import health
+from common.metrics.views import metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
     # tus resumable uploads; before api/ so the JSON API never shadows it.

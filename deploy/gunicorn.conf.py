@@ -51,3 +51,15 @@ def pre_request(worker, req):
     sock = getattr(getattr(req, "unreader", None), "sock", None)
     if sock is not None and body_read_timeout > 0:
         sock.settimeout(body_read_timeout)
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live-gauge files from the metrics directory.
+
+    Its counters stay counted (prometheus_client keeps dead processes' counter
+    files), so totals never go down when gunicorn recycles a worker.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -263,10 +263,10 @@ def test_cors_origins_from_the_environment(value, all_, origins, credentials):
 
 
 def env_names_read_elsewhere() -> set[str]:
-    """Names the scripts, Procfile.dev and entry points read themselves."""
+    """Names the scripts, Procfile.dev, entry points and deploy/ configs read themselves."""
     found: set[str] = set()
     files = [*ROOT.glob("scripts/*.py"), *ROOT.glob("scripts/*.sh"), ROOT / "Procfile.dev"]
-    files += [ROOT / "manage.py", *ROOT.glob("boot/*.py")]
+    files += [ROOT / "manage.py", *ROOT.glob("boot/*.py"), *ROOT.glob("deploy/*.py")]
     for path in files:
         text = path.read_text()
         found |= set(

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.metrics.instruments import record_delivery_attempts
 from common.models import WebhookDelivery, WebhookEndpoint
 from common.services.event_state import disable_endpoint, lock_events, summarize_events
 from common.services.http import background_executor
@@ -264,6 +265,9 @@ def record_outcomes(
             fetch_all(_RELEASE_SQL, [now, now, released])
         _update_endpoint_health(ok=ok_endpoints, failing=failing_endpoints - ok_endpoints, now=now)
         statuses = summarize_events(event_ids, now)
+    # After the commit, once per run and status class: a rolled-back record
+    # (the soft limit fired) is written again and must not count twice.
+    record_delivery_attempts(o.status_code for _, _, o in written if not o.skipped)
     disable = {ep: "responded 410 Gone" for ep in gone_endpoints}
     disable.update(_endpoints_failing_too_long(failing_endpoints - ok_endpoints, now))
     for endpoint_id, reason in disable.items():

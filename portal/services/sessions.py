@@ -39,6 +39,7 @@ from common.exceptions import (
     PermissionDeniedError,
     ValidationError,
 )
+from common.metrics.instruments import record_upload_stored
 from portal.models import UploadBatch, UploadPart, UploadSession
 from portal.services import session_storage
 
@@ -431,6 +432,7 @@ def _finalise(
     except BaseException:
         session_storage.delete_objects([final_key])
         raise
+    record_upload_stored(kind="tus", size=assembled.size)
     logger.info(
         "Upload session %s finalised as file %s (%d bytes)", session.id, file.id, assembled.size
     )

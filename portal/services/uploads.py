@@ -34,6 +34,7 @@ from common.exceptions import (
     PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
+from common.metrics.instruments import record_upload_stored
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
@@ -575,13 +576,16 @@ def _finish_reserved(file: UploadFile, written: Written) -> UploadFile:
     try:
         with transaction.atomic(durable=True):
             _claim_reserved(file)
-            return _record_stored(
+            stored = _record_stored(
                 file, storage_key=written.key, size=written.size, sha256=written.sha256
             )
     except BaseException:
         _delete_object_quietly(written.key)
         _forget_reserved(file)
         raise
+    # Counted once committed: a rolled-back file was never received.
+    record_upload_stored(kind="simple", size=written.size)
+    return stored
 
 
 def _claim_reserved(file: UploadFile) -> None:

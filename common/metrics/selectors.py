@@ -1,0 +1,106 @@
+"""Database reads behind the scrape-time gauges; each is bounded and index-backed.
+
+A scrape runs them all, every 15-60 s, so none may grow with the data it
+describes except where noted (the file aggregate, see ``file_totals``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Count, Q, Sum
+
+from common.services.broker import broker_uses_database
+
+# Counting more than this per status or queue costs a scan of the backlog; a
+# gauge stuck at the cap already says "very big".
+COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class DeliveryCounts:
+    pending: int  # exact up to COUNT_CAP (the pending partial index)
+    sending: int  # exact up to COUNT_CAP (the sending partial index)
+    failed: int  # exact up to COUNT_CAP (the failed partial index)
+    estimated_rows: int  # planner's estimate of all rows (pg_class.reltuples)
+
+
+def delivery_counts() -> DeliveryCounts:
+    """Deliveries by status, counted only where a partial index holds them.
+
+    ``delivered`` rows are nearly all rows; counting them would scan the
+    table, so the total is the planner's estimate (right after ANALYZE,
+    drifting between autovacuum runs) and ``delivered`` is not exported.
+    """
+    from common.models import WebhookDelivery
+
+    by_status = {
+        status: WebhookDelivery.objects.filter(status=status).values("pk")[:COUNT_CAP].count()
+        for status in ("pending", "sending", "failed")
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
+            [WebhookDelivery._meta.db_table],
+        )
+        row = cursor.fetchone()
+    estimate = max(0, int(row[0])) if row and row[0] is not None else 0
+    return DeliveryCounts(**by_status, estimated_rows=estimate)
+
+
+@dataclass(frozen=True)
+class FileTotals:
+    by_status: dict[str, int]
+    stored_bytes: int
+
+
+def file_totals() -> FileTotals:
+    """Files by status and bytes currently stored.
+
+    One aggregate over ``portal_uploadfile``: files expire after
+    FILE_UPLOAD_TTL_HOURS, so the table stays as big as a TTL's worth of
+    uploads and this is cheap at Doorito's scale. If it ever is not, keep
+    running totals instead (docs/operations.md, "Metrics").
+    """
+    from portal.models import UploadFile
+
+    stored = UploadFile.Status.STORED
+    rows = UploadFile.objects.values("status").annotate(
+        n=Count("id"), bytes=Sum("size", filter=Q(status=stored))
+    )
+    by_status = {s.value: 0 for s in UploadFile.Status}
+    stored_bytes = 0
+    for row in rows:
+        by_status[row["status"]] = row["n"]
+        if row["status"] == stored:
+            stored_bytes = row["bytes"] or 0
+    return FileTotals(by_status=by_status, stored_bytes=stored_bytes)
+
+
+def beat_last_runs() -> dict[str, dt.datetime | None]:
+    """Each enabled beat entry's last run (moved only when its message reached the broker)."""
+    from django_celery_beat.models import PeriodicTask
+
+    return dict(PeriodicTask.objects.filter(enabled=True).values_list("name", "last_run_at"))
+
+
+def broker_queue_depths() -> dict[str, int] | None:
+    """Visible (not yet fetched) messages per queue, capped; None with another broker.
+
+    Reads kombu's tables through the partial index on visible messages that
+    ``boot.broker`` creates; consumed rows waiting to be pruned are not counted.
+    """
+    if not broker_uses_database():
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('kombu_queue'), to_regclass('kombu_message')")
+        if None in cursor.fetchone():
+            return {}  # no message published yet: kombu makes its tables on first use
+        cursor.execute(
+            "SELECT q.name, (SELECT count(*) FROM (SELECT 1 FROM kombu_message m"
+            " WHERE m.queue_id = q.id AND m.visible LIMIT %s) v) FROM kombu_queue q",
+            [COUNT_CAP],
+        )
+        return dict(cursor.fetchall())
