@@ -332,7 +332,7 @@ def test_a_slow_endpoint_gets_up_to_the_concurrency_bound_at_once(receiver, sett
     assert receiver.max_in_flight["/slow"] == 6
 
 
-def test_a_fast_endpoint_is_served_by_few_threads(receiver):
+def test_a_fast_endpoint_is_served_by_few_threads(receiver, settings):
     from common.services.delivery import claim_due_deliveries, record_outcomes
     from common.services.sending import START_LANES, send_claims
 
@@ -346,6 +346,8 @@ def test_a_fast_endpoint_is_served_by_few_threads(receiver):
 
     assert not stopped and len(state.outcomes) == 12
     assert all(o.ok for o in state.outcomes.values())
-    # Six requests per lane take a few ms here; the first widening comes at
-    # 10 ms, so even a slow machine stays far below the bound of 10.
-    assert START_LANES <= state.lanes[endpoint.id] <= 2 * START_LANES
+    # Six requests per lane take a few ms here and the first widening comes at
+    # 10 ms, so an idle machine stays at 2-4 lanes; a loaded one (other test
+    # runs on the same 2 cores) was seen to widen twice, to 8, never to the
+    # bound of 10 that a slow receiver reaches (test above).
+    assert START_LANES <= state.lanes[endpoint.id] < settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT
