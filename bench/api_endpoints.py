@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
-from gunicorn_server import GunicornServer
+from gunicorn_server import GunicornServer, manage, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -42,30 +42,7 @@ BENCH_EMAIL = "api-bench@example.com"
 
 
 def server_env(database_url: str, media: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "boot.settings",
-        "DJANGO_CONFIGURATION": "Production",
-        "SECRET_KEY": "bench-only-secret",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": database_url,
-        "MEDIA_ROOT": str(media),
-        "STORAGE_BACKEND": "local",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout
+    return production_env(database_url, media)
 
 
 def setup_database(env: dict[str, str], list_rows: int) -> str:

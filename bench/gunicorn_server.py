@@ -82,3 +82,34 @@ class GunicornServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
+
+
+def production_env(database_url: str, media: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``Production`` web process on plain-HTTP loopback."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "boot.settings",
+        "DJANGO_CONFIGURATION": "Production",
+        "SECRET_KEY": "bench-only-secret-not-the-published-dev-key",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Loopback without TLS: no redirect to https, cookies sent over http.
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "DATABASE_URL": database_url,
+        "MEDIA_ROOT": str(media),
+        "STORAGE_BACKEND": "local",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """``manage.py`` in a subprocess; its stdout, or the command's output as the error."""
+    out = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stdout + out.stderr)
+    return out.stdout

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
-from gunicorn_server import GunicornServer
+from gunicorn_server import GunicornServer, manage, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito_pagebench"
@@ -41,35 +41,7 @@ ENDPOINT_URL = "http://127.0.0.1:9/pages-bench"
 
 
 def server_env(database_url: str, media: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "boot.settings",
-        "DJANGO_CONFIGURATION": "Production",
-        "SECRET_KEY": "bench-only-secret-not-the-dev-one-0123456789",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # Plain HTTP on loopback: no TLS redirect, cookies sent without https.
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "DATABASE_URL": database_url,
-        "MEDIA_ROOT": str(media),
-        "STATIC_ROOT": str(media.parent / "static"),
-        "STORAGE_BACKEND": "local",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout
+    return production_env(database_url, media, STATIC_ROOT=str(media.parent / "static"))
 
 
 # Rows are written with INSERT … SELECT generate_series: building 100 000

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
+from gunicorn_server import manage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,15 +56,6 @@ PRODUCTION = ["-c", "deploy/gunicorn.conf.py"]  # as in docs/operations.md
 
 def say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        raise RuntimeError(out.stdout + out.stderr)
-    return out.stdout
 
 
 class Server:
