@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,11 +227,15 @@ def record_outcomes(
     outcomes: dict[Any, Outcome],
     started: set,
     now: dt.datetime | None = None,
+    request_retry_at: Callable[[dt.datetime], None] | None = None,
 ) -> dict[Any, str]:
     """Write every outcome, release unstarted claims, update endpoints and events.
 
     Claims that were started but have no outcome (still in flight after the
     grace period) keep their lease: they are retried once it runs out.
+    ``request_retry_at`` (the task passes one) is called after the commit
+    with the earliest retry this run scheduled, so the retry runs on time
+    rather than at the next sweep.
     """
     now = now or timezone.now()
     by_id = {c.delivery_id: c for c in claims}
@@ -268,6 +273,10 @@ def record_outcomes(
     # After the commit, once per run and status class: a rolled-back record
     # (the soft limit fired) is written again and must not count twice.
     record_delivery_attempts(o.status_code for _, _, o in written if not o.skipped)
+    retries = [d.next_attempt_at for d, _, _ in written if d.status == D.PENDING]
+    if retries and request_retry_at is not None:
+        earliest = min(retries)
+        _safe_call(lambda: request_retry_at(earliest))
     disable = {ep: "responded 410 Gone" for ep in gone_endpoints}
     disable.update(_endpoints_failing_too_long(failing_endpoints - ok_endpoints, now))
     for endpoint_id, reason in disable.items():
@@ -401,13 +410,16 @@ def _safe_call(func) -> None:
         logger.exception("Queueing the next delivery run failed; the sweep will pick it up")
 
 
-def run_delivery_batch(*, batch_size: int, request_followup=None) -> DeliveryRunResult:
+def run_delivery_batch(
+    *, batch_size: int, request_followup=None, request_retry_at=None
+) -> DeliveryRunResult:
     """One dispatcher run: claim, send, record. See the module docstring.
 
     ``request_followup`` (the task passes one) queues the next run as soon as
     the claim shows more due work, so the next run claims while this one is
     still sending; it is called at most once per run, and again at the end
     only if the run released work or the backlog appeared meanwhile.
+    ``request_retry_at`` queues a run for the earliest retry the run scheduled.
     """
     result = DeliveryRunResult()
     batch = claim_due_deliveries(batch_size=batch_size)
@@ -424,10 +436,20 @@ def run_delivery_batch(*, batch_size: int, request_followup=None) -> DeliveryRun
         # these; what is recorded and counted is this snapshot.
         outcomes, started = dict(state.outcomes), set(state.started)
         try:
-            statuses = record_outcomes(claims=claims, outcomes=outcomes, started=started)
+            statuses = record_outcomes(
+                claims=claims,
+                outcomes=outcomes,
+                started=started,
+                request_retry_at=request_retry_at,
+            )
         except SoftTimeLimitExceeded:
             # The limit fired while recording (rolled back): record once more.
-            statuses = record_outcomes(claims=claims, outcomes=outcomes, started=started)
+            statuses = record_outcomes(
+                claims=claims,
+                outcomes=outcomes,
+                started=started,
+                request_retry_at=request_retry_at,
+            )
             stopped = True
         attempted = {c.event_id for c in claims if c.delivery_id in outcomes}
         result.processed = len(attempted)

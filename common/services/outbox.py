@@ -330,6 +330,21 @@ def request_delivery_run() -> None:
     _send_delivery_task()
 
 
+def request_delivery_run_at(when: dt.datetime) -> None:
+    """Queue a delivery run for ``when`` (a retry's ``next_attempt_at``).
+
+    The worker that fetches it holds it until then (Celery's ETA), so a
+    failed delivery is tried again on its schedule instead of at the next
+    sweep. If that worker dies the message is gone with it (the SQL broker
+    consumes on fetch); the sweep still finds the retry.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    from common.tasks import deliver_outbox_events_task
+
+    deliver_outbox_events_task.apply_async(eta=when)
+
+
 def process_pending_events(batch_size: int = 20, *, continue_in_background: bool = False):
     """Deliver the due deliveries of up to ``batch_size`` events.
 
@@ -343,6 +358,7 @@ def process_pending_events(batch_size: int = 20, *, continue_in_background: bool
     return run_delivery_batch(
         batch_size=batch_size,
         request_followup=request_delivery_run if continue_in_background else None,
+        request_retry_at=request_delivery_run_at if continue_in_background else None,
     )
 
 

@@ -117,3 +117,26 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
     ids = Counter(r.headers["webhook-id"] for r in receiver.requests)
     assert len(ids) == 3 and max(ids.values()) == 1
     assert list(WebhookDelivery.objects.values_list("attempts", flat=True)) == [1, 1, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_is_sent_on_its_schedule_not_at_the_sweep(receiver, tmp_path, settings):
+    """Retry due 2 s after a 500, sweep every 5 min: a real worker retries in ~2 s."""
+    settings.WEBHOOK_RETRY_SCHEDULE = ["2"]
+    worker = start_worker(tmp_path, WEBHOOK_RETRY_SCHEDULE="2", OUTBOX_SWEEP_INTERVAL_MINUTES="5")
+    try:
+        wait_for_ping(worker)
+        endpoint_create(url=receiver.url("/flaky"))
+        receiver.script("/flaky", Reply(status=500))
+        with transaction.atomic():
+            event = emit_event("file", "retry-on-time", "file.stored", {})
+        first, second = receiver.wait_for(2, "/flaky", timeout=15)
+        # 2 s ± the 20 % jitter, plus the worker's wake-up: on time, not minutes late.
+        assert 1.4 < second.at - first.at < 5, second.at - first.at
+        _wait_until(
+            lambda: WebhookDelivery.objects.get(event=event).status == "delivered",
+            what="the retry recorded",
+        )
+    finally:
+        stop_process(worker.proc)
