@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import pytest
 from django.db import transaction
+from kombu import pools
 
 from common.models import OutboxEvent
 from common.services.outbox import emit_event
@@ -74,9 +75,12 @@ def publishing_to(settings, url: str) -> Iterator[None]:
     from boot.celery import app
 
     def drop_connections() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        # app.pool is kombu's global pool for the broker URL. Closing it alone
+        # left the closed pool in kombu's registry, and every later test on
+        # the default broker was handed it again ("Acquire on closed pool"):
+        # close and forget them all.
+        pools.reset()
+        app._pool = None
         app.amqp._producer_pool = None
 
     old = app.conf.broker_url

@@ -22,13 +22,12 @@ def find_uv() -> str:
 def user_shell_env(**extra: str) -> dict[str, str]:
     """The environment of a shell, not of a recipe: `make test` exports MAKELEVEL,
     which makes any make started from here print "Entering directory" lines."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "VIRTUAL_ENV"}
+    # Filtered after the update too: callers pass subprocess_env(), which
+    # copies os.environ (MAKELEVEL included, under `make test`).
+    env = {**os.environ, **extra}
+    return {
+        k: v for k, v in env.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "VIRTUAL_ENV"}
     }
-    env.update(extra)
-    return env
 
 
 @pytest.mark.slow
