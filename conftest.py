@@ -71,6 +71,19 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")
 
 
+def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> WorkerProcess:
+    """A Celery process in its own session (so its whole group can be stopped)."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return WorkerProcess(proc, log)
+
+
 def start_worker(tmp_dir: Path, *, queues: str = "high,default", concurrency: int = 2, **env):
     log = tmp_dir / "worker.log"
     cmd = [
@@ -89,16 +102,7 @@ def start_worker(tmp_dir: Path, *, queues: str = "high,default", concurrency: in
         "--without-mingle",
         "--without-heartbeat",
     ]
-    fh = log.open("w")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=subprocess_env(**env),
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return WorkerProcess(proc, log)
+    return _spawn(cmd, log, env)
 
 
 def start_beat(
@@ -112,16 +116,7 @@ def start_beat(
     log = tmp_dir / f"{name}.log"
     cmd = [sys.executable, "-m", "celery", "-A", "boot", "beat", "--loglevel=info"]
     cmd += ["--scheduler", scheduler, "--schedule", str(tmp_dir / f"{name}-schedule")]
-    fh = log.open("w")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=subprocess_env(**env),
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return WorkerProcess(proc, log)
+    return _spawn(cmd, log, env)
 
 
 def wait_for_log(process: WorkerProcess, text: str, timeout: float = 60) -> float:
