@@ -27,14 +27,11 @@ def _media_root(settings, tmp_path):
 def _close_broker_connections(django_db_setup) -> Iterator[None]:
     """Drop pooled broker connections so pytest-django can drop the test database."""
     yield
-    from kombu.transport.sqlalchemy import Channel
-
+    from boot.broker import dispose_engines
     from boot.celery import app
 
     app.pool.force_close_all()
-    for engine, _ in list(Channel._engines.values()):
-        engine.dispose()
-    Channel._engines.clear()
+    dispose_engines()
 
 
 def database_url_for_tests() -> str:

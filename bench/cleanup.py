@@ -126,14 +126,11 @@ def task_runs() -> tuple[int, int]:
 
 def close_broker_connections() -> None:
     """Delivery requests went to the SQL broker; its pooled connections block DROP."""
-    from kombu.transport.sqlalchemy import Channel
-
+    from boot.broker import dispose_engines
     from boot.celery import app
 
     app.pool.force_close_all()
-    for engine, _ in list(Channel._engines.values()):
-        engine.dispose()
-    Channel._engines.clear()
+    dispose_engines()
 
 
 def main() -> None:

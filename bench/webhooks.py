@@ -391,14 +391,11 @@ def main() -> None:
         if worker is not None:
             stop(worker)
         stop(receiver)
-        from kombu.transport.sqlalchemy import Channel
-
+        from boot.broker import dispose_engines
         from boot.celery import app
 
         app.pool.force_close_all()
-        for engine, _ in list(Channel._engines.values()):
-            engine.dispose()
-        Channel._engines.clear()
+        dispose_engines()
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
     w = results["worker"]

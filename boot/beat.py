@@ -36,9 +36,9 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
 from django_celery_beat import schedulers
-from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from kombu.utils.functional import maybe_evaluate
 
+from boot.broker import dispose_engines
 from common.services.beat import SchedulerLock, beat_heartbeat_record, lock_holder
 
 logger = logging.getLogger(__name__)
@@ -176,8 +176,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
                 connection.collect()
             except Exception:
                 logger.debug("beat: closing the old broker connection failed", exc_info=True)
-        for engine, _ in list(kombu_sqlalchemy.Channel._engines.values()):
-            engine.dispose()
+        dispose_engines(forget=False)
 
     def _restore_reserved(self) -> None:
         if self._reserved is None:

@@ -23,7 +23,7 @@ from kombu.transport import TRANSPORT_ALIASES  # noqa: E402
 from boot import broker  # noqa: E402
 
 # ``sqla+…`` broker URLs get kombu's SQLAlchemy transport with LISTEN/NOTIFY
-# wake-ups (boot/broker.py). kombu hands every broker transport option to
+# wake-ups (boot/broker/transport.py). kombu hands every broker transport option to
 # SQLAlchemy's create_engine, so the poll interval (now only the longest wait
 # for a message no notification announced) is a class attribute.
 TRANSPORT_ALIASES["sqla"] = TRANSPORT_ALIASES["sqlalchemy"] = "boot.broker:Transport"

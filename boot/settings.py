@@ -259,7 +259,7 @@ class Base(Configuration):
     BROKER_URL_FROM_ENV = values.Value(
         None, environ_name="CELERY_BROKER_URL", environ_prefix=None, late_binding=True
     )
-    # Longest wait of an idle consumer when no NOTIFY comes (boot/broker.py);
+    # Longest wait of an idle consumer when no NOTIFY comes (boot/broker/transport.py);
     # a class attribute of the transport, set in boot/celery.py.
     BROKER_POLLING_INTERVAL = env(values.FloatValue, 1.0)
 

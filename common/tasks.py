@@ -23,7 +23,7 @@ def ping() -> dict:
     default_retry_delay=60,
 )
 def prune_broker_messages_task(self) -> dict:
-    from common.services.broker import prune_consumed_broker_messages
+    from boot.broker import prune_consumed_broker_messages
 
     try:
         result = prune_consumed_broker_messages()

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
-from common.services.broker import broker_uses_database
-
 # Counting more than this per status or queue costs a scan of the backlog; a
 # gauge stuck at the cap already says "very big".
 COUNT_CAP = 10_000
@@ -89,18 +87,10 @@ def beat_last_runs() -> dict[str, dt.datetime | None]:
 def broker_queue_depths() -> dict[str, int] | None:
     """Visible (not yet fetched) messages per queue, capped; None with another broker.
 
-    Reads kombu's tables through the partial index on visible messages that
-    ``boot.broker`` creates; consumed rows waiting to be pruned are not counted.
+    Read on the broker's own connection (it may be another database), through
+    the partial index on visible messages; consumed rows waiting to be pruned
+    are not counted.
     """
-    if not broker_uses_database():
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass('kombu_queue'), to_regclass('kombu_message')")
-        if None in cursor.fetchone():
-            return {}  # no message published yet: kombu makes its tables on first use
-        cursor.execute(
-            "SELECT q.name, (SELECT count(*) FROM (SELECT 1 FROM kombu_message m"
-            " WHERE m.queue_id = q.id AND m.visible LIMIT %s) v) FROM kombu_queue q",
-            [COUNT_CAP],
-        )
-        return dict(cursor.fetchall())
+    from boot.broker import queue_depths
+
+    return queue_depths(cap=COUNT_CAP)

@@ -21,13 +21,15 @@ import contextlib
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from queue import Empty
+from typing import Any
 
 import psycopg
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -44,46 +46,106 @@ def _is_postgresql(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
-# kombu's models give ids from a sequence, not a column default.
-# One autocommitted statement each instead of kombu's ORM round trips
-# (look the queue up, insert or lock-and-update, commit): the worker's main
-# process fetches every message and every run publishes one.
-_PUT_SQL = text(
-    "WITH m AS (INSERT INTO kombu_message (id, queue_id, visible, payload, version)"
-    " VALUES (nextval('message_id_sequence'), :queue_id, true, :payload, 1) RETURNING id)"
-    " SELECT pg_notify(:channel, '') FROM m"
-)
-# SKIP LOCKED: several workers never wait for each other's fetches.
-_GET_SQL = text(
-    "UPDATE kombu_message SET visible = false, timestamp = LOCALTIMESTAMP"
-    " WHERE id = (SELECT id FROM kombu_message WHERE queue_id = :queue_id AND visible"
-    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-    " RETURNING payload"
-)
+def _quote(identifier: str) -> str:
+    """A quoted SQL identifier.
+
+    Only kombu's table names (its models, set by transport options, never by
+    a request) are formatted into SQL here; hence the ``noqa: S608`` lines.
+    """
+    return '"' + identifier.replace('"', '""') + '"'
 
 
-# kombu indexes ``visible`` alone, so finding the oldest visible message of a
-# queue walked every consumed row still in the table (up to a prune
-# interval's worth: tens of thousands under load). This partial index holds
-# only the visible ones.
-VISIBLE_INDEX = "kombu_message_visible_queue_id"
-_INDEX_SQL = text(
-    f"CREATE INDEX IF NOT EXISTS {VISIBLE_INDEX} ON kombu_message (queue_id, id) WHERE visible"
-)
+@dataclass(frozen=True)
+class Tables:
+    """kombu's table and sequence names, read from its models, not repeated here.
+
+    The names are transport options (``queue_tablename``,
+    ``message_tablename``), and kombu registers its model classes once per
+    process, so the first channel's names hold for every channel after it.
+    """
+
+    message: str
+    queue: str
+    message_id_sequence: str
+
+    @classmethod
+    def of(cls, channel: kombu_sqlalchemy.Channel) -> Tables:
+        messages = channel.message_cls.__table__
+        return cls(
+            message=messages.name,
+            queue=channel.queue_cls.__table__.name,
+            message_id_sequence=messages.c.id.default.name,
+        )
+
+    @property
+    def visible_index(self) -> str:
+        return f"{self.message}_visible_queue_id"
+
+
+@dataclass(frozen=True)
+class _Statements:
+    put: TextClause
+    get: TextClause
+    visible_index: TextClause
+    task_waiting: TextClause
+
+
+@functools.lru_cache(maxsize=4)
+def _statements(tables: Tables) -> _Statements:
+    m = _quote(tables.message)
+    sequence = _quote(tables.message_id_sequence).replace("'", "''")
+    return _Statements(
+        # kombu's models give ids from a sequence, not a column default.
+        # One autocommitted statement each instead of kombu's ORM round trips
+        # (look the queue up, insert or lock-and-update, commit): the worker's
+        # main process fetches every message and every run publishes one.
+        put=text(
+            f"WITH m AS (INSERT INTO {m} (id, queue_id, visible, payload, version)"  # noqa: S608
+            f" VALUES (nextval('{sequence}'), :queue_id, true, :payload, 1) RETURNING id)"
+            " SELECT pg_notify(:channel, '') FROM m"
+        ),
+        # SKIP LOCKED: several workers never wait for each other's fetches.
+        get=text(
+            f"UPDATE {m} SET visible = false, timestamp = LOCALTIMESTAMP"  # noqa: S608
+            f" WHERE id = (SELECT id FROM {m} WHERE queue_id = :queue_id AND visible"
+            " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING payload"
+        ),
+        # kombu indexes ``visible`` alone, so finding the oldest visible
+        # message of a queue walked every consumed row still in the table (up
+        # to a prune interval's worth: tens of thousands under load). This
+        # partial index holds only the visible ones.
+        visible_index=text(
+            f"CREATE INDEX IF NOT EXISTS {_quote(tables.visible_index)}"
+            f" ON {m} (queue_id, id) WHERE visible"
+        ),
+        # A message for the task, not fetched by any worker yet and not held
+        # back by an ETA (a retry's countdown). The LIKE narrows the rows
+        # before the JSON parse.
+        task_waiting=text(
+            f"SELECT EXISTS (SELECT 1 FROM {m} WHERE queue_id = :queue_id AND visible"  # noqa: S608
+            " AND payload LIKE :pattern ESCAPE '\\'"
+            " AND payload::jsonb -> 'headers' ->> 'task' = :task"
+            " AND (payload::jsonb -> 'headers' ->> 'eta') IS NULL)"
+        ),
+    )
+
+
 _indexed: set[str] = set()
 
 
-def _ensure_visible_index(engine) -> None:
+def _ensure_visible_index(engine: Engine, tables: Tables) -> None:
     """Add the partial index once per database (kombu made the tables just before)."""
     exists = text("SELECT to_regclass(:name) IS NOT NULL")
+    name = _quote(tables.visible_index)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if conn.execute(exists, {"name": VISIBLE_INDEX}).scalar():
+        if conn.execute(exists, {"name": name}).scalar():
             return
         try:
-            conn.execute(_INDEX_SQL)
+            conn.execute(_statements(tables).visible_index)
         except DBAPIError:
             # Another process made it at the same moment.
-            if not conn.execute(exists, {"name": VISIBLE_INDEX}).scalar():
+            if not conn.execute(exists, {"name": name}).scalar():
                 raise
 
 
@@ -102,13 +164,22 @@ class Channel(kombu_sqlalchemy.Channel):
     def _fast(self) -> bool:
         return _is_postgresql(self.connection.client.hostname)
 
+    @functools.cached_property
+    def _tables(self) -> Tables:
+        return Tables.of(self)
+
     def _open(self):
         engine_and_session = super()._open()
         url = self.connection.client.hostname
         if url not in _indexed and self._fast():
-            _ensure_visible_index(engine_and_session[0])
+            _ensure_visible_index(engine_and_session[0], self._tables)
             _indexed.add(url)
         return engine_and_session
+
+    def _engine(self) -> Engine:
+        """The engine kombu keeps for this channel's broker URL (one per URL and process)."""
+        engine: Engine = self._open()[0]
+        return engine
 
     def _queue_id(self, queue: str) -> int:
         if queue not in self._queue_ids:
@@ -138,9 +209,8 @@ class Channel(kombu_sqlalchemy.Channel):
         finally:
             self.session.commit()
 
-    def _autocommit(self):
-        engine, _ = self._open()
-        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    def _autocommit(self) -> Connection:
+        return self._engine().connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def _put(self, queue, payload, **kwargs):
         if not self._fast():
@@ -150,37 +220,30 @@ class Channel(kombu_sqlalchemy.Channel):
             "payload": dumps(payload),
             "channel": NOTIFY_CHANNEL,
         }
+        put = _statements(self._tables).put
         with self._autocommit() as conn:
             try:
-                conn.execute(_PUT_SQL, params)
+                conn.execute(put, params)
             except IntegrityError:
                 # The queue row went away (tables reset by hand): make it again.
                 self._queue_ids.pop(queue, None)
                 params["queue_id"] = self._queue_id(queue)
-                conn.execute(_PUT_SQL, params)
+                conn.execute(put, params)
         return None
 
     def _get(self, queue):
         if not self._fast():
             return super()._get(queue)
         with self._autocommit() as conn:
-            row = conn.execute(_GET_SQL, {"queue_id": self._queue_id(queue)}).first()
+            row = conn.execute(
+                _statements(self._tables).get, {"queue_id": self._queue_id(queue)}
+            ).first()
         if row is None:
             raise Empty()
         return loads(bytes_to_str(row[0]))
 
 
-# A message for the task, not fetched by any worker yet and not held back by
-# an ETA (a retry's countdown). The LIKE narrows the rows before the JSON parse.
-_WAITING_SQL = text(
-    "SELECT EXISTS (SELECT 1 FROM kombu_message WHERE queue_id = :queue_id AND visible"
-    " AND payload LIKE :pattern ESCAPE '\\'"
-    " AND payload::jsonb -> 'headers' ->> 'task' = :task"
-    " AND (payload::jsonb -> 'headers' ->> 'eta') IS NULL)"
-)
-
-
-def task_waiting(app, *, task_name: str, queue: str) -> bool:
+def task_waiting(app: Any, *, task_name: str, queue: str) -> bool:
     """Whether a message for ``task_name`` waits in ``queue``, unfetched and due now.
 
     A publisher can skip a message that would only repeat one still waiting:
@@ -198,7 +261,7 @@ def task_waiting(app, *, task_name: str, queue: str) -> bool:
             "task": task_name,
         }
         with channel._autocommit() as db:
-            return bool(db.execute(_WAITING_SQL, params).scalar())
+            return bool(db.execute(_statements(channel._tables).task_waiting, params).scalar())
 
 
 def _worker_stopping() -> bool:
