@@ -173,6 +173,28 @@ def test_a_configured_token_is_required_from_any_address(client, settings):
     assert ok.status_code == 200
 
 
+def test_a_plain_http_scrape_is_not_redirected_when_production_forces_https(client):
+    """Prometheus scrapes over the internal network in plain HTTP and does not
+    follow a redirect to the public HTTPS name: ``/metrics`` must answer as is."""
+    from django.test import override_settings
+
+    from boot.settings import Production
+
+    with override_settings(
+        SECURE_SSL_REDIRECT=True,
+        SECURE_REDIRECT_EXEMPT=Production.SECURE_REDIRECT_EXEMPT,
+        METRICS_TOKEN="s3cret-scrape-token",
+    ):
+        scrape = client.get(
+            "/metrics", REMOTE_ADDR="10.0.0.9", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token"
+        )
+        page = client.get("/login/", REMOTE_ADDR="10.0.0.9")
+    assert scrape.status_code == 200
+    assert "doorito_metrics_database_ok" in scrape.content.decode()
+    assert page.status_code == 301
+    assert page["Location"].startswith("https://")
+
+
 # --- multiprocess mode ------------------------------------------------------------
 
 RECORD = """
