@@ -175,7 +175,8 @@ def delivery_health(*, now: dt.datetime | None = None) -> DeliveryHealth:
     """
     now = now or timezone.now()
     due = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
-    pending = due.values("pk")[:PENDING_COUNT_CAP].count()
+    # order_by(): the default ordering sorted every pending row before counting.
+    pending = due.order_by().values("pk")[:PENDING_COUNT_CAP].count()
     oldest = (
         due.filter(next_attempt_at__lte=now)
         .order_by("next_attempt_at")
