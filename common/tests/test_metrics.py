@@ -234,3 +234,24 @@ def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
     assert samples[("doorito_upload_bytes_received_total", (("kind", "simple"),))] == 20
     assert samples[("doorito_webhook_delivery_attempts_total", (("status_class", "2xx"),))] == 4
     assert samples[("doorito_webhook_delivery_attempts_total", (("status_class", "error"),))] == 2
+
+
+def test_a_scrape_folds_the_file_totals_when_they_pile_up(client, monkeypatch):
+    from accounts.models import User
+    from common.metrics import collector
+    from portal.models import FileTotalsDelta
+    from portal.services.uploads import upload_file_create
+    from portal.tests.streams import BytesStream
+
+    owner = User.objects.create_user("fold@example.com", "pw-fold-12345")
+    for i in range(4):
+        upload_file_create(owner=owner, stream=BytesStream(b"z" * i), filename=f"{i}.txt")
+    assert FileTotalsDelta.objects.count() > 1
+    monkeypatch.setattr(collector, "FOLD_FILE_TOTALS_OVER", 1)
+    before = scrape(client)
+    assert FileTotalsDelta.objects.count() == 1  # one status: stored
+    after = scrape(client)
+    assert before[("doorito_files", (("status", "stored"),))] == 4
+    assert (
+        after[("doorito_files_stored_bytes", ())] == before[("doorito_files_stored_bytes", ())] == 6
+    )
