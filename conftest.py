@@ -81,8 +81,16 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> WorkerProcess:
     return WorkerProcess(proc, log)
 
 
-def start_worker(tmp_dir: Path, *, queues: str = "high,default", concurrency: int = 2, **env):
-    log = tmp_dir / "worker.log"
+def start_worker(
+    tmp_dir: Path,
+    *,
+    queues: str = "high,default",
+    concurrency: int = 2,
+    name: str | None = None,
+    **env,
+):
+    """``name`` (``-n``) tells workers apart in task results; its log is ``<name or worker>.log``."""
+    log = tmp_dir / f"{(name or 'worker').split('@')[0]}.log"
     cmd = [
         sys.executable,
         "-m",
@@ -99,6 +107,8 @@ def start_worker(tmp_dir: Path, *, queues: str = "high,default", concurrency: in
         "--without-mingle",
         "--without-heartbeat",
     ]
+    if name:
+        cmd += ["-n", name]
     return _spawn(cmd, log, env)
 
 
