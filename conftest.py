@@ -89,7 +89,10 @@ def start_worker(
     name: str | None = None,
     **env,
 ):
-    """``name`` (``-n``) tells workers apart in task results; its log is ``<name or worker>.log``."""
+    """``name`` (``-n``) tells workers apart in task results.
+
+    The log is ``tmp_dir/<name or "worker">.log``.
+    """
     log = tmp_dir / f"{(name or 'worker').split('@')[0]}.log"
     cmd = [
         sys.executable,
