@@ -118,32 +118,33 @@ def _resolve(target: str) -> tuple[Any, str, Any]:
     return owner, member, module
 
 
-def _live_instances() -> dict[type, Any]:
-    """Instances of kombu's virtual classes, from the in-memory transport (no server)."""
-    from kombu import Connection
+def _live_instances(conn: Any) -> dict[type, Any]:
+    """Instances of kombu's virtual classes, from an in-memory transport (no server)."""
     from kombu.transport import virtual
 
-    conn = Connection(MEMORY_URL)
     channel = conn.default_channel
     return {
         virtual.Transport: conn.transport,
         virtual.Channel: channel,
         virtual.QoS: channel.qos,
-        "close": conn,
     }
 
 
 def _signature(func: Any) -> tuple[str, ...]:
-    names = []
+    names: list[str] = []
     for p in inspect.signature(func).parameters.values():
         if p.name == "self":
             continue
-        prefix = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
-        names.append(prefix + p.name)
+        if p.kind is p.VAR_POSITIONAL:
+            names.append("*" + p.name)
+        elif p.kind is p.VAR_KEYWORD:
+            names.append("**" + p.name)
+        else:
+            names.append(p.name)
     return tuple(names)
 
 
-def _problem(reliance: Reliance, live: dict[Any, Any]) -> str | None:
+def _problem(reliance: Reliance, live: dict[type, Any]) -> str | None:
     from sqlalchemy import Column, Sequence
 
     try:
@@ -185,15 +186,17 @@ def check_private_members() -> list[str]:
     """One line per member that is gone or changed; empty while all are as relied upon."""
     import celery
     import kombu
+    from kombu.connection import Connection
 
-    live = _live_instances()
+    conn: Any = Connection(MEMORY_URL)  # type: ignore[no-untyped-call]
     try:
+        live = _live_instances(conn)
         problems = [
             f"{r.target} ({r.why}) {problem}"
             for r in RELIED_UPON
             if (problem := _problem(r, live)) is not None
         ]
     finally:
-        live["close"].release()
+        conn.release()
     versions = f"kombu {kombu.__version__}, celery {celery.__version__}"
     return [f"{p} [{versions}]" for p in problems]
