@@ -184,3 +184,33 @@ def test_task_waiting_sees_only_unfetched_due_messages_of_that_task():
         cursor.execute("UPDATE kombu_message SET visible = false")
     assert broker.task_waiting(app, task_name=name, queue="default") is False
     app.control.purge()
+
+
+def test_a_forked_child_never_uses_a_connection_its_parent_pooled():
+    """A Celery pool child forked after the main process fetched messages (a
+    replaced child) must open its own broker connection, not share a socket."""
+    import os
+
+    from sqlalchemy import text
+
+    def backend_pid(engine) -> int:
+        with engine.connect() as db:
+            return db.execute(text("SELECT pg_backend_pid()")).scalar()
+
+    with app.connection_for_write() as conn:
+        engine = conn.default_channel._engine()
+        engine.dispose()  # so the pool holds exactly the one connection below
+        parent = backend_pid(engine)  # now pooled, idle
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                os.write(write, str(backend_pid(engine)).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(child, 0)
+        in_child = int(os.read(read, 64))
+        os.close(read)
+        assert in_child != parent
+        assert backend_pid(engine) != in_child  # the parent's pool still works, on its own

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import time
 from dataclasses import dataclass
 from queue import Empty
@@ -132,6 +133,23 @@ def _statements(tables: Tables) -> _Statements:
 
 
 _indexed: set[str] = set()
+
+
+def _forget_pooled_connections_after_fork() -> None:
+    """A forked child must not use the connections its parent pooled.
+
+    kombu keeps one engine per broker URL for the whole process, and a fork
+    copies it with the parent's pooled connections: a Celery pool child
+    forked after the main process had fetched messages (a replaced or
+    recycled child) sent its queries down the parent's socket, and the two
+    interleaved on one PostgreSQL session. ``dispose(close=False)`` gives
+    the child an empty pool without closing what the parent still uses.
+    """
+    for engine, _ in list(kombu_sqlalchemy.Channel._engines.values()):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pooled_connections_after_fork)
 
 
 def _ensure_visible_index(engine: Engine, tables: Tables) -> None:
