@@ -48,7 +48,7 @@ def require_server(host: str, port: int, name: str) -> None:
 def rabbitmq_vhost() -> Iterator[str]:
     """A vhost of its own (so no other worker on the machine takes our tasks),
     made with rabbitmqctl where it can; the default vhost otherwise."""
-    ctl = shutil.which("rabbitmqctl")
+    ctl = shutil.which("rabbitmqctl") or ""
     vhost = f"doorito-test-{os.getpid()}-{random.randrange(10**6)}"
 
     def run(*args: str) -> bool:
@@ -105,7 +105,9 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
                 ids = set()
                 for i in range(EVENTS):
                     with transaction.atomic():
-                        ids.add(str(emit_event("file", f"f{i}", "file.stored", {"i": i}).id))
+                        event = emit_event("file", f"f{i}", "file.stored", {"i": i})
+                        assert event is not None
+                        ids.add(str(event.id))
                 receiver.wait_for(EVENTS, timeout=180)
                 deadline = time.monotonic() + 60
                 while OutboxEvent.objects.exclude(status="delivered").exists():
