@@ -7,7 +7,7 @@ UV = $$(bash scripts/bootstrap.sh | tail -n1)
 run:  ## web + worker + beat against PostgreSQL (found or started)
 	bash scripts/run.sh
 
-test:  ## lint, format check, migrations check, the whole test suite
+test:  ## lint, format check, type check, migrations check, the whole test suite
 	bash scripts/test.sh $(PYTEST_ARGS)
 
 # Not echoed, and uv stays quiet: stdout is the command's own output, so

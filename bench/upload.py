@@ -103,6 +103,7 @@ def tus_upload(
         str(path), chunk_size=chunk, metadata={"filename": path.name}, retries=0
     )
     uploader.upload()
+    assert uploader.url, "the tus server gave no upload URL"
     return time.perf_counter() - started, uploader.url
 
 

@@ -215,7 +215,9 @@ def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) ->
         ids = []
         with transaction.atomic():
             for _ in range(min(tx_size, n - i)):
-                ids.append(str(emit_event("file", f"{path}-{i}", "file.stored", {"i": i}).id))
+                event = emit_event("file", f"{path}-{i}", "file.stored", {"i": i})
+                assert event is not None  # every aggregate id is new
+                ids.append(str(event.id))
                 i += 1
         now = time.time()
         committed.update(dict.fromkeys(ids, now))

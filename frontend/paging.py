@@ -9,13 +9,18 @@ rows further back are reached through the page's filters (status, time).
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 
 COUNT_CAP = 10_000
 
 
 class CappedPaginator(Paginator):
+    # Only given querysets: the capped count is a query.
+    object_list: QuerySet[Any]
+
     @cached_property
     def count(self) -> int:
         counted = self.object_list.values("pk")[: COUNT_CAP + 1].count()

@@ -7,7 +7,7 @@ a signed token for the authorised download view on the local filesystem.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 from urllib.parse import quote
 
 from django.conf import settings
@@ -19,6 +19,7 @@ from uuid_utils.compat import uuid4
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
+    from storages.backends.s3 import S3Storage
 
     from portal.models import UploadFile
 
@@ -30,8 +31,12 @@ def file_storage() -> Storage:
     return storages["default"]
 
 
-def is_s3_storage(storage: Storage | None = None) -> bool:
-    storage = storage or file_storage()
+def is_s3_storage(storage: Storage) -> TypeGuard[S3Storage]:
+    """Whether ``storage`` is django-storages' S3 backend.
+
+    A guard, so that the S3-only calls behind it (presigned URL parameters,
+    the boto3 client, the bucket name) type-check.
+    """
     return hasattr(storage, "bucket") and hasattr(storage, "connection")
 
 

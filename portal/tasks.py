@@ -4,40 +4,32 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from common.task_retry import retrying_task
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
+@retrying_task(
     name="portal.tasks.cleanup_expired_upload_files_task",
-    bind=True,
-    max_retries=2,
-    default_retry_delay=60,
+    failure="TTL cleanup of upload files failed",
 )
-def cleanup_expired_upload_files_task(self) -> dict:
+def cleanup_expired_upload_files_task() -> dict:
     """Delete at most 1000 files older than ``FILE_UPLOAD_TTL_HOURS``."""
     from django.conf import settings
 
     from portal.services.cleanup import cleanup_expired_upload_files
 
     ttl_hours = getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)
-    try:
-        result = cleanup_expired_upload_files(ttl_hours=ttl_hours)
-    except Exception as exc:
-        logger.exception("TTL cleanup of upload files failed")
-        raise self.retry(exc=exc) from exc
+    result = cleanup_expired_upload_files(ttl_hours=ttl_hours)
     logger.info("TTL cleanup: deleted %d files, %d remaining", result.deleted, result.remaining)
     return {"deleted": result.deleted, "remaining": result.remaining}
 
 
-@shared_task(
+@retrying_task(
     name="portal.tasks.notify_expiring_files_task",
-    bind=True,
-    max_retries=2,
-    default_retry_delay=60,
+    failure="Expiry notices failed",
 )
-def notify_expiring_files_task(self) -> dict:
+def notify_expiring_files_task() -> dict:
     """Emit one ``file.expiring`` per stored file close to its TTL."""
     from django.conf import settings
 
@@ -45,22 +37,16 @@ def notify_expiring_files_task(self) -> dict:
 
     ttl_hours = getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)
     notify_hours = getattr(settings, "FILE_UPLOAD_EXPIRY_NOTIFY_HOURS", 1)
-    try:
-        result = notify_expiring_files(ttl_hours=ttl_hours, notify_hours=notify_hours)
-    except Exception as exc:
-        logger.exception("Expiry notices failed")
-        raise self.retry(exc=exc) from exc
+    result = notify_expiring_files(ttl_hours=ttl_hours, notify_hours=notify_hours)
     logger.info("Expiry notices: %d notified, %d skipped", result.notified, result.skipped)
     return {"notified": result.notified, "skipped": result.skipped}
 
 
-@shared_task(
+@retrying_task(
     name="portal.tasks.expire_stale_upload_sessions_task",
-    bind=True,
-    max_retries=2,
-    default_retry_delay=60,
+    failure="Expiring stale upload sessions failed",
 )
-def expire_stale_upload_sessions_task(self) -> dict:
+def expire_stale_upload_sessions_task() -> dict:
     """Expire resumable uploads past ``Upload-Expires`` and delete their partial data;
     remove simple uploads abandoned for ``UPLOAD_STALE_MINUTES`` with their bytes."""
     from django.conf import settings
@@ -69,12 +55,8 @@ def expire_stale_upload_sessions_task(self) -> dict:
     from portal.services.sessions import upload_sessions_expire
 
     stale_minutes = getattr(settings, "UPLOAD_STALE_MINUTES", 60)
-    try:
-        result = upload_sessions_expire()
-        stale = cleanup_stale_uploading_files(stale_minutes=stale_minutes)
-    except Exception as exc:
-        logger.exception("Expiring stale upload sessions failed")
-        raise self.retry(exc=exc) from exc
+    result = upload_sessions_expire()
+    stale = cleanup_stale_uploading_files(stale_minutes=stale_minutes)
     logger.info(
         "Upload sessions: %d expired, %d remaining, %d parts deleted",
         result.expired,

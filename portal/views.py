@@ -7,7 +7,8 @@ the authorisation, like an S3 presigned URL, so webhook receivers can fetch.
 from __future__ import annotations
 
 from django.core import signing
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
 from common.exceptions import ApplicationError, NotFoundError, PermissionDeniedError
@@ -20,7 +21,7 @@ def _error(exc: ApplicationError) -> JsonResponse:
 
 
 @require_safe
-def file_download(request: HttpRequest, token: str) -> HttpResponse:
+def file_download(request: HttpRequest, token: str) -> HttpResponseBase:
     try:
         file_id = file_id_from_download_token(token)
     except signing.SignatureExpired:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import dj_database_url
 import psycopg
+from dj_database_url import DBConfig
 from dotenv import dotenv_values
 from psycopg import sql
 
@@ -43,7 +44,7 @@ def database_url() -> str:
     return dotenv_values(ROOT / ".env").get("DATABASE_URL") or DEFAULT_URL
 
 
-def connect(cfg: dict, dbname: str) -> psycopg.Connection:
+def connect(cfg: DBConfig, dbname: str) -> psycopg.Connection:
     return psycopg.connect(
         host=cfg.get("HOST") or "127.0.0.1",
         port=int(cfg.get("PORT") or 5432),
@@ -55,7 +56,7 @@ def connect(cfg: dict, dbname: str) -> psycopg.Connection:
     )
 
 
-def reachable(cfg: dict) -> bool:
+def reachable(cfg: DBConfig) -> bool:
     try:
         connect(cfg, "postgres").close()
         return True
@@ -63,7 +64,7 @@ def reachable(cfg: dict) -> bool:
         return False
 
 
-def create_database_if_missing(cfg: dict, name: str | None = None) -> None:
+def create_database_if_missing(cfg: DBConfig, name: str | None = None) -> None:
     name = name or cfg["NAME"]
     with connect(cfg, "postgres") as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -118,7 +119,7 @@ def cluster_dir() -> Path:
     return Path(os.environ.get("DOORITO_PG_DATA") or ROOT / ".data" / "postgres")
 
 
-def start_local_cluster(cfg: dict) -> None:
+def start_local_cluster(cfg: DBConfig) -> None:
     data = cluster_dir()
     port = int(cfg.get("PORT") or 5432)
     user = cfg.get("USER") or "postgres"

@@ -29,7 +29,7 @@ def require_server(host: str, port: int, name: str) -> None:
 def rabbitmq_vhost() -> Iterator[str]:
     """A vhost of its own (so no other worker on the machine takes our tasks),
     made with rabbitmqctl where it can; the default vhost otherwise."""
-    ctl = shutil.which("rabbitmqctl")
+    ctl = shutil.which("rabbitmqctl") or ""
     vhost = f"doorito-test-{os.getpid()}-{random.randrange(10**6)}"
 
     def run(*args: str) -> bool:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -168,14 +169,22 @@ def test_a_send_that_keeps_failing_is_retried_logged_at_error_and_shown_by_statu
     assert abs(last_run_at - overdue) < dt.timedelta(seconds=1)
 
 
+def _value(cursor: psycopg.Cursor[Any]) -> Any:
+    row = cursor.fetchone()
+    assert row is not None  # these queries always return one row
+    return row[0]
+
+
 def _ping_messages(url: str) -> int:
     with psycopg.connect(url, connect_timeout=3) as conn:
-        if conn.execute("SELECT to_regclass('kombu_message')").fetchone()[0] is None:
+        if _value(conn.execute("SELECT to_regclass('kombu_message')")) is None:
             return 0
-        return conn.execute(
-            "SELECT count(*) FROM kombu_message WHERE payload LIKE %s",
-            ['%"task": "common.tasks.ping"%'],
-        ).fetchone()[0]
+        return _value(
+            conn.execute(
+                "SELECT count(*) FROM kombu_message WHERE payload LIKE %s",
+                ['%"task": "common.tasks.ping"%'],
+            )
+        )
 
 
 def _wait_for_ping_messages(url: str, more_than: int, timeout: float) -> float:

@@ -59,7 +59,7 @@ def test_messages_come_back_in_order_and_are_marked_consumed():
     assert rows(queue) == [(False, True), (False, True), (True, False)]
 
 
-def test_an_idle_consumer_is_woken_by_a_publish_not_by_its_poll(monkeypatch):
+def test_an_idle_consumer_is_woken_by_a_publish_not_by_its_poll(monkeypatch) -> None:
     # With a one-minute poll, only the NOTIFY can deliver within the 20 s wait.
     monkeypatch.setattr(broker.Transport, "polling_interval", 60.0)
     queue = f"wake-{uuid.uuid4().hex[:8]}"
@@ -82,7 +82,7 @@ def test_an_idle_consumer_is_woken_by_a_publish_not_by_its_poll(monkeypatch):
     assert received == [{"hello": "world"}]
 
 
-def test_two_consumers_never_get_the_same_message():
+def test_two_consumers_never_get_the_same_message() -> None:
     queue = f"share-{uuid.uuid4().hex[:8]}"
     publish(queue, 200)
     seen: list[list[int]] = [[], []]

@@ -39,7 +39,9 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
                 ids = set()
                 for i in range(EVENTS):
                     with transaction.atomic():
-                        ids.add(str(emit_event("file", f"f{i}", "file.stored", {"i": i}).id))
+                        event = emit_event("file", f"f{i}", "file.stored", {"i": i})
+                        assert event is not None
+                        ids.add(str(event.id))
                 receiver.wait_for(EVENTS, timeout=180)
                 deadline = time.monotonic() + 60
                 while OutboxEvent.objects.exclude(status="delivered").exists():

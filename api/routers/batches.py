@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from accounts.models import User
+from api.auth import ApiRequest
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.routers.files import FileFilters, FilePage, filter_files
@@ -74,7 +74,7 @@ def get_visible_batch(user: User, batch_id: UUID) -> UploadBatch:
 
 
 @router.post("/batches", response={201: BatchOut, **errors()}, summary="Create a batch")
-def create_batch(request: HttpRequest, body: BatchCreateIn):
+def create_batch(request: ApiRequest, body: BatchCreateIn):
     batch = batch_create(
         owner=request.auth,
         expected_files=body.expected_files,
@@ -86,7 +86,7 @@ def create_batch(request: HttpRequest, body: BatchCreateIn):
 
 @router.get("/batches", response={200: BatchPage, **errors()}, summary="List batches")
 def list_batches(
-    request: HttpRequest,
+    request: ApiRequest,
     page: Query[PageIn],
     status: Literal["init", "in_progress", "complete", "partial", "failed"] | None = None,
 ):
@@ -97,7 +97,7 @@ def list_batches(
 
 
 @router.get("/batches/{batch_id}", response={200: BatchOut, **errors(404)}, summary="Batch detail")
-def get_batch(request: HttpRequest, batch_id: UUID):
+def get_batch(request: ApiRequest, batch_id: UUID):
     """The batch with its counters and progress."""
     return get_visible_batch(request.auth, batch_id)
 
@@ -108,7 +108,7 @@ def get_batch(request: HttpRequest, batch_id: UUID):
     summary="List a batch's files",
 )
 def list_batch_files(
-    request: HttpRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[PageIn]
+    request: ApiRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[PageIn]
 ):
     batch = get_visible_batch(request.auth, batch_id)
     filters.batch_id = batch.id
@@ -120,6 +120,6 @@ def list_batch_files(
     response={200: BatchOut, **errors(404)},
     summary="Close a batch",
 )
-def close_batch(request: HttpRequest, batch_id: UUID):
+def close_batch(request: ApiRequest, batch_id: UUID):
     """No more files will come: the batch ends with the files it has."""
     return batch_close(batch=get_visible_batch(request.auth, batch_id), actor=request.auth)

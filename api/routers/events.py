@@ -11,11 +11,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from pydantic import Field
 
 from accounts.models import User
+from api.auth import ApiRequest
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.routers.webhooks import EventType, require_staff
@@ -104,7 +104,7 @@ class EventFilters(Schema):
     status: Literal["pending", "delivered", "failed"] | None = None
     event_type: EventType | None = None
     aggregate_type: Literal["file", "batch", "webhook_endpoint"] | None = None
-    aggregate_id: SafeStr | None = Field(None, max_length=64)
+    aggregate_id: SafeStr | None = Field(default=None, max_length=64)
     since: IsoDatetime | None = None
 
 
@@ -138,13 +138,13 @@ def get_visible_event(user: User, event_id: UUID) -> OutboxEvent:
 
 
 @router.get("/events", response={200: EventPage, **errors()}, summary="List events")
-def list_events(request: HttpRequest, filters: Query[EventFilters], page: Query[PageIn]):
+def list_events(request: ApiRequest, filters: Query[EventFilters], page: Query[PageIn]):
     """Newest first, each with its deliveries (one per endpoint)."""
     return paginate(events_visible_to(request.auth, filters), page)
 
 
 @router.get("/events/{event_id}", response={200: EventOut, **errors(404)}, summary="Event")
-def get_event(request: HttpRequest, event_id: UUID):
+def get_event(request: ApiRequest, event_id: UUID):
     return get_visible_event(request.auth, event_id)
 
 
@@ -154,7 +154,7 @@ def get_event(request: HttpRequest, event_id: UUID):
     summary="List an event's deliveries",
 )
 def list_event_deliveries(
-    request: HttpRequest,
+    request: ApiRequest,
     event_id: UUID,
     page: Query[PageIn],
     status: DeliveryStatus | None = None,
@@ -166,7 +166,7 @@ def list_event_deliveries(
 
 @router.get("/deliveries", response={200: DeliveryPage, **errors()}, summary="List deliveries")
 def list_deliveries(
-    request: HttpRequest,
+    request: ApiRequest,
     page: Query[PageIn],
     status: DeliveryStatus | None = None,
     endpoint_id: UUID | None = None,
@@ -185,7 +185,7 @@ def list_deliveries(
     response={200: AttemptPage, **errors(403, 404)},
     summary="List a delivery's attempts",
 )
-def list_delivery_attempts(request: HttpRequest, delivery_id: UUID, page: Query[PageIn]):
+def list_delivery_attempts(request: ApiRequest, delivery_id: UUID, page: Query[PageIn]):
     """Newest first: when, status code, duration, response headers and body
     excerpt, or the error. Staff only (the receivers' answers are the endpoint
     operators' business)."""
@@ -199,7 +199,7 @@ def list_delivery_attempts(request: HttpRequest, delivery_id: UUID, page: Query[
     response={200: DeliveryOut, **errors(403, 404, 409)},
     summary="Re-send a delivery",
 )
-def resend_delivery(request: HttpRequest, delivery_id: UUID):
+def resend_delivery(request: ApiRequest, delivery_id: UUID):
     """Queue it again with a fresh attempt budget and the same `webhook-id`
     (receivers can deduplicate). 409 while it is being sent or its endpoint is disabled."""
     require_staff(request)

@@ -10,12 +10,13 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import Field
 
 from accounts.models import User
+from api.auth import ApiRequest
 from api.errors import error_response, errors
 from api.pagination import PageIn, PageOut, paginate
 from api.validation import IsoDatetime, SafeStr
@@ -103,13 +104,13 @@ def get_visible_file(user: User, file_id: UUID) -> UploadFile:
 
 
 @router.get("/files", response={200: FilePage, **errors()}, summary="List files")
-def list_files(request: HttpRequest, filters: Query[FileFilters], page: Query[PageIn]):
+def list_files(request: ApiRequest, filters: Query[FileFilters], page: Query[PageIn]):
     """Your files, newest first (staff: everyone's), filtered and paginated."""
     return paginate(filter_files(files_for_user(request.auth), filters), page)
 
 
 @router.get("/files/{file_id}", response={200: FileOut, **errors(404)}, summary="File detail")
-def get_file(request: HttpRequest, file_id: UUID):
+def get_file(request: ApiRequest, file_id: UUID):
     return get_visible_file(request.auth, file_id)
 
 
@@ -118,7 +119,7 @@ def get_file(request: HttpRequest, file_id: UUID):
     response={302: None, **errors(404, 409)},
     summary="Download a file",
 )
-def download_file(request: HttpRequest, file_id: UUID):
+def download_file(request: ApiRequest, file_id: UUID):
     """Redirects (302) to a signed, expiring URL that serves the bytes.
 
     On S3 that is a presigned object URL; on local storage, Doorito's own
@@ -137,7 +138,7 @@ def download_file(request: HttpRequest, file_id: UUID):
 @router.delete(
     "/files/{file_id}", response={204: None, **errors(403, 404)}, summary="Delete a file"
 )
-def delete_file(request: HttpRequest, file_id: UUID):
+def delete_file(request: ApiRequest, file_id: UUID):
     """Removes the bytes and the record; a stored file emits `file.deleted`."""
     file = get_visible_file(request.auth, file_id)
     upload_file_delete(file=file, actor=request.auth)
@@ -147,7 +148,7 @@ def delete_file(request: HttpRequest, file_id: UUID):
 def _reject_oversized_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Refuse a body whose declared length is over the limit before anything reads it."""
 
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: ApiRequest, *args, **kwargs) -> HttpResponse:
         limit = int(settings.FILE_UPLOAD_MAX_SIZE)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -194,7 +195,7 @@ UPLOAD_BODY = {
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 @decorate_view(_reject_oversized_body)
-def upload_file(request: HttpRequest):
+def upload_file(request: ApiRequest):
     """Simple upload of one file up to `FILE_UPLOAD_MAX_SIZE` bytes.
 
     The body is `multipart/form-data` with the part `file`, and optionally

@@ -7,12 +7,12 @@ from typing import Annotated
 from uuid import UUID
 
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from accounts.models import ApiToken, User
 from accounts.services.tokens import NAME_MAX_LENGTH, token_create, token_revoke
+from api.auth import ApiRequest
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.validation import STORABLE_TEXT, BodyIn
@@ -53,17 +53,18 @@ def tokens_visible_to(user: User) -> QuerySet[ApiToken]:
 
 
 @router.get("/tokens", response={200: TokenPage, **errors()}, summary="List tokens")
-def list_tokens(request: HttpRequest, page: Query[PageIn]):
+def list_tokens(request: ApiRequest, page: Query[PageIn]):
     """Your tokens, newest first (staff: everyone's). Plain values are never listed."""
     return paginate(tokens_visible_to(request.auth), page)
 
 
 @router.post("/tokens", response={201: TokenCreatedOut, **errors()}, summary="Create a token")
-def create_token(request: HttpRequest, body: TokenCreateIn):
+def create_token(request: ApiRequest, body: TokenCreateIn):
     """Create a named token for yourself; copy `token` now, it is not shown again."""
     token, raw = token_create(user=request.auth, name=body.name)
-    token.token = raw
-    return Status(201, token)
+    # The plain value is not on the model (only its hash is stored).
+    created = TokenCreatedOut(**TokenOut.from_orm(token).model_dump(), token=raw)
+    return Status(201, created)
 
 
 @router.post(
@@ -71,7 +72,7 @@ def create_token(request: HttpRequest, body: TokenCreateIn):
     response={200: TokenOut, **errors(404)},
     summary="Revoke a token",
 )
-def revoke_token(request: HttpRequest, token_id: UUID):
+def revoke_token(request: ApiRequest, token_id: UUID):
     """Revoke one of your tokens (staff: anyone's). Requests using it get 401 from now on."""
     token = tokens_visible_to(request.auth).filter(pk=token_id).first()
     if token is None:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
+from api.auth import ApiRequest
 from api.errors import errors
 from api.pagination import PageIn, PageOut, paginate
 from api.validation import STORABLE_TEXT, BodyIn, SafeStr
@@ -79,13 +79,13 @@ class TestEventOut(Schema):
     status: str
 
 
-def require_staff(request: HttpRequest) -> None:
+def require_staff(request: ApiRequest) -> None:
     if not request.auth.is_staff:
         raise PermissionDeniedError("Webhook endpoints are managed by staff.")
 
 
 @router.get("/endpoints", response={200: EndpointPage, **errors(403)}, summary="List endpoints")
-def list_endpoints(request: HttpRequest, page: Query[PageIn], is_active: bool | None = None):
+def list_endpoints(request: ApiRequest, page: Query[PageIn], is_active: bool | None = None):
     require_staff(request)
     return paginate(endpoint_list(is_active=is_active).order_by("created_at", "id"), page)
 
@@ -93,7 +93,7 @@ def list_endpoints(request: HttpRequest, page: Query[PageIn], is_active: bool | 
 @router.post(
     "/endpoints", response={201: EndpointSecretOut, **errors(403)}, summary="Create an endpoint"
 )
-def create_endpoint(request: HttpRequest, body: EndpointCreateIn):
+def create_endpoint(request: ApiRequest, body: EndpointCreateIn):
     """The answer carries the signing secret; it is not shown again (rotate to get a new one)."""
     require_staff(request)
     endpoint, secret = endpoint_create(
@@ -109,7 +109,7 @@ def create_endpoint(request: HttpRequest, body: EndpointCreateIn):
 @router.get(
     "/endpoints/{endpoint_id}", response={200: EndpointOut, **errors(403, 404)}, summary="Endpoint"
 )
-def get_endpoint(request: HttpRequest, endpoint_id: UUID):
+def get_endpoint(request: ApiRequest, endpoint_id: UUID):
     require_staff(request)
     return endpoint_get(endpoint_id=endpoint_id)
 
@@ -119,7 +119,7 @@ def get_endpoint(request: HttpRequest, endpoint_id: UUID):
     response={200: EndpointOut, **errors(403, 404)},
     summary="Change an endpoint",
 )
-def update_endpoint(request: HttpRequest, endpoint_id: UUID, body: EndpointUpdateIn):
+def update_endpoint(request: ApiRequest, endpoint_id: UUID, body: EndpointUpdateIn):
     """Only the fields sent change. `is_active: true` re-enables a disabled endpoint."""
     require_staff(request)
     endpoint = endpoint_get(endpoint_id=endpoint_id)
@@ -137,7 +137,7 @@ def update_endpoint(request: HttpRequest, endpoint_id: UUID, body: EndpointUpdat
     response={204: None, **errors(403, 404)},
     summary="Delete an endpoint",
 )
-def delete_endpoint(request: HttpRequest, endpoint_id: UUID):
+def delete_endpoint(request: ApiRequest, endpoint_id: UUID):
     require_staff(request)
     endpoint_delete(endpoint=endpoint_get(endpoint_id=endpoint_id))
     return Status(204, None)
@@ -148,7 +148,7 @@ def delete_endpoint(request: HttpRequest, endpoint_id: UUID):
     response={200: EndpointSecretOut, **errors(403, 404)},
     summary="Rotate the signing secret",
 )
-def rotate_secret(request: HttpRequest, endpoint_id: UUID):
+def rotate_secret(request: ApiRequest, endpoint_id: UUID):
     """A new secret, returned once; the old one keeps signing alongside it for
     `WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS`."""
     require_staff(request)
@@ -164,7 +164,7 @@ def rotate_secret(request: HttpRequest, endpoint_id: UUID):
     response={202: TestEventOut, **errors(403, 404)},
     summary="Send a test event",
 )
-def send_test_event(request: HttpRequest, endpoint_id: UUID):
+def send_test_event(request: ApiRequest, endpoint_id: UUID):
     """Queues a `webhook.test` event for this endpoint only; follow it under /events."""
     require_staff(request)
     event = endpoint_send_test_event(endpoint=endpoint_get(endpoint_id=endpoint_id))

@@ -12,6 +12,7 @@ class ApiClient(Client):
 
     def __init__(self, raw_token: str | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.raw_token = raw_token
         if raw_token:
             self.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw_token}"
 
@@ -33,9 +34,7 @@ def staff_user(db) -> User:
 
 def _client_for(user: User) -> ApiClient:
     _, raw = token_create(user=user, name="tests")
-    client = ApiClient(raw)
-    client.raw_token = raw
-    return client
+    return ApiClient(raw)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import zlib
+from typing import Any
 
 import psycopg
 from django.db import connections
@@ -32,7 +33,7 @@ LOCK_KEY = zlib.crc32(b"doorito:celery-beat") & 0x7FFFFFFF
 APPLICATION_NAME_PREFIX = "doorito-beat"
 
 
-def _connection_params() -> dict:
+def _connection_params() -> dict[str, Any]:
     """Django's own connection parameters, for a plain psycopg connection.
 
     The keepalive and ``tcp_user_timeout`` values make a connection to a host
@@ -130,7 +131,7 @@ def lock_holder() -> str | None:
 
 
 def beat_heartbeat_record(
-    *, holder: str, acquired_at: dt.datetime, failing: dict[str, dict]
+    *, holder: str, acquired_at: dt.datetime, failing: dict[str, dict[str, Any]]
 ) -> None:
     """Stamps the lock holder's row; one UPDATE (an INSERT the first time)."""
     BeatHeartbeat.objects.update_or_create(

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import connections
 from django.utils import timezone
@@ -84,7 +85,7 @@ class BeatStatus:
     holder: str | None = None
     acquired_at: dt.datetime | None = None
     ticked_at: dt.datetime | None = None
-    failing: dict[str, dict] = field(default_factory=dict)
+    failing: dict[str, dict[str, Any]] = field(default_factory=dict)
     entries: dict[str, dt.datetime | None] = field(default_factory=dict)
     detail: str = ""
 

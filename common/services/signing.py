@@ -47,7 +47,9 @@ def signature_header(*, secrets: Iterable[str], msg_id: str, timestamp: int, bod
     return " ".join(sign(secret=s, msg_id=msg_id, timestamp=timestamp, body=body) for s in secrets)
 
 
-def signing_secrets(*, secret: str, previous_secrets: list[dict], now: dt.datetime) -> list[str]:
+def signing_secrets(
+    *, secret: str, previous_secrets: list[dict[str, str]], now: dt.datetime
+) -> list[str]:
     """The current secret plus rotated-out ones still inside their overlap."""
     active = [secret]
     for entry in previous_secrets or []:

@@ -30,7 +30,7 @@ from django.db import connection
 
 def fetch_all(
     sql: str, params: Sequence[Any] | Mapping[str, Any], *, prepare: bool = False
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """Execute ``sql`` (bound on the server); its rows, or ``[]`` for a statement without any."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:

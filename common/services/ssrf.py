@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import httpcore
@@ -182,7 +183,7 @@ def resolve_vetted(host: str, port: int) -> list[str]:
         raise UnsafeTargetError(f"refused: {host} does not resolve ({exc})") from exc
     addresses: list[str] = []
     for info in infos:
-        addr = info[4][0].split("%", 1)[0]
+        addr = str(info[4][0]).split("%", 1)[0]
         if addr not in addresses:
             addresses.append(addr)
     if not addresses:
@@ -223,7 +224,14 @@ def validate_webhook_url(url: str) -> None:
 class SafeNetworkBackend(httpcore.SyncBackend):
     """Connects only to vetted addresses of the requested host."""
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
         addresses = resolve_vetted(host, port)
         last_exc: Exception | None = None
         for addr in addresses:

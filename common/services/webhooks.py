@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -51,7 +52,7 @@ def _clean_url(url: str) -> str:
     return url
 
 
-def endpoint_validate(*, url: str, event_types: list[str] | None) -> tuple[str, list[str]]:
+def endpoint_validate(*, url: str, event_types: Sequence[str] | None) -> tuple[str, list[str]]:
     """The URL and event types as ``endpoint_create``/``endpoint_update`` would
     store them, or the ``ValidationError`` they would raise.
 
@@ -65,7 +66,7 @@ def endpoint_create(
     *,
     owner: Any = None,
     url: str,
-    event_types: list[str] | None = None,
+    event_types: Sequence[str] | None = None,
     description: str = "",
 ) -> tuple[WebhookEndpoint, str]:
     """Create an endpoint after the SSRF check; returns it and its plain secret."""
@@ -86,7 +87,7 @@ def endpoint_update(
     *,
     endpoint: WebhookEndpoint,
     url: str | None = None,
-    event_types: list[str] | None = None,
+    event_types: Sequence[str] | None = None,
     description: str | None = None,
     is_active: bool | None = None,
 ) -> WebhookEndpoint:

@@ -139,7 +139,7 @@ def _failed_deliveries(n: int) -> None:
     WebhookDelivery.objects.update(status="failed", next_attempt_at=None)
 
 
-def test_resend_all_failed_since_works_in_chunks_and_reports_progress():
+def test_resend_all_failed_since_works_in_chunks_and_reports_progress() -> None:
     _failed_deliveries(5)
     seen: list[tuple[int, int]] = []
     count = deliveries_resend_failed(

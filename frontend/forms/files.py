@@ -4,7 +4,7 @@ the services decide."""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.db.models import QuerySet
@@ -33,10 +33,9 @@ FILE_SORT_CHOICES = [
 ]
 
 
-def _no_nul(value: str) -> str:
+def _no_nul(value: str) -> None:
     if "\x00" in value:
         raise forms.ValidationError("This value cannot contain NUL characters.")
-    return value
 
 
 class FileFilterForm(forms.Form):
@@ -56,7 +55,8 @@ class FileFilterForm(forms.Form):
     sort = forms.ChoiceField(label="Sort", required=False, choices=FILE_SORT_CHOICES)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("created_from"), data.get("created_to")
         if start and end and start > end:
             self.add_error("created_to", "The end date is before the start date.")
@@ -86,24 +86,26 @@ def _start_of(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+class BatchChoiceField(forms.ModelChoiceField):
+    """Open batches by the name given to them, else by the start of their id."""
+
+    def label_from_instance(self, obj: UploadBatch) -> str:
+        name = (obj.metadata or {}).get("name") if isinstance(obj.metadata, dict) else None
+        return str(name) if name else f"Batch {str(obj.id)[:8]}"
+
+
 class SimpleUploadForm(forms.Form):
     """The upload without JavaScript: one file, optionally into an open batch."""
 
     file = forms.FileField(label="File", allow_empty_file=True)
-    batch = forms.ModelChoiceField(
+    batch = BatchChoiceField(
         label="Batch", required=False, queryset=UploadBatch.objects.none(), empty_label="No batch"
     )
 
     def __init__(self, *args: Any, batches: QuerySet[UploadBatch], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        field = self.fields["batch"]
+        field = cast(BatchChoiceField, self.fields["batch"])  # declared above
         field.queryset = batches
-        field.label_from_instance = batch_label
-
-
-def batch_label(batch: UploadBatch) -> str:
-    name = (batch.metadata or {}).get("name") if isinstance(batch.metadata, dict) else None
-    return str(name) if name else f"Batch {str(batch.id)[:8]}"
 
 
 class BatchCreateForm(forms.Form):

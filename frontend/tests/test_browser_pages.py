@@ -84,7 +84,7 @@ def seed():
     return staff, batch, files, endpoint, event
 
 
-def test_every_page(chromium, live_server, settings):
+def test_every_page(chromium, live_server, settings) -> None:
     settings.SITE_URL = live_server.url
     staff, batch, files, endpoint, event = seed()
     pages = {

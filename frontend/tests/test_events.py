@@ -28,7 +28,9 @@ def endpoints(staff_user):
 
 
 def _emit(event_type: str = "file.stored", **payload) -> OutboxEvent:
-    return emit_event("file", uuid.uuid4(), event_type, {"filename": "a.txt", **payload})
+    event = emit_event("file", uuid.uuid4(), event_type, {"filename": "a.txt", **payload})
+    assert event is not None  # a new aggregate id: never an idempotent repeat
+    return event
 
 
 def _row_ids(content: bytes) -> list[str]:

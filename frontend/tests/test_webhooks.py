@@ -496,7 +496,9 @@ def _deliver_with_retries(runs: int) -> None:
 
 
 def _row(content: bytes, delivery_id) -> bytes:
-    return re.search(rf'<tr id="delivery-{delivery_id}">.*?</tr>'.encode(), content, re.S).group(0)
+    row = re.search(rf'<tr id="delivery-{delivery_id}">.*?</tr>'.encode(), content, re.S)
+    assert row is not None, f"no row for delivery {delivery_id}"
+    return row.group(0)
 
 
 def test_delivery_log_shows_the_recent_attempts_of_each_delivery_with_few_queries(

@@ -27,7 +27,7 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
-    next_page = reverse_lazy("frontend:login")
+    next_page = "frontend:login"  # a URL name: LogoutView resolves it
 
     def post(self, request, *args, **kwargs):
         response = super().post(request, *args, **kwargs)

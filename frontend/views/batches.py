@@ -11,11 +11,12 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.http import AuthenticatedHttpRequest
 from common.exceptions import ApplicationError
 from frontend.forms.errors import add_service_error
 from frontend.forms.files import BatchCreateForm
@@ -31,7 +32,7 @@ PER_PAGE = 25
 FILES_SHOWN = 50
 
 
-def _visible_batch(request: HttpRequest, batch_id: UUID) -> UploadBatch:
+def _visible_batch(request: AuthenticatedHttpRequest, batch_id: UUID) -> UploadBatch:
     return get_object_or_404(batches_for_user(request.user), pk=batch_id)
 
 
@@ -45,7 +46,7 @@ def _progress_context(batch: UploadBatch) -> dict:
 
 @login_required
 @require_GET
-def batch_list(request: HttpRequest) -> HttpResponse:
+def batch_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     batches = (
         batches_for_user(request.user)
         .filter(owner=request.user)
@@ -59,7 +60,7 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def batch_create(request: HttpRequest) -> HttpResponse:
+def batch_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A named batch; then back to the upload page, uploading into it."""
     form = BatchCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -85,7 +86,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+def batch_detail(request: AuthenticatedHttpRequest, batch_id: UUID) -> HttpResponse:
     batch = _visible_batch(request, batch_id)
     files = list(
         files_for_user(request.user)
@@ -104,7 +105,7 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def batch_progress(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+def batch_progress(request: AuthenticatedHttpRequest, batch_id: UUID) -> HttpResponse:
     """The progress fragment htmx polls; without a trigger once the batch has ended."""
     batch = _visible_batch(request, batch_id)
     return render(request, "frontend/batches/detail.html#progress", _progress_context(batch))
@@ -112,7 +113,7 @@ def batch_progress(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def batch_close(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+def batch_close(request: AuthenticatedHttpRequest, batch_id: UUID) -> HttpResponse:
     """GET asks for confirmation; POST ends the batch with the files it has."""
     batch = _visible_batch(request, batch_id)
     if request.method == "POST":

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
+from accounts.http import AuthenticatedHttpRequest
 from common.selectors import delivery_health
 from portal.selectors import file_counts_for_owner, files_for_user, open_batches_for_owner
 
@@ -15,7 +16,7 @@ RECENT = 8
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     context = {
         "nav": "dashboard",

@@ -13,10 +13,11 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.http import AuthenticatedHttpRequest
 from common.exceptions import ApplicationError
 from common.selectors import event_list
 from frontend.forms.files import FileFilterForm
@@ -29,13 +30,13 @@ from portal.storage import file_download_url
 PER_PAGE = 25
 
 
-def _visible_file(request: HttpRequest, file_id: UUID) -> UploadFile:
+def _visible_file(request: AuthenticatedHttpRequest, file_id: UUID) -> UploadFile:
     return get_object_or_404(files_for_user(request.user), pk=file_id)
 
 
 @login_required
 @require_GET
-def file_list(request: HttpRequest) -> HttpResponse:
+def file_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = FileFilterForm(request.GET)
     # Own files only; the list needs the batch's name, not the owner row.
     own = files_for_user(request.user).filter(owner=request.user)
@@ -57,7 +58,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def file_detail(request: HttpRequest, file_id: UUID) -> HttpResponse:
+def file_detail(request: AuthenticatedHttpRequest, file_id: UUID) -> HttpResponse:
     file = _visible_file(request, file_id)
     events = list(event_list(aggregate_type="file", aggregate_id=file.id))
     context = {
@@ -74,7 +75,7 @@ def file_detail(request: HttpRequest, file_id: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def file_download(request: HttpRequest, file_id: UUID) -> HttpResponse:
+def file_download(request: AuthenticatedHttpRequest, file_id: UUID) -> HttpResponse:
     """Send the browser to a signed, expiring link (a presigned URL on S3)."""
     file = _visible_file(request, file_id)
     if file.status != UploadFile.Status.STORED or not file.storage_key:
@@ -85,7 +86,7 @@ def file_download(request: HttpRequest, file_id: UUID) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def file_delete(request: HttpRequest, file_id: UUID) -> HttpResponse:
+def file_delete(request: AuthenticatedHttpRequest, file_id: UUID) -> HttpResponse:
     """GET asks for confirmation; POST deletes the bytes and the record."""
     file = _visible_file(request, file_id)
     if request.method == "POST":

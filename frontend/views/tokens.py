@@ -11,13 +11,14 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from accounts import selectors
+from accounts.http import AuthenticatedHttpRequest
 from accounts.models import ApiToken
 from accounts.services import tokens as services
 from common.exceptions import ApplicationError, NotFoundError
@@ -28,7 +29,7 @@ from frontend.paging import CappedPaginator
 PAGE_SIZE = 25
 
 
-def _own_token(request: HttpRequest, token_id: UUID) -> ApiToken:
+def _own_token(request: AuthenticatedHttpRequest, token_id: UUID) -> ApiToken:
     try:
         return selectors.token_get(user=request.user, token_id=token_id)
     except NotFoundError as exc:
@@ -37,7 +38,7 @@ def _own_token(request: HttpRequest, token_id: UUID) -> ApiToken:
 
 @login_required
 @require_http_methods(["GET", "HEAD"])
-def token_list(request: HttpRequest) -> HttpResponse:
+def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     tokens = selectors.token_list(user=request.user)
     page_obj = CappedPaginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"nav": "tokens", "page_obj": page_obj, "form": TokenCreateForm()}
@@ -47,7 +48,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def token_create(request: HttpRequest) -> HttpResponse:
+def token_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TokenCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -69,7 +70,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def token_revoke(request: HttpRequest, token_id: UUID) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, token_id: UUID) -> HttpResponse:
     """GET asks for confirmation; POST revokes (a second revocation changes nothing)."""
     token = _own_token(request, token_id)
     if request.method == "POST":

@@ -7,11 +7,12 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.http import AuthenticatedHttpRequest
 from common.exceptions import ApplicationError, PayloadTooLargeError, UnsupportedMediaTypeError
 from frontend.forms.errors import add_service_error
 from frontend.forms.files import BatchCreateForm, SimpleUploadForm
@@ -26,7 +27,7 @@ CHUNK_SIZE = 5 * 1024 * 1024
 PARALLEL_UPLOADS = 3
 
 
-def _selected_batch(request: HttpRequest) -> UploadBatch | None:
+def _selected_batch(request: AuthenticatedHttpRequest) -> UploadBatch | None:
     """The open batch named by ``?batch=``; anything else is reported and ignored."""
     raw = request.GET.get("batch")
     if not raw:
@@ -34,8 +35,9 @@ def _selected_batch(request: HttpRequest) -> UploadBatch | None:
     try:
         batch_id = UUID(raw)
     except ValueError:
-        batch_id = None
-    batch = open_batches_for_owner(owner=request.user).filter(pk=batch_id).first()
+        batch = None
+    else:
+        batch = open_batches_for_owner(owner=request.user).filter(pk=batch_id).first()
     if batch is None:
         messages.warning(
             request,
@@ -57,7 +59,7 @@ def _limits() -> dict:
 
 
 def _render_upload(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     *,
     form: SimpleUploadForm,
     batch: UploadBatch | None,
@@ -80,7 +82,7 @@ def _render_upload(
 
 @login_required
 @require_GET
-def upload(request: HttpRequest) -> HttpResponse:
+def upload(request: AuthenticatedHttpRequest) -> HttpResponse:
     batch = _selected_batch(request)
     batches = open_batches_for_owner(owner=request.user)
     form = SimpleUploadForm(batches=batches, initial={"batch": batch})
@@ -90,7 +92,7 @@ def upload(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 @csrf_exempt
-def upload_simple(request: HttpRequest) -> HttpResponse:
+def upload_simple(request: AuthenticatedHttpRequest) -> HttpResponse:
     """One file in one multipart POST, up to ``FILE_UPLOAD_MAX_SIZE``.
 
     The file part streams straight into storage while Django reads the body
@@ -103,7 +105,7 @@ def upload_simple(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_protect
-def _upload_simple(request: HttpRequest) -> HttpResponse:
+def _upload_simple(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = SimpleUploadForm(
         request.POST, request.FILES, batches=open_batches_for_owner(owner=request.user)
     )
@@ -129,7 +131,7 @@ def _upload_simple(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def upload_result(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+def upload_result(request: AuthenticatedHttpRequest, upload_id: UUID) -> HttpResponse:
     """Where the upload page links a finished tus upload: that upload's file."""
     file = files_for_user(request.user).filter(upload_session__id=upload_id).first()
     if file is None:

@@ -39,7 +39,8 @@ def clean_metadata(metadata: Any) -> dict[str, Any]:
         raise ValidationError(
             f"metadata is larger than {MAX_METADATA_BYTES} bytes.", details={"field": "metadata"}
         )
-    return clean_json(metadata, field="metadata")
+    cleaned: dict[str, Any] = clean_json(metadata, field="metadata")
+    return cleaned
 
 
 def batch_create(

@@ -12,6 +12,7 @@ import hashlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,14 +42,14 @@ def on_disk(root: str | Path) -> set[str]:
 
 
 @pytest.fixture
-def spool(settings, tmp_path, monkeypatch) -> list[list[str]]:
+def spool(settings, tmp_path, monkeypatch) -> Iterator[list[list[str]]]:
     """Where Django would spool uploads, and what was in it each time bytes reached storage."""
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     settings.FILE_UPLOAD_TEMP_DIR = str(spool_dir)
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # Django's handlers would spool any file
     seen: list[list[str]] = []
-    original = FileSystemStorage._save
+    original = FileSystemStorage._save  # type: ignore[attr-defined]  # private, not in the stubs
 
     def watching_save(self, name, content):
         seen.append(os.listdir(spool_dir))

@@ -43,6 +43,8 @@ def metadata(**values: str) -> str:
 class Tus:
     """A bare tus client over httpx, so each test controls every header."""
 
+    user: User  # whose token it sends (set by the fixture)
+
     def __init__(self, base_url: str, raw_token: str | None):
         self.base = base_url.rstrip("/") + "/api/tus/"
         self.http = httpx.Client(timeout=30)
