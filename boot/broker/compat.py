@@ -188,7 +188,7 @@ def check_private_members() -> list[str]:
     import kombu
     from kombu.connection import Connection
 
-    conn: Any = Connection(MEMORY_URL)  # type: ignore[no-untyped-call]
+    conn: Any = Connection(MEMORY_URL)
     try:
         live = _live_instances(conn)
         problems = [

@@ -321,7 +321,8 @@ class Transport(kombu_sqlalchemy.Transport):
             self._wait_for_messages(connection.client.hostname, limit)
 
     def _wait_for_messages(self, url: str, limit: float) -> None:
-        if not any(ch._consumers and ch.qos.can_consume() for ch in self.channels):
+        channels: list[Channel] = self.channels or []
+        if not any(ch._consumers and ch.qos.can_consume() for ch in channels):
             time.sleep(min(limit, FULL_WINDOW_WAIT))
             return
         listener = self._listen(url)
