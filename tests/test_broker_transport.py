@@ -186,31 +186,55 @@ def test_task_waiting_sees_only_unfetched_due_messages_of_that_task():
     app.control.purge()
 
 
+# Runs in a process of its own: pytest's has threads, and forking one with
+# threads may deadlock the child.
+FORK_PROBE = """
+import os
+import django
+
+django.setup()
+from sqlalchemy import text
+from boot.celery import app
+
+def backend_pid(engine):
+    with engine.connect() as db:
+        return db.execute(text("SELECT pg_backend_pid()")).scalar()
+
+with app.connection_for_write() as conn:
+    engine = conn.default_channel._engine()
+    parent = backend_pid(engine)  # the pool's one connection, idle now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.write(write, str(backend_pid(engine)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    in_child = int(os.read(read, 64))
+    print(parent, in_child, backend_pid(engine))
+"""
+
+
 def test_a_forked_child_never_uses_a_connection_its_parent_pooled():
     """A Celery pool child forked after the main process fetched messages (a
     replaced child) must open its own broker connection, not share a socket."""
-    import os
+    import subprocess
+    import sys
 
-    from sqlalchemy import text
+    from conftest import ROOT, subprocess_env
 
-    def backend_pid(engine) -> int:
-        with engine.connect() as db:
-            return db.execute(text("SELECT pg_backend_pid()")).scalar()
-
-    with app.connection_for_write() as conn:
-        engine = conn.default_channel._engine()
-        engine.dispose()  # so the pool holds exactly the one connection below
-        parent = backend_pid(engine)  # now pooled, idle
-        read, write = os.pipe()
-        child = os.fork()
-        if child == 0:  # pragma: no cover - the child reports through the pipe
-            try:
-                os.write(write, str(backend_pid(engine)).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        os.waitpid(child, 0)
-        in_child = int(os.read(read, 64))
-        os.close(read)
-        assert in_child != parent
-        assert backend_pid(engine) != in_child  # the parent's pool still works, on its own
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_PROBE],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    parent, in_child, parent_again = map(int, done.stdout.split()[-3:])
+    assert in_child != parent
+    assert parent_again != in_child  # the parent's pool still works, on its own
