@@ -140,10 +140,12 @@ def _forget_pooled_connections_after_fork() -> None:
 
     kombu keeps one engine per broker URL for the whole process, and a fork
     copies it with the parent's pooled connections: a Celery pool child
-    forked after the main process had fetched messages (a replaced or
-    recycled child) sent its queries down the parent's socket, and the two
-    interleaved on one PostgreSQL session. ``dispose(close=False)`` gives
-    the child an empty pool without closing what the parent still uses.
+    forked after the main process had used the broker (a replaced or
+    recycled child) checked out the parent's PostgreSQL session (same
+    backend pid; ``tests/test_broker_transport.py``), and two processes
+    writing to one socket corrupt each other's protocol stream.
+    ``dispose(close=False)`` gives the child an empty pool without closing
+    what the parent still uses.
     """
     for engine, _ in list(kombu_sqlalchemy.Channel._engines.values()):
         engine.dispose(close=False)
