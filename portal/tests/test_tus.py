@@ -419,7 +419,7 @@ def test_expired_upload_is_410_and_the_sweep_deletes_its_data(tus, settings):
 
     from django.utils import timezone
 
-    from portal.services.sessions import upload_sessions_expire
+    from portal.services.tus.expiry import upload_sessions_expire
 
     url = tus.create(10)
     fresh = tus.create(10)
@@ -780,11 +780,11 @@ def test_method_not_allowed(tus):
 
 def test_finalisation_hashes_the_parts_when_another_process_took_earlier_patches(tus):
     """The in-process running hash is a shortcut; without it the parts are read back."""
-    from portal.services import session_storage
+    from portal.services.tus.running_hashes import running_hashes
 
     url = tus.create(10)
     assert tus.patch(url, b"01234", 0).status_code == 204
-    session_storage.running_hashes._entries.clear()  # as if another process had taken that PATCH
+    running_hashes.clear()  # as if another process had taken that PATCH
     assert tus.patch(url, b"56789", 5).status_code == 204
     assert session_for(url).file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
 
@@ -840,7 +840,7 @@ def test_sweep_removes_objects_no_part_records(tus, settings):
     from django.core.files.base import ContentFile
     from django.utils import timezone
 
-    from portal.services.sessions import upload_sessions_expire
+    from portal.services.tus.expiry import upload_sessions_expire
     from portal.storage import file_storage
 
     url = tus.create(10)
