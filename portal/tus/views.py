@@ -29,9 +29,9 @@ from portal.services.tus.sessions import (
     max_upload_size,
     upload_session_append,
     upload_session_create,
-    upload_session_get,
     upload_session_is_finished,
     upload_session_is_gone,
+    upload_session_status,
     upload_session_terminate,
 )
 from portal.tus.headers import (
@@ -171,7 +171,7 @@ def _create(request: HttpRequest, user: User) -> HttpResponse:
 
 
 def _head(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
-    session = upload_session_get(owner=user, upload_id=upload_id)
+    session = upload_session_status(owner=user, upload_id=upload_id)
     if upload_session_is_gone(session):
         raise GoneError(details={"upload_id": str(session.id)})
     response = HttpResponse(status=200)

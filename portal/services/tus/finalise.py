@@ -23,13 +23,21 @@ from portal.services.file_records import (
     upload_file_record_failed,
     upload_file_record_stored,
 )
-from portal.services.stored_objects import delete_objects
 from portal.services.tus.metadata import file_metadata
 from portal.services.tus.parts import part_store, upload_objects
 from portal.services.tus.running_hashes import running_hashes
 from portal.storage import generate_storage_key
 
 logger = logging.getLogger(__name__)
+
+
+def upload_session_is_fully_received(session: UploadSession) -> bool:
+    """Every byte is stored but the upload was not finished (its finalisation broke off)."""
+    return (
+        session.status == UploadSession.Status.ACTIVE
+        and session.length is not None
+        and session.offset == session.length
+    )
 
 
 def upload_session_complete(session: UploadSession) -> None:
@@ -72,7 +80,7 @@ def upload_session_finalise(
 
     assembled = store.assemble(part_keys, key=generate_storage_key(), known_sha256=known_sha256)
     if assembled.size != session.length:
-        delete_objects([assembled.key])
+        store.unassemble(part_keys, assembled)
         raise ApplicationError(
             "The stored parts do not add up to the upload length.",
             code="upload_incomplete",
@@ -98,11 +106,13 @@ def upload_session_finalise(
             _mark_consumed(session, source_ids)
     except ApplicationError as exc:
         # E.g. the batch ended meanwhile: this upload can no longer become a file.
-        delete_objects([assembled.key])
+        store.unassemble(part_keys, assembled)
         _fail(session, source_ids=source_ids, error=exc, record=False)
         raise
     except BaseException:
-        delete_objects([assembled.key])
+        # E.g. the database went away: the parts stay, and the upload is
+        # finished by the next request that finds all its bytes there.
+        store.unassemble(part_keys, assembled)
         raise
     record_upload_stored(kind="tus", size=assembled.size)
     logger.info(

@@ -194,6 +194,10 @@ class PartStore(ABC):
         (``upload_objects``).
         """
 
+    def unassemble(self, part_keys: Sequence[str], assembled: Assembled) -> None:
+        """Undo ``assemble`` when its file cannot be recorded, leaving the parts as they were."""
+        delete_objects([assembled.key])
+
     @abstractmethod
     def _delete_unrecorded(self, session_id: UUID) -> None: ...
 
@@ -281,6 +285,14 @@ class LocalPartStore(PartStore):
             delete_objects([key])
             raise
         return Assembled(key=key, size=size, sha256=digest)
+
+    def unassemble(self, part_keys: Sequence[str], assembled: Assembled) -> None:
+        if len(part_keys) == 1:
+            # The data file was renamed, not copied: put it back, so the upload
+            # can still be finished (a database outage during finalisation).
+            os.replace(self.storage.path(assembled.key), self.storage.path(part_keys[0]))
+            return
+        super().unassemble(part_keys, assembled)
 
     def _delete_unrecorded(self, session_id: UUID) -> None:
         shutil.rmtree(self.storage.path(session_prefix(session_id)), ignore_errors=True)

@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.exceptions import (
+    ApplicationError,
     ConflictError,
     NotFoundError,
     PayloadTooLargeError,
@@ -25,8 +26,16 @@ from common.exceptions import (
 )
 from portal.models import UploadPart, UploadSession
 from portal.services.hashing import BinaryStream
-from portal.services.tus.errors import ChecksumMismatchError, GoneError, OffsetMismatchError
-from portal.services.tus.finalise import upload_session_complete
+from portal.services.tus.errors import (
+    ChecksumMismatchError,
+    GoneError,
+    LockedError,
+    OffsetMismatchError,
+)
+from portal.services.tus.finalise import (
+    upload_session_complete,
+    upload_session_is_fully_received,
+)
 from portal.services.tus.locks import upload_session_lock
 from portal.services.tus.metadata import session_fields
 from portal.services.tus.parts import WrittenPart, part_store
@@ -93,6 +102,30 @@ def upload_session_is_finished(session: UploadSession) -> bool:
 def ensure_alive(session: UploadSession) -> None:
     if upload_session_is_gone(session):
         raise GoneError(details={"upload_id": str(session.id)})
+
+
+def upload_session_status(*, owner: User, upload_id: UUID | str) -> UploadSession:
+    """The session a HEAD reports, finishing it first if all its bytes are already in.
+
+    A database outage between recording the last PATCH and recording the
+    file leaves every byte stored and the offset at the length; the client's
+    retry asks HEAD where it is, learns it is done and stops. So the upload
+    becomes its file here (or, at the latest, in the hourly sweep).
+    """
+    session = upload_session_get(owner=owner, upload_id=upload_id)
+    if not upload_session_is_fully_received(session) or upload_session_is_gone(session):
+        return session
+    try:
+        with upload_session_lock(session.id):
+            session.refresh_from_db()
+            if upload_session_is_fully_received(session):
+                upload_session_complete(session)
+    except LockedError:
+        pass  # the request holding the lock is finishing it
+    except ApplicationError:
+        # Refused (its type, a closed batch): the session now says so.
+        session.refresh_from_db()
+    return session
 
 
 # --- creation -------------------------------------------------------------------
