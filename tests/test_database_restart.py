@@ -296,6 +296,7 @@ def test_restarting_the_database_under_upload_load_answers_201_or_503_and_loses_
             thread.join(timeout=120)
             assert not thread.is_alive(), "an uploader hung"
 
+        print("answers:", {kind: dict(counts) for kind, counts in out.statuses.items()})
         assert out.failures == [], (out.failures[:10], server.output())
         # The outages were real, and so was the load around them.
         assert sum(out.statuses[kind][503] for kind in ALLOWED) > 0, out.statuses
