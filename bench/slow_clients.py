@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 from gunicorn_server import manage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +124,28 @@ def probe(url: str, out: str) -> None:
             took = time.perf_counter() - started if ok else PROBE_TIMEOUT
             fh.write(f"{at} {took}\n")
             time.sleep(max(0.0, PROBE_EVERY - (time.perf_counter() - started)))
+
+
+class ConnectionCounter(threading.Thread):
+    """The server's open PostgreSQL connections, sampled every half second."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url.replace("postgres://", "postgresql://")
+        self.samples: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stopped.wait(0.5):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+                self.samples.append((time.time(), int(row[0]) if row else 0))
+
+    def peak(self, started: float, ended: float) -> int:
+        return max((n for at, n in self.samples if started <= at <= ended), default=0)
 
 
 class Prober:
@@ -282,10 +305,16 @@ def main() -> None:
         manage(env, "create_user", "bench@example.com", "--no-password")
         token = manage(env, "create_token", "bench@example.com", "bench").strip().splitlines()[-1]
         server = Server(env, logdir / "web.log")
-        say(f"web: gunicorn {' '.join(PRODUCTION)} boot.wsgi (2 cores)")
+        say(
+            f"web: gunicorn {' '.join(PRODUCTION)} boot.wsgi "
+            f"({os.cpu_count()} cores, WEB_CONCURRENCY={env['WEB_CONCURRENCY']}, "
+            f"WEB_THREADS={os.environ.get('WEB_THREADS', 'default')})"
+        )
 
         for _ in range(20):  # every worker past its first request (lazy imports)
             httpx.get(server.url + "/healthz", timeout=10)
+        connections = ConnectionCounter(cluster.url)
+        connections.start()
         prober = Prober(server.url, logdir / "probes.txt")
         memory = {"start": server.rss_mib()}
         time.sleep(1)
@@ -331,6 +360,10 @@ def main() -> None:
         say("/healthz (every 20 ms; failures count as 5 s)")
         for phase in ("idle", "alone", "slow clients only", "with slow clients"):
             say(f"  {phase:20} {prober.summary(phase)}")
+        say("server's PostgreSQL connections, peak")
+        for name, started, ended in prober.phases:
+            say(f"  {name:20} {connections.peak(started, ended):4d}")
+        connections.stopped.set()
         say("server memory (RSS of master + workers)")
         for name, value in memory.items():
             say(f"  {name:24} {value:7.1f} MiB")

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from gunicorn_server import GunicornServer
+from gunicorn_server import GunicornServer, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -51,20 +51,12 @@ def make_file(path: Path, size: int) -> str:
 
 
 def server_env(args: argparse.Namespace, media: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "boot.settings",
-        "DJANGO_CONFIGURATION": "Production",
-        "SECRET_KEY": "bench-only-secret",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": args.database_url,
-        "MEDIA_ROOT": str(media),
-        "STORAGE_BACKEND": "local",
-        "RESUMABLE_UPLOAD_MAX_SIZE": str(64 * 1024 * MIB),
-        "LOG_LEVEL": "WARNING",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return production_env(
+        args.database_url,
+        media,
+        RESUMABLE_UPLOAD_MAX_SIZE=str(64 * 1024 * MIB),
+        CELERY_TASK_ALWAYS_EAGER="false",
+    )
 
 
 def setup_database(args: argparse.Namespace, media: Path) -> str:

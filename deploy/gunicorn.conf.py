@@ -24,7 +24,15 @@ import os
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
-threads = int(os.environ.get("WEB_THREADS", "48"))
+# Every thread that serves a request keeps a database connection open for
+# DATABASE_CONN_MAX_AGE (a tus PATCH holds one for its whole body), so the
+# web tier's connections are workers x threads. By default they share
+# WEB_DB_CONNECTION_BUDGET between the workers (at least 8 threads each):
+# with a Celery worker, beat and the superuser reserve that stays inside
+# PostgreSQL's default max_connections = 100 for up to ten web workers
+# (docs/operations.md, "Sizing database connections").
+WEB_DB_CONNECTION_BUDGET = 80
+threads = int(os.environ.get("WEB_THREADS", max(8, WEB_DB_CONNECTION_BUDGET // workers)))
 # A worker takes no more connections than it has threads: one whose threads
 # are all busy stops accepting, so new requests (health probes included) go
 # to a worker that can answer now instead of queueing behind slow bodies.

@@ -81,12 +81,12 @@ class UploadFileAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         # Through the service, so the stored object goes too and file.deleted is emitted.
-        from portal.services.uploads import upload_file_delete
+        from portal.services.file_records import upload_file_delete
 
         upload_file_delete(file=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
-        from portal.services.uploads import upload_file_delete
+        from portal.services.file_records import upload_file_delete
 
         for file in queryset.select_related("owner"):
             upload_file_delete(file=file, actor=request.user)

@@ -40,6 +40,16 @@ def is_s3_storage(storage: Storage) -> TypeGuard[S3Storage]:
     return hasattr(storage, "bucket") and hasattr(storage, "connection")
 
 
+def has_local_paths(storage: Storage | None = None) -> bool:
+    """Whether the storage's objects are files on a local (or shared) disk."""
+    storage = storage or file_storage()
+    try:
+        storage.path("probe")
+    except NotImplementedError:
+        return False
+    return True
+
+
 def generate_storage_key() -> str:
     """A fresh key ``uploads/YYYY/MM/<uuid>``; month prefixes keep listings small."""
     now = timezone.now()

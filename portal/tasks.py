@@ -52,7 +52,7 @@ def expire_stale_upload_sessions_task() -> dict:
     from django.conf import settings
 
     from portal.services.cleanup import cleanup_stale_uploading_files
-    from portal.services.sessions import upload_sessions_expire
+    from portal.services.tus.expiry import upload_sessions_expire
 
     stale_minutes = getattr(settings, "UPLOAD_STALE_MINUTES", 60)
     result = upload_sessions_expire()

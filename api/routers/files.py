@@ -29,12 +29,9 @@ from common.exceptions import (
 from common.services.text import text_is_storable
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import files_for_user
+from portal.services.file_records import upload_file_delete
 from portal.services.streaming import StreamedUpload, parse_streaming_upload
-from portal.services.uploads import (
-    upload_file_create,
-    upload_file_create_streamed,
-    upload_file_delete,
-)
+from portal.services.uploads import upload_file_create, upload_file_create_streamed
 from portal.storage import file_download_url
 
 router = Router(tags=["files"])

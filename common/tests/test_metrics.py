@@ -109,7 +109,7 @@ def test_uploads_and_deliveries_move_counters_and_gauges(client, receiver):
 
 
 def test_tus_upload_counts_as_tus(client):
-    from portal.services.sessions import upload_session_append, upload_session_create
+    from portal.services.tus.sessions import upload_session_append, upload_session_create
     from portal.tus.headers import UploadMetadata
 
     before = scrape(client)

@@ -11,7 +11,7 @@ from common.models import WebhookDelivery
 from common.services.webhooks import endpoint_create
 from frontend.tests.helpers import make_batch, make_file
 from portal.models import UploadFile
-from portal.services.uploads import upload_file_delete
+from portal.services.file_records import upload_file_delete
 
 pytestmark = pytest.mark.django_db
 

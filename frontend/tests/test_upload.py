@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from frontend.tests.helpers import make_batch, make_file
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_close
-from portal.services.sessions import upload_session_append, upload_session_create
+from portal.services.tus.sessions import upload_session_append, upload_session_create
 from portal.tus.headers import parse_metadata
 
 pytestmark = pytest.mark.django_db

@@ -24,7 +24,7 @@ from frontend.forms.files import FileFilterForm
 from frontend.paging import CappedPaginator
 from portal.models import UploadFile
 from portal.selectors import batches_for_user, files_for_user
-from portal.services.uploads import upload_file_delete
+from portal.services.file_records import upload_file_delete
 from portal.storage import file_download_url
 
 PER_PAGE = 25

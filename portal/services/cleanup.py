@@ -9,25 +9,22 @@ gone; the next run removes them, since a missing object is not an error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from storages.utils import clean_name
 
 from common.services.outbox import EventSpec
 from portal.models import UploadFile, UploadSession
 from portal.services.events import emit_many
 from portal.services.payloads import file_event_payload
-from portal.storage import file_storage, is_s3_storage
+from portal.services.stored_objects import delete_objects
 
 logger = logging.getLogger(__name__)
 
 CLEANUP_BATCH_SIZE = 1000
-S3_DELETE_CHUNK = 1000  # the most keys one DeleteObjects request takes
 
 
 @dataclass(frozen=True)
@@ -40,41 +37,6 @@ def expired_files(*, ttl_hours: int, now: datetime | None = None) -> QuerySet[Up
     """Every file (stored, failed or abandoned) created more than ``ttl_hours`` ago."""
     cutoff = (now or timezone.now()) - timedelta(hours=ttl_hours)
     return UploadFile.objects.filter(created_at__lt=cutoff)
-
-
-def delete_objects(keys: Iterable[str]) -> set[str]:
-    """Delete storage objects; returns the keys that could not be deleted.
-
-    Already-missing objects count as deleted. On S3 one request removes up to
-    1000 keys instead of one request per key.
-    """
-    keys = [k for k in keys if k]
-    failed: set[str] = set()
-    storage = file_storage()
-    if is_s3_storage(storage):
-        client = storage.connection.meta.client
-        for start in range(0, len(keys), S3_DELETE_CHUNK):
-            chunk = keys[start : start + S3_DELETE_CHUNK]
-            names = {storage._normalize_name(clean_name(k)): k for k in chunk}
-            response = client.delete_objects(
-                Bucket=storage.bucket_name,
-                Delete={"Objects": [{"Key": n} for n in names], "Quiet": True},
-            )
-            for error in response.get("Errors", []):
-                if error.get("Code") == "NoSuchKey":
-                    continue
-                logger.error("Could not delete object %s: %s", error.get("Key"), error.get("Code"))
-                failed.add(names.get(error.get("Key"), error.get("Key")))
-        return failed
-    for key in keys:
-        try:
-            storage.delete(key)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            logger.exception("Could not delete object %s", key)
-            failed.add(key)
-    return failed
 
 
 def cleanup_expired_upload_files(

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -36,6 +36,7 @@ from common.exceptions import ApplicationError
 from common.services.text import text_is_storable
 from portal.models import UploadFile
 from portal.services import uploads
+from portal.services.hashing import HEAD_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,13 @@ class _Pipe:
             self._cond.notify_all()
 
 
-class StreamedUpload(UploadedFile):
+if TYPE_CHECKING:
+    _UploadedFile = UploadedFile[bytes]
+else:
+    _UploadedFile = UploadedFile
+
+
+class StreamedUpload(_UploadedFile):
     """The ``file`` part of a request, as it streams into storage.
 
     Behaves like an ``UploadedFile`` for forms (``name``, ``size``,
@@ -140,14 +147,14 @@ class StreamedUpload(UploadedFile):
     def receive(self, data: bytes) -> None:
         if self.refusal is not None or self.too_large or self.write_error is not None:
             return  # the rest of a refused or broken upload is read and dropped
-        self.size += len(data)
+        self.size = (self.size or 0) + len(data)
         if self.size > self._max_size:
             self.too_large = True
             self._stop_writer(abort=True)
             return
         if self.record is None:
             self.head += data
-            if len(self.head) >= uploads.HEAD_SIZE:
+            if len(self.head) >= HEAD_SIZE:
                 self._start()
             return
         self._feed(data)
@@ -159,7 +166,7 @@ class StreamedUpload(UploadedFile):
             self._stop_writer(abort=False)
 
     def _start(self) -> None:
-        buffered, self.head = self.head, self.head[: uploads.HEAD_SIZE]
+        buffered, self.head = self.head, self.head[:HEAD_SIZE]
         try:
             self.record = uploads.upload_file_reserve(
                 owner=self.owner,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.exceptions import UnsupportedMediaTypeError
-from portal.services.uploads import upload_file_content_type
+from portal.services.content_types import upload_file_content_type
 from portal.tests.streams import EXE_HEAD, tiny_png
 
 ZIP_HEAD = b"PK\x03\x04" + b"\x00" * 60
@@ -129,7 +129,7 @@ def test_text_types_are_refused_when_the_content_is_not_that_text(
 
 
 def test_a_cut_multibyte_character_at_the_end_of_the_head_is_still_text(settings):
-    from portal.services.uploads import HEAD_SIZE
+    from portal.services.hashing import HEAD_SIZE
 
     settings.FILE_UPLOAD_ALLOWED_TYPES = ["text/plain"]
     head = ("a" + "é" * HEAD_SIZE).encode()[:HEAD_SIZE]

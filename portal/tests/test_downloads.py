@@ -44,7 +44,7 @@ def test_tampered_and_expired_links_are_refused(user, client, settings):
 
 
 def test_deleted_file_link_is_not_found(user, client):
-    from portal.services.uploads import upload_file_delete
+    from portal.services.file_records import upload_file_delete
 
     file = upload_file_create(owner=user, stream=BytesStream(b"abc"), filename="a.txt")
     url = file_download_url(file)

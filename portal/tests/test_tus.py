@@ -12,12 +12,14 @@ import http.client
 import os
 import re
 import time
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.services.tokens import token_create, token_revoke
@@ -421,7 +423,7 @@ def test_expired_upload_is_410_and_the_sweep_deletes_its_data(tus, settings):
 
     from django.utils import timezone
 
-    from portal.services.sessions import upload_sessions_expire
+    from portal.services.tus.expiry import upload_sessions_expire
 
     url = tus.create(10)
     fresh = tus.create(10)
@@ -782,11 +784,11 @@ def test_method_not_allowed(tus):
 
 def test_finalisation_hashes_the_parts_when_another_process_took_earlier_patches(tus):
     """The in-process running hash is a shortcut; without it the parts are read back."""
-    from portal.services import session_storage
+    from portal.services.tus.running_hashes import running_hashes
 
     url = tus.create(10)
     assert tus.patch(url, b"01234", 0).status_code == 204
-    session_storage.running_hashes._entries.clear()  # as if another process had taken that PATCH
+    running_hashes.clear()  # as if another process had taken that PATCH
     assert tus.patch(url, b"56789", 5).status_code == 204
     assert session_for(url).file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
 
@@ -842,7 +844,7 @@ def test_sweep_removes_objects_no_part_records(tus, settings):
     from django.core.files.base import ContentFile
     from django.utils import timezone
 
-    from portal.services.sessions import upload_sessions_expire
+    from portal.services.tus.expiry import upload_sessions_expire
     from portal.storage import file_storage
 
     url = tus.create(10)
@@ -881,3 +883,50 @@ def test_chunked_body_without_content_length_is_411(tus):
     assert response.status == 411
     assert response.getheader("Tus-Resumable") == "1.0.0"
     assert session_for(url).offset == 0
+
+
+def _break_file_recording(monkeypatch) -> None:
+    """The database goes away after the last PATCH is recorded, as the file is."""
+    from django.db import OperationalError
+
+    from portal.services.tus import finalise
+
+    def unreachable(**kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(finalise, "upload_file_record_stored", unreachable)
+
+
+def test_head_finishes_an_upload_whose_finalisation_broke_off(tus, monkeypatch, settings):
+    """The client's retry asks HEAD, learns every byte is in, and stops: HEAD finishes it."""
+    url = tus.create(10)
+    _break_file_recording(monkeypatch)
+    assert tus.patch(url, b"0123456789", 0).status_code == 503
+    monkeypatch.undo()
+    session = session_for(url)
+    assert (session.status, session.offset, session.file) == ("active", 10, None)
+
+    head = tus.head(url)
+
+    assert head.status_code == 200
+    assert head.headers["Upload-Offset"] == "10"
+    file = session_for(url).file
+    assert file.status == "stored"
+    assert file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+    assert (Path(settings.MEDIA_ROOT) / file.storage_key).read_bytes() == b"0123456789"
+    assert part_objects(settings) == []
+
+
+def test_the_sweep_finishes_rather_than_expires_a_fully_received_upload(tus, monkeypatch):
+    from portal.services.tus.expiry import upload_sessions_expire
+
+    url = tus.create(10)
+    _break_file_recording(monkeypatch)
+    assert tus.patch(url, b"0123456789", 0).status_code == 503
+    monkeypatch.undo()
+
+    upload_sessions_expire(now=timezone.now() + timedelta(days=30))
+
+    session = session_for(url)
+    assert session.status == "complete"
+    assert session.file.sha256 == hashlib.sha256(b"0123456789").hexdigest()

@@ -19,7 +19,8 @@ from common.exceptions import (
 )
 from common.models import OutboxEvent
 from portal.models import UploadFile
-from portal.services.uploads import upload_file_create, upload_file_delete
+from portal.services.file_records import upload_file_delete
+from portal.services.uploads import upload_file_create
 from portal.tests.streams import EXE_HEAD, BytesStream, CountingStream, tiny_png
 
 MB = 1024 * 1024

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from common.exceptions import ValidationError
 from common.services.text import clean_text
+from portal.services.hashing import Hasher
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -119,7 +120,7 @@ class Checksum:
     algorithm: str
     digest: bytes
 
-    def new_hasher(self):
+    def new_hasher(self) -> Hasher:
         return CHECKSUM_ALGORITHMS[self.algorithm]()
 
     def header_value(self) -> str:

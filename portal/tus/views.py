@@ -1,7 +1,7 @@
 """The tus 1.0 endpoint: protocol parsing and responses only.
 
 Each handler checks headers (``portal.tus.headers``), calls one service in
-``portal.services.sessions`` and turns the result, or the ``ApplicationError``
+``portal.services.tus`` and turns the result, or the ``ApplicationError``
 it raised, into the status codes and headers the protocol names. Request
 bodies are never read here: the request object itself is handed to the
 service as a stream.
@@ -17,17 +17,23 @@ from django.urls import reverse
 from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.models import User
 from api.auth import authenticate_request
 from api.errors import DATABASE_RETRY_AFTER_SECONDS
 from api.middleware import DATABASE_ERRORS, close_broken_connections
-from common.exceptions import (
-    ApplicationError,
-    AuthenticationError,
-    PayloadTooLargeError,
-    UnsupportedMediaTypeError,
-)
+from common.exceptions import ApplicationError, AuthenticationError, UnsupportedMediaTypeError
 from portal.models import UploadSession
-from portal.services import session_storage, sessions
+from portal.services.tus.concatenation import upload_session_concatenate
+from portal.services.tus.errors import GoneError
+from portal.services.tus.sessions import (
+    max_upload_size,
+    upload_session_append,
+    upload_session_create,
+    upload_session_is_finished,
+    upload_session_is_gone,
+    upload_session_status,
+    upload_session_terminate,
+)
 from portal.tus.headers import (
     CHECKSUM_ALGORITHMS,
     OFFSET_CONTENT_TYPE,
@@ -78,7 +84,7 @@ def _upload_url(request: HttpRequest, session: UploadSession) -> str:
 
 
 def _expires(response: HttpResponse, session: UploadSession) -> None:
-    if not sessions.upload_session_is_finished(session):
+    if not upload_session_is_finished(session):
         response["Upload-Expires"] = http_date(session.expires_at.timestamp())
 
 
@@ -109,12 +115,12 @@ def _options(request: HttpRequest, upload_id: str | None = None) -> HttpResponse
     response = HttpResponse(status=204)
     response["Tus-Version"] = TUS_VERSION
     response["Tus-Extension"] = ",".join(TUS_EXTENSIONS)
-    response["Tus-Max-Size"] = str(sessions.max_upload_size())
+    response["Tus-Max-Size"] = str(max_upload_size())
     response["Tus-Checksum-Algorithm"] = ",".join(CHECKSUM_ALGORITHMS)
     return response
 
 
-def _create(request: HttpRequest, user) -> HttpResponse:
+def _create(request: HttpRequest, user: User) -> HttpResponse:
     metadata = parse_metadata(request.headers.get("Upload-Metadata"))
     concat = parse_concat(request.headers.get("Upload-Concat"), prefix=_prefix())
     length = parse_non_negative_int(request.headers.get("Upload-Length"), header="Upload-Length")
@@ -127,7 +133,7 @@ def _create(request: HttpRequest, user) -> HttpResponse:
                 "A final upload takes no Upload-Length, Upload-Defer-Length or body.",
                 details={"header": "Upload-Concat"},
             )
-        session = sessions.upload_session_concatenate(
+        session = upload_session_concatenate(
             owner=user, partial_ids=list(concat.partial_ids), metadata=metadata
         )
         response = HttpResponse(status=201)
@@ -143,41 +149,19 @@ def _create(request: HttpRequest, user) -> HttpResponse:
             "Send exactly one of Upload-Length and Upload-Defer-Length: 1.",
             details={"header": "Upload-Length"},
         )
-    if length is not None and length > sessions.max_upload_size():
-        raise PayloadTooLargeError(
-            f"The upload is {length} bytes; the limit is {sessions.max_upload_size()} bytes.",
-            details={"length": length, "max_size": sessions.max_upload_size()},
-        )
     checksum = None
     if body_length:
         _require_offset_stream(request)
         checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-        if body_length > (length if length is not None else sessions.max_upload_size()):
-            raise PayloadTooLargeError(
-                "The request body is longer than the upload.",
-                details={"content_length": body_length, "length": length},
-            )
-
-    session = sessions.upload_session_create(
+    session = upload_session_create(
         owner=user,
         length=length,
         metadata=metadata,
         partial=concat is not None and concat.kind == "partial",
+        body=request,
+        body_length=body_length,
+        checksum=checksum,
     )
-    if body_length:
-        try:
-            session = sessions.upload_session_append(
-                owner=user,
-                upload_id=session.id,
-                offset=0,
-                stream=request,
-                content_length=body_length,
-                checksum=checksum,
-            )
-        except session_storage.ChecksumMismatchError:
-            # The upload exists; its first chunk was discarded. Upload-Offset: 0
-            # tells the client to send it again with PATCH.
-            session.refresh_from_db()
     response = HttpResponse(status=201)
     response["Location"] = _upload_url(request, session)
     if body_length:
@@ -186,10 +170,10 @@ def _create(request: HttpRequest, user) -> HttpResponse:
     return response
 
 
-def _head(request: HttpRequest, user, upload_id: str) -> HttpResponse:
-    session = sessions.upload_session_get(owner=user, upload_id=upload_id)
-    if sessions.upload_session_is_gone(session):
-        raise sessions.GoneError(details={"upload_id": str(session.id)})
+def _head(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
+    session = upload_session_status(owner=user, upload_id=upload_id)
+    if upload_session_is_gone(session):
+        raise GoneError(details={"upload_id": str(session.id)})
     response = HttpResponse(status=200)
     response["Upload-Offset"] = str(session.offset)
     if session.length is None:
@@ -207,7 +191,7 @@ def _head(request: HttpRequest, user, upload_id: str) -> HttpResponse:
     return response
 
 
-def _patch(request: HttpRequest, user, upload_id: str) -> HttpResponse:
+def _patch(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
     _require_offset_stream(request)
     offset = parse_non_negative_int(request.headers.get("Upload-Offset"), header="Upload-Offset")
     if offset is None:
@@ -216,7 +200,7 @@ def _patch(request: HttpRequest, user, upload_id: str) -> HttpResponse:
         request.headers.get("Upload-Length"), header="Upload-Length"
     )
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-    session = sessions.upload_session_append(
+    session = upload_session_append(
         owner=user,
         upload_id=upload_id,
         offset=offset,
@@ -231,8 +215,8 @@ def _patch(request: HttpRequest, user, upload_id: str) -> HttpResponse:
     return response
 
 
-def _delete(request: HttpRequest, user, upload_id: str) -> HttpResponse:
-    sessions.upload_session_terminate(owner=user, upload_id=upload_id)
+def _delete(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
+    upload_session_terminate(owner=user, upload_id=upload_id)
     return HttpResponse(status=204)
 
 

@@ -1,0 +1,158 @@
+"""File records: bytes already in storage recorded as a stored (or refused) file; deletes.
+
+A stored record, its batch counters and its ``file.stored`` event commit in
+one transaction; a refused file gets a failed record (for the owner's and
+the batch's history) with no bytes and no event.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from common.exceptions import PermissionDeniedError
+from common.services.text import clean_text
+from portal.models import UploadBatch, UploadFile
+from portal.services.batches import batch_record_file_ended, clean_metadata
+from portal.services.events import emit
+from portal.services.payloads import file_event_payload
+from portal.services.stored_objects import delete_object
+
+logger = logging.getLogger(__name__)
+
+MAX_FILENAME_LENGTH = 255
+
+
+def clean_filename(filename: Any) -> str:
+    """The original name as data: storable text, at most 255 chars.
+
+    It is never used as a path, so separators and dots stay as given. A name
+    with NUL or an unpaired surrogate is refused (400 naming ``filename``)
+    rather than silently changed. A long name is cut in the middle of its
+    stem so the extension survives.
+    """
+    name = clean_text(str(filename or ""), field="filename")
+    if not name.strip():
+        name = "unnamed"
+    if len(name) > MAX_FILENAME_LENGTH:
+        stem, dot, ext = name.rpartition(".")
+        if stem and dot and 0 < len(ext) <= 16:
+            name = stem[: MAX_FILENAME_LENGTH - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME_LENGTH]
+    return name
+
+
+def upload_file_record_failed(
+    *,
+    owner: Any,
+    filename: str,
+    content_type: str,
+    batch: UploadBatch | None,
+    metadata: dict[str, Any],
+    error_message: str,
+    size: int = 0,
+) -> UploadFile:
+    """A refused file: a failed record for the owner's history, no bytes, no event."""
+    with transaction.atomic(durable=True):
+        file = UploadFile.objects.create(
+            owner=owner,
+            batch=batch,
+            filename=filename,
+            content_type=content_type,
+            size=size,
+            metadata=metadata,
+            status=UploadFile.Status.FAILED,
+            error_message=error_message,
+        )
+        if batch is not None:
+            batch_record_file_ended(batch_id=batch.pk, stored=False)
+    logger.info("Upload of %r refused: %s (file %s)", filename, error_message, file.id)
+    return file
+
+
+def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str) -> UploadFile:
+    """Mark ``file`` stored, count it in its batch, emit ``file.stored``.
+
+    Runs in the caller's transaction.
+    """
+    now = timezone.now()
+    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
+    file.storage_key = storage_key
+    file.size = size
+    file.sha256 = sha256
+    file.status = UploadFile.Status.STORED
+    file.stored_at = now
+    file.expires_at = now + ttl
+    file.save()
+    if file.batch_id is not None:
+        batch_record_file_ended(batch_id=file.batch_id, stored=True)
+    emit(
+        aggregate_type="file",
+        aggregate_id=file.id,
+        event_type="file.stored",
+        payload=file_event_payload(file),
+        idempotency_key=str(file.id),
+    )
+    logger.info("Stored file %s (%d bytes, %s)", file.id, size, file.content_type)
+    return file
+
+
+def upload_file_record_stored(
+    *,
+    owner: Any,
+    storage_key: str,
+    filename: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    batch: UploadBatch | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UploadFile:
+    """Record bytes already in storage as a stored file and emit ``file.stored``.
+
+    One transaction (joins the caller's, if any): the record, the event and
+    the batch counters commit together or not at all. The caller owns the
+    object and removes it if this raises.
+    """
+    with transaction.atomic():
+        file = UploadFile(
+            owner=owner,
+            batch=batch,
+            filename=clean_filename(filename),
+            content_type=content_type,
+            metadata=clean_metadata(metadata),
+        )
+        return file_record_stored(file, storage_key=storage_key, size=size, sha256=sha256)
+
+
+def upload_file_delete(*, file: UploadFile, actor: Any) -> None:
+    """Delete a file for its owner or staff: the object first, then the record.
+
+    In that order a crash leaves a record without bytes (which cleanup later
+    removes), never bytes without a record. ``file.deleted`` is emitted for
+    files that were stored (announced) and only by whoever deletes the row.
+    """
+    if file.owner_id != actor.pk and not actor.is_staff:
+        raise PermissionDeniedError(
+            "You may not delete this file.", details={"file_id": str(file.id)}
+        )
+    if file.storage_key:
+        delete_object(file.storage_key)
+    reason = "owner" if file.owner_id == actor.pk else "staff"
+    with transaction.atomic(durable=True):
+        deleted, _ = UploadFile.objects.filter(pk=file.pk).delete()
+        if deleted and file.status == UploadFile.Status.STORED:
+            emit(
+                aggregate_type="file",
+                aggregate_id=file.id,
+                event_type="file.deleted",
+                payload=file_event_payload(file, with_download_url=False, reason=reason),
+                idempotency_key=str(file.id),
+            )
+    logger.info("Deleted file %s (%s)", file.id, reason)

@@ -1,0 +1,106 @@
+"""tus concatenation: a final upload made of complete partial uploads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from django.db import transaction
+
+from common.exceptions import ConflictError, ValidationError
+from portal.models import UploadPart, UploadSession
+from portal.services.tus.errors import ConsumedPartialError
+from portal.services.tus.finalise import upload_session_finalise
+from portal.services.tus.locks import upload_session_lock, upload_session_locks
+from portal.services.tus.metadata import session_fields
+from portal.services.tus.parts import upload_objects
+from portal.services.tus.sessions import check_upload_length, ensure_alive, session_expiry
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from portal.tus.headers import UploadMetadata
+
+
+def upload_session_concatenate(
+    *, owner: User, partial_ids: list[UUID], metadata: UploadMetadata
+) -> UploadSession:
+    """Create a final upload from complete partial uploads and finalise it at once.
+
+    A partial upload may be named more than once (the tus spec allows it); its
+    bytes then appear that often. Partial uploads are consumed: their data is
+    deleted once the final upload is made, so naming one again is a 409.
+    """
+    partials = _partials(owner=owner, partial_ids=partial_ids)
+    for partial in partials:
+        ensure_alive(partial)
+        _ensure_not_consumed(partial)
+        if partial.status != UploadSession.Status.COMPLETE:
+            raise ValidationError(
+                "Every partial upload must be complete before the final upload is created.",
+                code="partial_incomplete",
+                details={"upload_id": str(partial.id), "offset": partial.offset},
+            )
+    length = sum(p.length or 0 for p in partials)
+    check_upload_length(length)
+    fields = session_fields(owner=owner, metadata=metadata)
+    with upload_session_locks(sorted(set(partial_ids))):
+        for partial in partials:
+            partial.refresh_from_db()
+            _ensure_not_consumed(partial)
+            if partial.status != UploadSession.Status.COMPLETE:
+                raise ConflictError(
+                    "A partial upload changed while the final upload was created.",
+                    details={"upload_id": str(partial.id)},
+                )
+        with transaction.atomic(durable=True):
+            session = UploadSession.objects.create(
+                owner=owner,
+                length=length,
+                concat=UploadSession.Concat.FINAL,
+                partial_ids=[str(pid) for pid in partial_ids],
+                raw_metadata=metadata.raw,
+                metadata=metadata.values,
+                expires_at=session_expiry(),
+                **fields,
+            )
+        with upload_session_lock(session.id):
+            upload_session_finalise(
+                session, part_keys=_part_keys(partial_ids), source_ids=[*partial_ids]
+            )
+    session.refresh_from_db()
+    return session
+
+
+def _partials(*, owner: User, partial_ids: list[UUID]) -> list[UploadSession]:
+    """The named sessions in the order named, each the owner's partial upload."""
+    found = {
+        s.id: s
+        for s in UploadSession.objects.filter(
+            id__in=partial_ids, owner=owner, concat=UploadSession.Concat.PARTIAL
+        )
+    }
+    missing = [str(pid) for pid in partial_ids if pid not in found]
+    if missing:
+        raise ValidationError(
+            "Upload-Concat names uploads that are not your partial uploads.",
+            details={"uploads": missing},
+        )
+    return [found[pid] for pid in partial_ids]
+
+
+def _part_keys(partial_ids: list[UUID]) -> list[str]:
+    """The objects of the partial uploads, in the order named (repeats included)."""
+    rows = (
+        UploadPart.objects.filter(session_id__in=partial_ids)
+        .order_by("session_id", "number")
+        .values_list("session_id", "storage_key")
+    )
+    by_session: dict[UUID, list[str]] = {}
+    for session_id, key in rows:
+        by_session.setdefault(session_id, []).append(key)
+    return [key for pid in partial_ids for key in upload_objects(by_session.get(pid, []))]
+
+
+def _ensure_not_consumed(partial: UploadSession) -> None:
+    if partial.status == UploadSession.Status.CONCATENATED:
+        raise ConsumedPartialError(details={"upload_id": str(partial.id)})

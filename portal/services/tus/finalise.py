@@ -1,0 +1,159 @@
+"""The last byte is in: turn an upload's parts into a stored file, or a refused one.
+
+Exactly what a simple upload does (type check, hash, file record,
+``file.stored``), but from parts already in storage. The type is decided
+from the leading bytes before anything is assembled, so a refused file
+never gets a final object; it is recorded as failed and its parts deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from common.exceptions import ApplicationError
+from common.metrics.instruments import record_upload_stored
+from portal.models import UploadSession
+from portal.services.content_types import upload_file_content_type
+from portal.services.file_records import (
+    clean_filename,
+    upload_file_record_failed,
+    upload_file_record_stored,
+)
+from portal.services.tus.metadata import file_metadata
+from portal.services.tus.parts import part_store, upload_objects
+from portal.services.tus.running_hashes import running_hashes
+from portal.storage import generate_storage_key
+
+logger = logging.getLogger(__name__)
+
+
+def upload_session_is_fully_received(session: UploadSession) -> bool:
+    """Every byte is stored but the upload was not finished (its finalisation broke off)."""
+    return (
+        session.status == UploadSession.Status.ACTIVE
+        and session.length is not None
+        and session.offset == session.length
+    )
+
+
+def upload_session_complete(session: UploadSession) -> None:
+    """All bytes are here: a partial waits for its final upload, others finalise.
+
+    Called with the session's lock held.
+    """
+    if session.concat == UploadSession.Concat.PARTIAL:
+        with transaction.atomic(durable=True):
+            session.status = UploadSession.Status.COMPLETE
+            session.completed_at = timezone.now()
+            session.save(update_fields=["status", "completed_at", "updated_at"])
+        return
+    keys = upload_objects(session.parts.order_by("number").values_list("storage_key", flat=True))
+    running = running_hashes.take(session.id, session.offset) if session.offset else None
+    known_sha256 = running.hexdigest() if running is not None else None
+    upload_session_finalise(
+        session, part_keys=keys, source_ids=[session.id], known_sha256=known_sha256
+    )
+
+
+def upload_session_finalise(
+    session: UploadSession,
+    *,
+    part_keys: list[str],
+    source_ids: list[UUID],
+    known_sha256: str | None = None,
+) -> None:
+    """Assemble ``part_keys`` into the file ``session`` becomes; ``source_ids`` own the parts."""
+    store = part_store()
+    try:
+        content_type = upload_file_content_type(
+            head=store.read_head(part_keys),
+            filename=session.filename,
+            declared=session.filetype,
+        )
+    except ApplicationError as exc:
+        _fail(session, source_ids=source_ids, error=exc)
+        raise
+
+    assembled = store.assemble(part_keys, key=generate_storage_key(), known_sha256=known_sha256)
+    if assembled.size != session.length:
+        store.unassemble(part_keys, assembled)
+        raise ApplicationError(
+            "The stored parts do not add up to the upload length.",
+            code="upload_incomplete",
+            details={"expected": session.length, "found": assembled.size},
+        )
+    try:
+        with transaction.atomic(durable=True):
+            file = upload_file_record_stored(
+                owner=session.owner,
+                storage_key=assembled.key,
+                filename=session.filename or clean_filename(""),
+                content_type=content_type,
+                size=assembled.size,
+                sha256=assembled.sha256,
+                batch=session.batch,
+                metadata=file_metadata(session),
+            )
+            session.file = file
+            session.status = UploadSession.Status.COMPLETE
+            session.completed_at = timezone.now()
+            session.offset = assembled.size
+            session.save(update_fields=["file", "status", "completed_at", "offset", "updated_at"])
+            _mark_consumed(session, source_ids)
+    except ApplicationError as exc:
+        # E.g. the batch ended meanwhile: this upload can no longer become a file.
+        store.unassemble(part_keys, assembled)
+        _fail(session, source_ids=source_ids, error=exc, record=False)
+        raise
+    except BaseException:
+        # E.g. the database went away: the parts stay, and the upload is
+        # finished by the next request that finds all its bytes there.
+        store.unassemble(part_keys, assembled)
+        raise
+    record_upload_stored(kind="tus", size=assembled.size)
+    logger.info(
+        "Upload session %s finalised as file %s (%d bytes)", session.id, file.id, assembled.size
+    )
+    store.purge(source_ids)
+
+
+def _mark_consumed(session: UploadSession, source_ids: list[UUID]) -> None:
+    """Partial uploads a final upload was made of: their data is about to go."""
+    if source_ids != [session.id]:
+        UploadSession.objects.filter(id__in=source_ids).update(
+            status=UploadSession.Status.CONCATENATED, updated_at=timezone.now()
+        )
+
+
+def _fail(
+    session: UploadSession,
+    *,
+    source_ids: list[UUID],
+    error: ApplicationError,
+    record: bool = True,
+) -> None:
+    """End a refused upload: a failed file record (no bytes, no event), parts deleted."""
+    file = None
+    if record:
+        # The same failed record a refused simple upload gets.
+        file = upload_file_record_failed(
+            owner=session.owner,
+            filename=session.filename or clean_filename(""),
+            content_type=str(error.details.get("content_type", session.filetype))[:255],
+            batch=session.batch,
+            metadata=file_metadata(session),
+            error_message=error.message,
+            size=session.length or 0,
+        )
+        error.details["file_id"] = str(file.id)
+    with transaction.atomic(durable=True):
+        session.file = file
+        session.status = UploadSession.Status.FAILED
+        session.error_message = error.message
+        session.save(update_fields=["file", "status", "error_message", "updated_at"])
+        _mark_consumed(session, source_ids)
+    part_store().purge(source_ids)

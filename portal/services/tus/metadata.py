@@ -1,0 +1,58 @@
+"""What an upload's Upload-Metadata becomes: file-record fields and the file's metadata."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from common.exceptions import NotFoundError, ValidationError
+from portal.models import UploadBatch, UploadSession
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from portal.tus.headers import UploadMetadata
+
+_RECORD_KEYS = frozenset({"filename", "name", "filetype", "type", "batch"})
+
+
+def extra_metadata(values: dict[str, str]) -> dict[str, str]:
+    """Client metadata other than the keys that become record fields."""
+    return {k: v for k, v in values.items() if k not in _RECORD_KEYS}
+
+
+def file_metadata(session: UploadSession) -> dict[str, Any]:
+    """The metadata of the file the session becomes."""
+    return {**extra_metadata(session.metadata), "upload_session": str(session.id)}
+
+
+def session_fields(*, owner: User, metadata: UploadMetadata) -> dict[str, Any]:
+    """The session's record fields carried by Upload-Metadata, checked before any write.
+
+    ``filename``/``filetype`` are what tuspy and tus-js-client send; Uppy also
+    sends ``name``/``type``, used when the former are absent.
+    """
+    from portal.services.batches import batch_check_open, clean_metadata
+    from portal.services.file_records import clean_filename
+
+    filename = metadata.text("filename") or metadata.text("name") or ""
+    filetype = metadata.text("filetype") or metadata.text("type") or ""
+    if len(filetype) > 255:
+        raise ValidationError(
+            "Upload-Metadata 'filetype' is too long.", details={"key": "filetype"}
+        )
+    clean_metadata(extra_metadata(metadata.values))
+    batch = None
+    batch_id = metadata.text("batch")
+    if batch_id:
+        try:
+            batch = UploadBatch.objects.filter(id=UUID(batch_id)).first()
+        except ValueError:
+            batch = None
+        if batch is None:
+            raise NotFoundError("Batch not found.", details={"batch_id": batch_id})
+        batch_check_open(batch=batch, owner=owner)
+    return {
+        "filename": clean_filename(filename) if filename else "",
+        "filetype": filetype,
+        "batch": batch,
+    }
