@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -130,7 +131,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def fmt_s(value: float) -> str:
     if math.isnan(value):
-        return "—"
+        return "none measured"
     return "never" if math.isinf(value) else f"{value:.2f} s"
 
 
@@ -196,6 +197,9 @@ class Bench:
         import configurations
 
         configurations.setup()
+        # Errors are expected here during the outages (a commit's on-commit
+        # publish failing, say); the worker's and beat's logs are in LOGS.
+        logging.disable(logging.ERROR)
         from django.core.management import call_command
         from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -242,9 +246,13 @@ class Bench:
 
     # --- faults ---------------------------------------------------------------
 
-    def in_flight(self, *, kill: bool) -> int:
-        """Deliveries claimed and not yet recorded, but those a kill already orphaned."""
-        rows = self.sql("SELECT id::text FROM common_webhookdelivery WHERE status = 'sending'")
+    def in_flight(self, phase: Phase, *, kill: bool) -> int:
+        """This phase's deliveries claimed and not yet recorded, but those a kill orphaned."""
+        rows = self.sql(
+            "SELECT id::text FROM common_webhookdelivery WHERE status = 'sending' "
+            "AND endpoint_id = ANY(%s::uuid[])",
+            ([endpoint_id for endpoint_id, _ in phase.endpoints.values()],),
+        )
         ids = {r[0] for r in rows} - self.killed
         self.at_faults |= ids
         if kill:
@@ -256,7 +264,7 @@ class Bench:
             paths = [path for _, path in phase.endpoints.values()]
             open_now = receiver_get(self.port, "/_inflight")
             open_requests = sum(open_now.get(path, 0) for path in paths)
-            in_flight = self.in_flight(kill=True)
+            in_flight = self.in_flight(phase, kill=True)
             os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait()
             self.start_worker()
@@ -264,14 +272,14 @@ class Bench:
         say(f"  SIGKILL worker group: {in_flight} deliveries in flight, {open_requests} open")
 
     def restart_database(self, phase: Phase) -> None:
-        outage = Outage("pg_ctl restart", time.time(), in_flight=self.in_flight(kill=False))
+        outage = Outage("pg_ctl restart", time.time(), in_flight=self.in_flight(phase, kill=False))
         self.cluster.restart()
         outage.back_at = time.time()
         phase.outages.append(outage)
         say(f"  pg_ctl restart: down {outage.back_at - outage.down_at:.1f} s")
 
     def stop_database(self, phase: Phase) -> None:
-        in_flight = self.in_flight(kill=False)
+        in_flight = self.in_flight(phase, kill=False)
         self.cluster.stop()
         outage = Outage(f"{self.args.stop_seconds:g} s stop", time.time(), in_flight=in_flight)
         self.stopping.wait(self.args.stop_seconds)
@@ -313,6 +321,18 @@ class Bench:
         from common.models import WebhookEndpoint
 
         WebhookEndpoint.objects.update(is_active=False)
+        # The last phase's runs still hold claims (a slow request takes 25 s):
+        # let them end, so this phase's figures are its own.
+        deadline = time.monotonic() + self.args.phase_drain
+        while (
+            time.monotonic() < deadline
+            and self.sql(
+                "SELECT count(*) FROM common_webhookdelivery WHERE status = 'sending' "
+                "AND lease_expires_at > now() AND NOT (id::text = ANY(%s))",
+                (list(self.killed),),
+            )[0][0]
+        ):
+            time.sleep(1.0)
         behaviour = {
             "healthy": {
                 "fail_pct": self.args.fail_pct,
