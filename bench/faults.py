@@ -51,16 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import (  # noqa: E402
-    free_port,
-    receiver_get,
-    receiver_post,
-    spawn,
-    start_beat,
-    start_receiver,
-    stop,
-    worker_command,
-)
+from bench import _harness as harness  # noqa: E402
 from scripts.private_cluster import PrivateCluster  # noqa: E402
 
 PROBE = "bench-beat-probe"  # the beat entry and the queue it sends to
@@ -159,7 +150,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.cluster = PrivateCluster(dbname="doorito_faults", max_connections=200)
-        self.port = free_port()
+        self.port = harness.free_port()
         self.receiver: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.beat: subprocess.Popen | None = None
@@ -210,7 +201,7 @@ class Bench:
         PeriodicTask.objects.create(
             name=PROBE, task="common.tasks.ping", interval=every, queue=PROBE
         )
-        self.receiver = start_receiver(self.port)
+        self.receiver = harness.start_receiver(self.port)
         self.start_worker()
         from common.tasks import ping
 
@@ -219,7 +210,7 @@ class Bench:
 
         with connection.cursor() as cursor:
             cursor.execute(OBSERVERS_SQL.replace("%(probe)s", PROBE))
-        self.beat = start_beat(self.child_env(), LOGS / "beat.log", LOGS / "beat-schedule")
+        self.beat = harness.start_beat(self.child_env(), LOGS / "beat.log", LOGS / "beat-schedule")
         deadline = time.monotonic() + 120
         while not self.sql("SELECT count(*) FROM bench_probe_send")[0][0]:
             if time.monotonic() > deadline:
@@ -238,11 +229,11 @@ class Bench:
         return {**os.environ, "LOG_LEVEL": "WARNING"}
 
     def start_worker(self) -> None:
-        cmd = worker_command(self.args.concurrency)
-        self.worker = spawn(cmd, self.child_env(), LOGS / "worker.log")
+        cmd = harness.worker_command(self.args.concurrency)
+        self.worker = harness.spawn(cmd, self.child_env(), LOGS / "worker.log")
 
     def configure(self, path: str, secret: str, **behaviour: float) -> None:
-        receiver_post(self.port, "/_config", {path: {"secret": secret, **behaviour}})
+        harness.receiver_post(self.port, "/_config", {path: {"secret": secret, **behaviour}})
 
     # --- faults ---------------------------------------------------------------
 
@@ -262,7 +253,7 @@ class Bench:
     def kill(self, phase: Phase) -> None:
         with self.lock:
             paths = [path for _, path in phase.endpoints.values()]
-            open_now = receiver_get(self.port, "/_inflight")
+            open_now = harness.receiver_get(self.port, "/_inflight")
             open_requests = sum(open_now.get(path, 0) for path in paths)
             in_flight = self.in_flight(phase, kill=True)
             os.killpg(self.worker.pid, signal.SIGKILL)
@@ -380,7 +371,7 @@ class Bench:
         deadline = time.monotonic() + seconds
         paths = [path for _, path in phase.endpoints.values()]
         while time.monotonic() < deadline:
-            if all(receiver_get(self.port, f"/_count?path={p}") >= n for p in paths):
+            if all(harness.receiver_get(self.port, f"/_count?path={p}") >= n for p in paths):
                 time.sleep(2.0)  # late duplicates
                 break
             time.sleep(1.0)
@@ -413,7 +404,7 @@ class Bench:
         event_ids = dict(rows)
         out: dict = {"emitted": len(event_ids), "roles": {}}
         for role, (endpoint_id, path) in phase.endpoints.items():
-            log = receiver_get(self.port, f"/_log?path={path}")
+            log = harness.receiver_get(self.port, f"/_log?path={path}")
             ok = Counter(row[0] for row in log if 200 <= row[3] < 300)
             first_ok: dict[str, float] = {}
             for msg_id, arrived, _, status, _ in log:
@@ -485,7 +476,7 @@ class Bench:
         with self.lock:
             for proc in (self.worker, self.beat, self.receiver):
                 if proc is not None:
-                    stop(proc)
+                    harness.stop(proc, timeout=5)  # a slow request would hold it 25 s
         try:
             from django.db import connections
 
@@ -615,6 +606,8 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    # Also when started in the background, where SIGINT comes in ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     try:
         bench.setup()
