@@ -141,7 +141,6 @@ class Phase:
     committed: dict[str, float] = field(default_factory=dict)  # key -> commit time
     kills: list[tuple[int, int]] = field(default_factory=list)  # (DB in flight, open requests)
     outages: list[Outage] = field(default_factory=list)
-    ended: float = 0.0
 
 
 class Bench:
@@ -160,6 +159,7 @@ class Bench:
         # sent once more after its lease runs out (a duplicate if it got a 2xx).
         self.killed: set[str] = set()
         self.at_faults: set[str] = set()
+        self.fault_error: BaseException | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
         for name in ("worker.log", "beat.log"):
             (LOGS / name).write_text("")
@@ -182,6 +182,9 @@ class Bench:
                 "WEBHOOK_RETRY_SCHEDULE": RETRY_SCHEDULE,
                 "WEBHOOK_MAX_ATTEMPTS": MAX_ATTEMPTS,
                 "OUTBOX_SWEEP_INTERVAL_MINUTES": "1",
+                # The slow endpoint's 25 s must stay under the request timeout
+                # (30 s, a constant today; a setting of this name may replace it).
+                "WEBHOOK_TIMEOUT_SECONDS": "30",
                 "MEDIA_ROOT": str(self.cluster.base / "media"),
             }
         )
@@ -256,7 +259,8 @@ class Bench:
             open_now = harness.receiver_get(self.port, "/_inflight")
             open_requests = sum(open_now.get(path, 0) for path in paths)
             in_flight = self.in_flight(phase, kill=True)
-            os.killpg(self.worker.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+                os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait()
             self.start_worker()
         phase.kills.append((in_flight, open_requests))
@@ -300,11 +304,14 @@ class Bench:
         for i in range(self.args.stops):
             plan.insert(min(len(plan), (2 + i) * len(plan) // 3 + 1), "stop")
         actions = {"kill": self.kill, "restart": self.restart_database, "stop": self.stop_database}
-        for j, action in enumerate(plan):
-            at = started + duration * (j + 1) / (len(plan) + 1)
-            if self.stopping.wait(max(0.0, at - time.monotonic())):
-                return
-            actions[action](phase)
+        try:
+            for j, action in enumerate(plan):
+                at = started + duration * (j + 1) / (len(plan) + 1)
+                if self.stopping.wait(max(0.0, at - time.monotonic())):
+                    return
+                actions[action](phase)
+        except BaseException as exc:  # raised again in the main thread
+            self.fault_error = exc
 
     # --- phases ---------------------------------------------------------------
 
@@ -375,7 +382,6 @@ class Bench:
                 time.sleep(2.0)  # late duplicates
                 break
             time.sleep(1.0)
-        phase.ended = time.time()
 
     def run_phase(self, name: str, roles: list[str], n: int, *, faults: bool) -> Phase:
         phase = self.new_phase(name, roles)
@@ -391,6 +397,8 @@ class Bench:
         self.emit(phase, n)
         if fault_thread is not None:
             fault_thread.join()
+            if self.fault_error is not None:
+                raise RuntimeError("a fault could not be injected") from self.fault_error
         self.drain(phase, n, self.args.drain_seconds if faults else self.args.phase_drain)
         return phase
 
