@@ -37,17 +37,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._harness import (  # noqa: E402
+    free_port,
+    receiver_get,
+    spawn,
+    start_receiver,
+    stop,
+    worker_command,
+)
 
 
 def setup_django() -> None:
@@ -67,43 +73,8 @@ def setup_django() -> None:
     configurations.setup()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_receiver(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.webhook_receiver:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("receiver did not start")
-
-
 def stats(port: int) -> dict[str, list[tuple[str, float]]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=10) as r:
-        return json.loads(r.read())
+    return receiver_get(port, "/_stats")
 
 
 def start_worker(log: Path, *, concurrency: int, **extra: str) -> subprocess.Popen:
@@ -123,26 +94,10 @@ def start_worker(log: Path, *, concurrency: int, **extra: str) -> subprocess.Pop
         **extra,
     }
     cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "boot",
-        "worker",
-        "-Q",
-        "high,default",
-        "-c",
-        str(concurrency),
-        f"--loglevel={os.environ.get('BENCH_WORKER_LOGLEVEL', 'warning')}",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
+        *worker_command(concurrency, os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")),
         *os.environ.get("BENCH_WORKER_ARGS", "").split(),
     ]
-    fh = log.open("a")
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = spawn(cmd, env, log)
     from common.tasks import ping
 
     try:
@@ -151,16 +106,6 @@ def start_worker(log: Path, *, concurrency: int, **extra: str) -> subprocess.Pop
         stop(proc)
         raise
     return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def bare_client(port: int, n: int) -> float:
@@ -228,8 +173,7 @@ def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) ->
 
 
 def count(port: int, path: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_count?path={path}", timeout=10) as r:
-        return int(r.read())
+    return int(receiver_get(port, f"/_count?path={path}", timeout=10))
 
 
 def wait_delivered(port: int, path: str, n: int, timeout: float) -> list[tuple[str, float]]:

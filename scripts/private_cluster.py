@@ -68,6 +68,17 @@ class PrivateCluster:
         """A fast shutdown: open connections are cut, as in a restart."""
         self._run("stop")
 
+    def restart(self) -> None:
+        """``pg_ctl restart`` (fast mode): connections cut, back up before it returns."""
+        from scripts.ensure_db import embedded_bindir, find_bindir, run_as
+
+        bindir = find_bindir() or embedded_bindir()
+        if bindir is None:
+            raise RuntimeError("no PostgreSQL binaries found")
+        owner = "postgres" if os.geteuid() == 0 else None
+        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60"]
+        run_as([*pg_ctl, "-l", str(self.data / "server.log"), "restart"], owner)
+
     def destroy(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
