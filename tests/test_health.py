@@ -41,3 +41,23 @@ def test_readyz_503_names_the_database(client):
     body = response.json()
     assert "database" in body["failed"]
     assert body["checks"]["database"].startswith("database unreachable")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_503_when_the_broker_database_does_not_exist(client, monkeypatch):
+    # kombu's SQL channel connects lazily: only a query proves the broker is there.
+    from celery import Celery
+
+    from boot.broker import dispose_engines
+    from boot.celery import app
+
+    missing = app.conf.broker_url.rsplit("/", 1)[0] + "/doorito_no_such_broker_db"
+    probe = Celery("readyz-probe", broker=missing)
+    monkeypatch.setattr("boot.celery.app", probe)
+    try:
+        response = client.get("/readyz")
+    finally:
+        probe.pool.force_close_all()
+        dispose_engines()
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] == "broker unreachable: OperationalError"

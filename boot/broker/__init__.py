@@ -17,6 +17,7 @@ from boot.broker.compat import check_private_members
 from boot.broker.housekeeping import (
     PruneResult,
     dispose_engines,
+    ping,
     prune_consumed_broker_messages,
     queue_depths,
     uses_database,
@@ -31,6 +32,7 @@ __all__ = [
     "Transport",
     "check_private_members",
     "dispose_engines",
+    "ping",
     "prune_consumed_broker_messages",
     "queue_depths",
     "task_waiting",

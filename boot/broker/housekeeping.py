@@ -54,6 +54,24 @@ def _postgresql_channel(app: Any | None) -> Iterator[Channel | None]:
         yield channel if isinstance(channel, Channel) and channel._fast() else None
 
 
+def ping(app: Any | None = None) -> None:
+    """Raise unless the broker answers a query.
+
+    kombu connects lazily and its SQL channel opens no database connection
+    until it runs a statement, so a channel alone said "ok" for a broker
+    database that does not exist. On the SQL broker a ``SELECT 1`` through
+    its own engine proves it; other brokers connect for real in
+    ``ensure_connection``.
+    """
+    with _app(app).connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=5)
+        conn.default_channel  # noqa: B018  (opens the AMQP/Redis channel)
+    with _postgresql_channel(app) as channel:
+        if channel is not None:
+            with channel._autocommit() as db:
+                db.execute(text("SELECT 1"))
+
+
 def prune_consumed_broker_messages(
     app: Any | None = None, *, batch_size: int = 10_000, max_batches: int = 50
 ) -> PruneResult:

@@ -26,13 +26,10 @@ def check_database() -> str | None:
 
 
 def check_broker() -> str | None:
-    from boot.celery import app
+    from boot.broker import ping
 
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=5)
-            # kombu connections are lazy; a channel proves the transport answers.
-            conn.default_channel  # noqa: B018
+        ping()
     except Exception as exc:
         logger.warning("readiness: broker unreachable: %s", exc)
         return f"broker unreachable: {exc.__class__.__name__}"
