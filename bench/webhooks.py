@@ -203,7 +203,7 @@ def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) ->
     from django.db import transaction
 
     from common.models import WebhookEndpoint
-    from common.services.outbox import emit_event
+    from common.services.emit import emit_event
     from common.services.webhooks import endpoint_create
 
     WebhookEndpoint.objects.update(is_active=False)
@@ -215,7 +215,16 @@ def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) ->
         ids = []
         with transaction.atomic():
             for _ in range(min(tx_size, n - i)):
-                ids.append(str(emit_event("file", f"{path}-{i}", "file.stored", {"i": i}).id))
+                ids.append(
+                    str(
+                        emit_event(
+                            event_type="file.stored",
+                            aggregate_type="file",
+                            aggregate_id=f"{path}-{i}",
+                            payload={"i": i},
+                        ).id
+                    )
+                )
                 i += 1
         now = time.time()
         committed.update(dict.fromkeys(ids, now))
@@ -260,7 +269,7 @@ def in_process(committed: dict[str, float], port: int) -> dict:
     """The delivery engine alone: runs of 20 in this process, no broker, no worker."""
     from django.conf import settings
 
-    from common.services.outbox import process_pending_events
+    from common.services.dispatch import process_pending_events
 
     start = time.time()
     while process_pending_events(batch_size=settings.DELIVERY_BATCH_SIZE).processed:

@@ -84,7 +84,7 @@ def _import_before_fork(**kwargs) -> None:
     import sqlalchemy.dialects.postgresql
     import sqlalchemy.dialects.sqlite  # noqa: F401
 
-    import common.services.delivery  # noqa: F401
+    import common.services.dispatch  # noqa: F401
 
 
 @signals.task_prerun.connect

@@ -47,7 +47,7 @@ def deliver_outbox_events_task(self) -> dict:
     """Deliver due webhook deliveries (on commit of an event, and every sweep)."""
     from django.conf import settings
 
-    from common.services.outbox import process_pending_events
+    from common.services.dispatch import process_pending_events
 
     try:
         # Due work left over is picked up by a run queued at once, not the sweep.
@@ -77,7 +77,7 @@ def cleanup_delivered_outbox_events_task(self) -> dict:
     """Delete terminal outbox events older than ``OUTBOX_RETENTION_HOURS``."""
     from django.conf import settings
 
-    from common.services.outbox import cleanup_delivered_events
+    from common.services.retention import cleanup_delivered_events
 
     retention_hours = getattr(settings, "OUTBOX_RETENTION_HOURS", 168)
     try:

@@ -26,7 +26,7 @@ from django.db import transaction
 from kombu import pools
 
 from common.models import OutboxEvent
-from common.services.outbox import emit_event
+from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.receivers import Receiver
 from conftest import start_worker, stop_process, wait_for_ping
@@ -105,7 +105,16 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
                 ids = set()
                 for i in range(EVENTS):
                     with transaction.atomic():
-                        ids.add(str(emit_event("file", f"f{i}", "file.stored", {"i": i}).id))
+                        ids.add(
+                            str(
+                                emit_event(
+                                    event_type="file.stored",
+                                    aggregate_type="file",
+                                    aggregate_id=f"f{i}",
+                                    payload={"i": i},
+                                ).id
+                            )
+                        )
                 receiver.wait_for(EVENTS, timeout=180)
                 deadline = time.monotonic() + 60
                 while OutboxEvent.objects.exclude(status="delivered").exists():

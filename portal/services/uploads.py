@@ -35,10 +35,10 @@ from common.exceptions import (
     UnsupportedMediaTypeError,
 )
 from common.metrics.instruments import record_upload_stored
+from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
-from portal.services.events import emit
 from portal.services.payloads import file_event_payload
 from portal.storage import file_storage, generate_storage_key
 
@@ -677,7 +677,7 @@ def _record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str
     file.save()
     if file.batch_id is not None:
         batch_record_file_ended(batch_id=file.batch_id, stored=True)
-    emit(
+    emit_event(
         aggregate_type="file",
         aggregate_id=file.id,
         event_type="file.stored",
@@ -733,7 +733,7 @@ def upload_file_delete(*, file: UploadFile, actor: Any) -> None:
     with transaction.atomic(durable=True):
         deleted, _ = UploadFile.objects.filter(pk=file.pk).delete()
         if deleted and file.status == UploadFile.Status.STORED:
-            emit(
+            emit_event(
                 aggregate_type="file",
                 aggregate_id=file.id,
                 event_type="file.deleted",
