@@ -236,7 +236,7 @@ def test_the_uuid7_migration_reverses(django_db_blocker):
 def test_emit_runs_as_a_prepared_statement_and_a_claim_does_not(receiver):
     from django.db import connection
 
-    from common.services.delivery import claim_due_deliveries
+    from common.services.claims import claim_due_deliveries
     from common.services.webhooks import endpoint_create
 
     endpoint_create(url=receiver.url("/a"))

@@ -122,9 +122,16 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
         # 12 - 2 - 2 = 8 s of grace for the request in flight.
         result = deliver_outbox_events_task.apply_async(soft_time_limit=2, time_limit=12)
         first = result.get(timeout=40)
-        # One request was in flight at the soft limit: it finished and was recorded;
-        # the two not yet started were released, not lost and not sent.
-        assert first == {"processed": 1, "delivered": 1, "failed": 0, "remaining": 2}
+        # One request was in flight at the soft limit: it finished and was
+        # recorded. With one lane the run never claimed the other two (a
+        # claim is a request about to start); the follow-up run it queued on
+        # seeing them due may have taken one meanwhile.
+        assert {k: first[k] for k in ("processed", "delivered", "failed")} == {
+            "processed": 1,
+            "delivered": 1,
+            "failed": 0,
+        }
+        assert first["remaining"] in (0, 1, 2)
         assert "Soft time limit" in worker.output()
         # The run re-queued itself because work remained: the rest arrives.
         receiver.wait_for(3, timeout=40)
