@@ -261,10 +261,13 @@ def run_deliveries(
         while True:
             now = time.monotonic()
             claiming = claiming and now < claim_until
-            if run.should_flush(now):
+            wants_claim = claiming and run.should_claim(now)
+            # Outcomes are written before the next claim: a crash then can
+            # repeat only what is in flight, never what returned before it.
+            if run.should_flush(now) or (wants_claim and run.done):
                 run.flush()
             idle = not run.in_flight() and not run.done
-            if claiming and (idle or run.should_claim(now)):
+            if claiming and (idle or wants_claim):
                 if not run.claim() and idle:
                     break  # nothing due, nothing in flight
             elif idle:
