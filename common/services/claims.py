@@ -5,15 +5,18 @@ autocommitted statement (``FOR UPDATE SKIP LOCKED``), before any HTTP: a
 concurrent dispatcher never sees a leased row, and a crashed one's rows are
 due again when their lease runs out. The lease covers one request
 (``WEBHOOK_TIMEOUT_SECONDS`` plus a margin), not a task's life, so a crash
-strands its claims for seconds; and the dispatcher claims for an endpoint
-only as many rows as it has free lanes for, so every claim starts at once
-and a crash can repeat only the requests that were in flight.
+strands its claims for seconds. The dispatcher claims for an endpoint only
+as many rows as it has free lanes for (a few lanes' worth more for an
+endpoint that has been answering fast), and a claim that waited in its
+queue too long to be covered by its lease is given back unsent: a crash can
+repeat only the requests that were in flight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +91,7 @@ WITH caps AS (
 SELECT c.id, c.event_id, c.endpoint_id, c.attempts, c.max_attempts,
        e.event_type, e.created_at, e.payload::text,
        ep.url, ep.secret, ep.previous_secrets::text, ep.is_active,
+       ep.failing_since IS NOT NULL AS failing,
        (SELECT count(*) FROM due) - (SELECT count(*) FROM claimed) AS left_rows,
        (SELECT count(*) FROM pending) AS pending_rows,
        (SELECT n FROM scan) AS scan
@@ -141,6 +145,7 @@ def claim_due_deliveries(
         return fetch_all(_CLAIM_SQL, params)
 
     claimed = _durably(run)
+    claimed_at = time.monotonic()
     claims = []
     secrets_by_endpoint: dict[Any, tuple[str, ...]] = {}
     more_due = False
@@ -157,6 +162,7 @@ def claim_due_deliveries(
         secret,
         previous_json,
         is_active,
+        failing,
         left_rows,
         pending_rows,
         scan,
@@ -179,6 +185,8 @@ def claim_due_deliveries(
                 attempts=attempts,
                 max_attempts=max_attempts,
                 endpoint_active=is_active,
+                endpoint_failing=failing,
+                claimed_at=claimed_at,
             )
         )
     return ClaimBatch(claims=claims, more_due=more_due)

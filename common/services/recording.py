@@ -141,9 +141,14 @@ def record_outcomes(
             )
         kept = [r for r in rows if r.claim.delivery_id in written]
         sent = [r for r in kept if not r.outcome.skipped]
-        ok = {r.claim.endpoint_id for r in sent if r.outcome.ok}
-        failing = {r.claim.endpoint_id for r in sent if not r.outcome.ok} - ok
-        _update_endpoint_health(ok=ok, failing=failing, now=now)
+        # Only endpoints whose failure clock ran need it cleared.
+        ok = {r.claim.endpoint_id for r in sent if r.outcome.ok and r.claim.endpoint_failing}
+        failing = {r.claim.endpoint_id for r in sent if not r.outcome.ok} - {
+            r.claim.endpoint_id for r in sent if r.outcome.ok
+        }
+        # Only endpoints whose failure clock is not running yet need it started.
+        starting = failing - {r.claim.endpoint_id for r in sent if r.claim.endpoint_failing}
+        _update_endpoint_health(ok=ok, failing=starting, now=now)
         statuses = summarize_events(event_ids, now)
     if len(kept) < len(rows):
         logger.warning(

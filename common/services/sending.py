@@ -67,6 +67,10 @@ class Claim:
     attempts: int
     max_attempts: int
     endpoint_active: bool
+    # The endpoint had a failure clock running when claimed (recording clears it).
+    endpoint_failing: bool = False
+    # time.monotonic() of the claim: a claim that waited too long is not sent.
+    claimed_at: float = 0.0
 
 
 @dataclass
@@ -222,12 +226,15 @@ class Lanes:
     threads (ten contending for the GIL and the pool's lock cost half again
     the CPU per request), a slow one reaches the full width within a few tens
     of milliseconds. A lane exits when its endpoint has nothing queued. Each
-    outcome is put on ``done`` the moment its request returns.
+    outcome is put on ``done`` the moment its request returns; a claim that
+    waited longer than ``send_by`` seconds (its lease could no longer cover
+    the request) is put there unsent, with ``None``, to be given back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, send_by: float = float("inf")) -> None:
+        self.send_by = send_by
         self.width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
-        self.done: queue.SimpleQueue[tuple[Claim, Outcome]] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[tuple[Claim, Outcome | None]] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.started: set[Any] = set()
         self.max_lanes: dict[Any, int] = defaultdict(int)
@@ -293,7 +300,12 @@ class Lanes:
                     self._lanes[endpoint_id] -= 1
                     return
                 claim = queued.popleft()
-                self.started.add(claim.delivery_id)
+                stale = time.monotonic() - claim.claimed_at > self.send_by
+                if not stale:
+                    self.started.add(claim.delivery_id)
+            if stale:
+                self.done.put((claim, None))
+                continue
             try:
                 outcome = send_one(claim)
             except BaseException as exc:  # send_one never raises; a bug must not lose the claim

@@ -10,7 +10,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from svix.webhooks import Webhook as SvixWebhook
 
-from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from common.models import OutboxEvent, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from common.services.dispatch import process_pending_events
 from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create, endpoint_rotate_secret
@@ -389,3 +389,50 @@ def test_a_fast_endpoint_is_served_by_few_threads(receiver, settings):
     # bound of 10 that a slow receiver reaches (test above).
     lanes = result.lanes[endpoint.id]
     assert START_LANES <= lanes < settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT
+
+
+def test_a_late_outcome_does_not_overwrite_a_newer_claim(receiver):
+    """A request that outlived its lease: its row was claimed again meanwhile."""
+    from common.services.claims import claim_due_deliveries
+    from common.services.recording import record_outcomes
+    from common.services.sending import Outcome
+
+    endpoint_create(url=receiver.url("/a"))
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
+    (first,) = claim_due_deliveries(batch_size=20).claims
+    WebhookDelivery.objects.update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    (second,) = claim_due_deliveries(batch_size=20).claims
+    assert second.attempts == first.attempts + 1
+
+    record_outcomes(done=[(first, Outcome(ok=False, status_code=500, error="HTTP 500"))])
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "sending" and delivery.attempts == 2
+    assert not WebhookDeliveryAttempt.objects.exists()
+
+    record_outcomes(done=[(second, Outcome(ok=True, status_code=200))])
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert list(WebhookDeliveryAttempt.objects.values_list("attempt_number", "status_code")) == [
+        (2, 200)
+    ]
+
+
+def test_a_claim_that_waited_past_what_its_lease_covers_is_given_back_unsent(receiver):
+    from common.services.claims import claim_due_deliveries
+    from common.services.recording import record_outcomes
+    from common.services.sending import Lanes
+
+    endpoint_create(url=receiver.url("/a"))
+    for i in range(3):
+        emit_event(
+            event_type="file.stored", aggregate_type="file", aggregate_id=f"f{i}", payload={}
+        )
+    claims = claim_due_deliveries(batch_size=20).claims
+    lanes = Lanes(send_by=-1.0)  # every claim already waited too long
+    lanes.add(claims)
+    returned = [lanes.done.get(timeout=10) for _ in claims]
+    assert all(outcome is None for _, outcome in returned)
+    assert receiver.requests == [] and not lanes.started
+
+    record_outcomes(done=[], released=[c for c, _ in returned])
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {("pending", 0)}
