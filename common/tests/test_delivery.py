@@ -436,3 +436,35 @@ def test_a_claim_that_waited_past_what_its_lease_covers_is_given_back_unsent(rec
 
     record_outcomes(done=[], released=[c for c, _ in returned])
     assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {("pending", 0)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outcomes_are_held_through_a_database_error_and_written_once_it_is_back(
+    receiver, monkeypatch
+):
+    """The database fails the first write of a run's outcomes: the run claims
+    nothing more, writes them on a later try, then ends with the error (the
+    task retries). The request is not repeated."""
+    from django.db import OperationalError
+
+    from common.services import dispatch
+
+    endpoint_create(url=receiver.url("/a"))
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
+    real = dispatch.record_outcomes
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(**kwargs)
+
+    monkeypatch.setattr(dispatch, "record_outcomes", flaky)
+    with pytest.raises(OperationalError):
+        process_pending_events()
+    assert len(calls) == 2
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "delivered" and delivery.attempts == 1
+    assert len(receiver.requests) == 1
+    assert WebhookDeliveryAttempt.objects.count() == 1
