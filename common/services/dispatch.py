@@ -60,6 +60,10 @@ POLL_SECONDS = 0.25
 # Any other endpoint gets no more claims than free lanes.
 FAST_SECONDS = 0.1
 QUEUE_FACTOR = 3
+# After the first outcome arrives the loop lets more gather this long: one
+# wake-up of the loop per handful, not per request (the loop and the lanes
+# share one GIL).
+COLLECT_TICK = 0.003
 # A run stops claiming after this long (and hands over to a fresh run), so a
 # worker child is not held by one task forever under a steady stream.
 RUN_SECONDS = 120.0
@@ -164,8 +168,9 @@ class _Run:
     def allowed(self, endpoint_id: Any) -> int:
         """Claims an endpoint may have outstanding: its lanes, more if it is fast."""
         slowest = self.slowest.get(endpoint_id)
-        fast = slowest is not None and slowest < FAST_SECONDS
-        return self.lanes.width * (QUEUE_FACTOR if fast else 1)
+        if slowest is not None and slowest < FAST_SECONDS:
+            return max(self.lanes.width * QUEUE_FACTOR, 2 * self.batch_size)
+        return self.lanes.width
 
     def free(self) -> dict[Any, int]:
         return {
@@ -174,7 +179,7 @@ class _Run:
         }
 
     def free_total(self) -> int:
-        return SEND_THREADS * QUEUE_FACTOR - sum(self.outstanding.values())
+        return SEND_THREADS * QUEUE_FACTOR + 2 * self.batch_size - sum(self.outstanding.values())
 
     def claim(self) -> int:
         batch = claim_due_deliveries(
@@ -212,6 +217,8 @@ class _Run:
         except queue.Empty:
             return
         items = [item] if item is not None else []
+        if item is not None and self.in_flight() > 1:
+            time.sleep(COLLECT_TICK)
         while True:
             try:
                 items.append(self.lanes.done.get_nowait())
