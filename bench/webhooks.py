@@ -18,7 +18,7 @@ its own process. Measurements, all in the same run:
 4. **worker, sustained**: N events at ``--sustained-rate`` per second in
    transactions of 10; commit→receipt p50/p99 at a high rate the worker
    keeps up with;
-5. **engine alone**: the same runs of 20 called in a loop in this process
+5. **engine alone**: the same runs (20 events per claim) called in a loop in this process
    (no broker, no worker), to separate the engine from the task machinery;
 6. **one POST at a time**: the same through a worker limited to one request
    at a time (``-c 1``, ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT=1``);
@@ -436,7 +436,7 @@ def main() -> None:
     )
     e = results["engine"]
     print(
-        f"engine alone (runs of 20 in-process): {e['rate']:6.0f} deliveries/s   "
+        f"engine alone (process_pending_events in-process): {e['rate']:6.0f} deliveries/s   "
         f"ratio {e['rate'] / bare:.2f}x bare   duplicates {e['duplicates']}, "
         f"missing {e['missing']}"
     )

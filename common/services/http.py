@@ -21,7 +21,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -66,7 +66,7 @@ def request_deadline(seconds: float) -> Iterator[None]:
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:
-    at = getattr(_deadline, "at", None)
+    at: float | None = getattr(_deadline, "at", None)
     if at is None:
         return timeout
     left = at - time.monotonic()
@@ -105,8 +105,15 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _Backend(SafeNetworkBackend):
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
-        stream = super().connect_tcp(
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = super().connect_tcp(  # type: ignore[no-untyped-call]
             host,
             port,
             timeout=_left(timeout, httpcore.ConnectTimeout),
