@@ -99,9 +99,15 @@ def emit_one(key: str) -> None:
     The key doubles as idempotency key, so retrying an event whose commit
     outcome was unknown (the database went away) never makes two events.
     """
-    from common.services.outbox import emit_event
+    from common.services.emit import emit_event
 
-    emit_event("bench", key, "file.stored", {"key": key}, idempotency_key=key)
+    emit_event(
+        event_type="file.stored",
+        aggregate_type="bench",
+        aggregate_id=key,
+        payload={"key": key},
+        idempotency_key=key,
+    )
 
 
 def create_endpoint(url: str) -> tuple[str, str]:
@@ -259,6 +265,7 @@ class Bench:
             open_now = harness.receiver_get(self.port, "/_inflight")
             open_requests = sum(open_now.get(path, 0) for path in paths)
             in_flight = self.in_flight(phase, kill=True)
+            assert self.worker is not None  # started before any phase
             with contextlib.suppress(ProcessLookupError):  # it may have died on its own
                 os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait()

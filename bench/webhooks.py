@@ -18,7 +18,7 @@ its own process. Measurements, all in the same run:
 4. **worker, sustained**: N events at ``--sustained-rate`` per second in
    transactions of 10; commit→receipt p50/p99 at a high rate the worker
    keeps up with;
-5. **engine alone**: the same runs of 20 called in a loop in this process
+5. **engine alone**: the same runs (20 events per claim) called in a loop in this process
    (no broker, no worker), to separate the engine from the task machinery;
 6. **one POST at a time**: the same through a worker limited to one request
    at a time (``-c 1``, ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT=1``);
@@ -148,7 +148,7 @@ def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) ->
     from django.db import transaction
 
     from common.models import WebhookEndpoint
-    from common.services.outbox import emit_event
+    from common.services.emit import emit_event
     from common.services.webhooks import endpoint_create
 
     WebhookEndpoint.objects.update(is_active=False)
@@ -160,7 +160,12 @@ def emit_batch(path: str, port: int, n: int, tx_size: int, pace: float = 0.0) ->
         ids = []
         with transaction.atomic():
             for _ in range(min(tx_size, n - i)):
-                event = emit_event("file", f"{path}-{i}", "file.stored", {"i": i})
+                event = emit_event(
+                    event_type="file.stored",
+                    aggregate_type="file",
+                    aggregate_id=f"{path}-{i}",
+                    payload={"i": i},
+                )
                 assert event is not None  # every aggregate id is new
                 ids.append(str(event.id))
                 i += 1
@@ -206,7 +211,7 @@ def in_process(committed: dict[str, float], port: int) -> dict:
     """The delivery engine alone: runs of 20 in this process, no broker, no worker."""
     from django.conf import settings
 
-    from common.services.outbox import process_pending_events
+    from common.services.dispatch import process_pending_events
 
     start = time.time()
     while process_pending_events(batch_size=settings.DELIVERY_BATCH_SIZE).processed:
@@ -370,7 +375,7 @@ def main() -> None:
     )
     e = results["engine"]
     print(
-        f"engine alone (runs of 20 in-process): {e['rate']:6.0f} deliveries/s   "
+        f"engine alone (process_pending_events in-process): {e['rate']:6.0f} deliveries/s   "
         f"ratio {e['rate'] / bare:.2f}x bare   duplicates {e['duplicates']}, "
         f"missing {e['missing']}"
     )

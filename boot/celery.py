@@ -1,5 +1,6 @@
 """The Celery app. Settings come from Django (namespace ``CELERY``)."""
 
+import logging
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
@@ -84,7 +85,24 @@ def _import_before_fork(**kwargs) -> None:
     import sqlalchemy.dialects.postgresql
     import sqlalchemy.dialects.sqlite  # noqa: F401
 
-    import common.services.delivery  # noqa: F401
+    import common.services.dispatch  # noqa: F401
+
+
+@signals.worker_ready.connect
+def _queue_recovery_run(**kwargs) -> None:
+    """A starting worker may replace a killed one: recover its claims on time.
+
+    The killed worker's claims stay ``sending`` until their lease runs out and
+    the messages it had fetched are gone; one delivery run a lease from now
+    finds both, instead of the next sweep (minutes away).
+    """
+    from common.services.claims import lease_seconds
+    from common.services.scheduling import request_recovery_run
+
+    try:
+        request_recovery_run(after_seconds=lease_seconds() + 1)
+    except Exception:
+        logging.getLogger(__name__).warning("Could not queue the recovery run", exc_info=True)
 
 
 @signals.task_prerun.connect

@@ -319,6 +319,9 @@ class Base(Configuration):
         values.ListValue, ["5", "300", "1800", "7200", "18000", "36000", "36000"]
     )
     WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT = env(values.IntegerValue, 10)
+    # The longest one webhook request may take, connect to last byte read; a
+    # claim's lease is this plus a margin (docs/webhooks.md).
+    WEBHOOK_TIMEOUT_SECONDS = env(values.FloatValue, 15.0)
     # /metrics: with a token set, only a request bearing it is served;
     # without one, only peers in these networks (docs/operations.md, "Metrics").
     METRICS_TOKEN = env(values.Value, "")

@@ -17,7 +17,7 @@ from common.models import (
     WebhookDeliveryAttempt,
     WebhookEndpoint,
 )
-from common.services.outbox import delivery_resend
+from common.services.resend import delivery_resend
 from common.services.webhooks import (
     EVENT_TYPES,
     endpoint_create,

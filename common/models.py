@@ -169,7 +169,7 @@ class WebhookDeliveryAttempt(BaseModel):
     ``WebhookDelivery`` keeps the state and the last attempt; this is the
     history a receiver's operator asks for ("what did you get back on
     Tuesday?"). Rows are written in bulk with the outcomes of a run
-    (``common.services.delivery``) and never change; they live as long as the
+    (``common.services.recording``) and never change; they live as long as the
     event (retention cleanup deletes them with it).
     ``created_at`` is when the outcome was recorded, right after the request.
     """

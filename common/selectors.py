@@ -62,6 +62,15 @@ def event_get(*, event_id: Any, with_attempts: bool = False) -> OutboxEvent:
         raise NotFoundError("No such event.") from exc
 
 
+def event_keys_existing(*, event_type: str, keys: list[str]) -> set[str]:
+    """Which of ``keys`` already have an event of ``event_type`` (to skip building payloads)."""
+    return set(
+        OutboxEvent.objects.filter(event_type=event_type, idempotency_key__in=keys).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+
+
 def endpoint_list(*, owner: Any = None, is_active: bool | None = None) -> QuerySet[WebhookEndpoint]:
     qs = WebhookEndpoint.objects.order_by("created_at")
     if owner is not None:

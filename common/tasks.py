@@ -41,7 +41,7 @@ def deliver_outbox_events_task() -> dict:
     """Deliver due webhook deliveries (on commit of an event, and every sweep)."""
     from django.conf import settings
 
-    from common.services.outbox import process_pending_events
+    from common.services.dispatch import process_pending_events
 
     # Due work left over is picked up by a run queued at once, not the sweep.
     result = process_pending_events(
@@ -65,7 +65,7 @@ def cleanup_delivered_outbox_events_task() -> dict:
     """Delete terminal outbox events older than ``OUTBOX_RETENTION_HOURS``."""
     from django.conf import settings
 
-    from common.services.outbox import cleanup_delivered_events
+    from common.services.retention import cleanup_delivered_events
 
     retention_hours = getattr(settings, "OUTBOX_RETENTION_HOURS", 168)
     result = cleanup_delivered_events(retention_hours=retention_hours)

@@ -19,7 +19,7 @@ import pytest
 from django.db import transaction
 
 from common.models import OutboxEvent
-from common.services.outbox import emit_event
+from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.receivers import Receiver
 from conftest import start_worker, stop_process, wait_for_ping
@@ -39,7 +39,12 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
                 ids = set()
                 for i in range(EVENTS):
                     with transaction.atomic():
-                        event = emit_event("file", f"f{i}", "file.stored", {"i": i})
+                        event = emit_event(
+                            event_type="file.stored",
+                            aggregate_type="file",
+                            aggregate_id=f"f{i}",
+                            payload={"i": i},
+                        )
                         assert event is not None
                         ids.add(str(event.id))
                 receiver.wait_for(EVENTS, timeout=180)

@@ -23,7 +23,7 @@ from api.validation import IsoDatetime, SafeStr
 from common.exceptions import NotFoundError
 from common.models import OutboxEvent, WebhookDelivery
 from common.selectors import delivery_attempt_list, delivery_get, delivery_list, event_list
-from common.services.outbox import delivery_resend
+from common.services.resend import delivery_resend
 
 router = Router(tags=["events"])
 

@@ -8,7 +8,7 @@ from standardwebhooks import Webhook
 
 from api.tests.conftest import assert_error
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from common.services.delivery import run_delivery_batch
+from common.services.dispatch import run_deliveries
 from common.tests.receivers import Receiver, Reply
 from portal.services.uploads import upload_file_create
 
@@ -58,7 +58,7 @@ def test_endpoint_crud_rotate_and_test_event(staff_api, receiver):
     assert response.status_code == 202
     event_id = response.json()["id"]
     assert response.json()["event_type"] == "webhook.test"
-    run_delivery_batch(batch_size=20)
+    run_deliveries(batch_size=20)
     assert len(receiver.requests) == 1
     sent = receiver.requests[0]
     # The receiver verifies with the new secret, as a stock library would.
@@ -112,7 +112,7 @@ def test_failed_delivery_listed_and_resent(staff_api, api, user, receiver, setti
     endpoint = create_endpoint(staff_api, receiver.url())
     receiver.script("/hook", Reply(status=500))
     file = upload_file_create(owner=user, stream=io.BytesIO(b"data"), filename="a.txt")
-    run_delivery_batch(batch_size=20)
+    run_deliveries(batch_size=20)
 
     failed = staff_api.get("/api/deliveries?status=failed").json()
     assert failed["count"] == 1
@@ -130,7 +130,7 @@ def test_failed_delivery_listed_and_resent(staff_api, api, user, receiver, setti
     response = staff_api.post(f"/api/deliveries/{delivery['id']}/resend")
     assert response.status_code == 200
     assert response.json()["status"] == "pending" and response.json()["attempts"] == 0
-    run_delivery_batch(batch_size=20)
+    run_deliveries(batch_size=20)
     assert WebhookDelivery.objects.get(pk=delivery["id"]).status == "delivered"
     assert len(receiver.requests) == 2
     assert receiver.requests[0].headers["webhook-id"] == receiver.requests[1].headers["webhook-id"]
@@ -165,9 +165,9 @@ def test_delivery_attempts_newest_first_paginated_and_staff_only(staff_api, api,
     endpoint = create_endpoint(staff_api, receiver.url())
     receiver.script("/hook", Reply(status=500, body=b"busy", headers={"retry-after": "1"}))
     upload_file_create(owner=user, stream=io.BytesIO(b"data"), filename="a.txt")
-    run_delivery_batch(batch_size=20)
+    run_deliveries(batch_size=20)
     WebhookDelivery.objects.update(next_attempt_at=timezone.now())
-    run_delivery_batch(batch_size=20)
+    run_deliveries(batch_size=20)
     delivery = WebhookDelivery.objects.get(endpoint_id=endpoint["id"])
     assert delivery.status == "delivered"
 

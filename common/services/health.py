@@ -99,7 +99,6 @@ def worker_status(*, queue: str, timeout: float) -> WorkerStatus:
     this very process and prove nothing, so it is not sent.
     """
     from boot.celery import app
-    from common.tasks import ping
 
     if app.conf.task_always_eager:
         return WorkerStatus(
@@ -108,7 +107,8 @@ def worker_status(*, queue: str, timeout: float) -> WorkerStatus:
             detail="CELERY_TASK_ALWAYS_EAGER is on: tasks run in the calling process",
         )
     try:
-        answer = ping.apply_async(queue=queue).get(timeout=timeout)
+        # By name: services do not import tasks modules (the tasks import services).
+        answer = app.send_task("common.tasks.ping", queue=queue).get(timeout=timeout)
     except Exception as exc:
         return WorkerStatus(
             state="no answer", queue=queue, detail=f"no answer within {timeout:g}s ({exc!r})"

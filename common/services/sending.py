@@ -1,7 +1,11 @@
 """Sending claimed deliveries: signed POSTs, concurrent, bounded per endpoint.
 
-No database access here: the caller claimed the rows before and records the
-outcomes after. One process-wide httpcore pool (``common.services.http``).
+No database access here: the dispatcher (``common.services.dispatch``)
+claims rows before and records outcomes after. One process-wide httpcore
+pool and thread pool (``common.services.http``). Each endpoint has its own
+lanes (threads taking its claims one after the other), so a slow endpoint
+occupies only its own lanes; every request ends within
+``WEBHOOK_TIMEOUT_SECONDS``.
 """
 
 from __future__ import annotations
@@ -9,21 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict, deque
-from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpcore
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
 from common.services.http import (
-    TIMEOUTS,
-    TOTAL_TIMEOUT,
+    request_deadline,
+    request_timeouts,
     request_url,
     send_executor,
     webhook_pool,
@@ -39,7 +42,7 @@ RESPONSE_HEADERS_MAX = 20
 RESPONSE_HEADERS_BYTES = 4096
 RETRY_AFTER_MIN_SECONDS = 1
 RETRY_AFTER_MAX_SECONDS = 24 * 3600
-# Concurrency per endpoint within a run ramps up (see send_claims).
+# Concurrency per endpoint ramps up (see Lanes).
 START_LANES = 2
 RAMP_SECONDS = 0.01
 USER_AGENT = b"Doorito-Webhooks/1"
@@ -64,6 +67,10 @@ class Claim:
     attempts: int
     max_attempts: int
     endpoint_active: bool
+    # The endpoint had a failure clock running when claimed (recording clears it).
+    endpoint_failing: bool = False
+    # time.monotonic() of the claim: a claim that waited too long is not sent.
+    claimed_at: float = 0.0
 
 
 @dataclass
@@ -100,6 +107,11 @@ def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
     return float(min(max(seconds, RETRY_AFTER_MIN_SECONDS), RETRY_AFTER_MAX_SECONDS))
 
 
+def timeout_seconds() -> float:
+    """``WEBHOOK_TIMEOUT_SECONDS``: the longest one request may take, connect to last byte."""
+    return max(float(settings.WEBHOOK_TIMEOUT_SECONDS), 0.1)
+
+
 def send_one(claim: Claim) -> Outcome:
     """POST one signed request; never raises (the error is the outcome)."""
     if not claim.endpoint_active:
@@ -116,21 +128,22 @@ def send_one(claim: Claim) -> Outcome:
         (b"webhook-timestamp", str(timestamp).encode()),
         (b"webhook-signature", signature.encode()),
     ]
+    total = timeout_seconds()
     started = time.monotonic()
     try:
-        with webhook_pool().stream(
-            "POST",
-            request_url(claim.url),
-            headers=headers,
-            content=claim.body,
-            extensions={"timeout": TIMEOUTS},
-        ) as r:
+        with (
+            request_deadline(total),
+            webhook_pool().stream(
+                "POST",
+                request_url(claim.url),
+                headers=headers,
+                content=claim.body,
+                extensions={"timeout": request_timeouts(total)},
+            ) as r,
+        ):
             excerpt = bytearray()
             for chunk in r.iter_stream():
-                if len(excerpt) < RESPONSE_EXCERPT_BYTES:
-                    excerpt += chunk[: RESPONSE_EXCERPT_BYTES - len(excerpt)]
-                if time.monotonic() - started > TOTAL_TIMEOUT:
-                    raise httpcore.ReadTimeout("response body not read within 30 s")
+                excerpt += chunk[: RESPONSE_EXCERPT_BYTES - len(excerpt)]
                 if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
                     break
     except UnsafeTargetError as exc:
@@ -204,78 +217,97 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-@dataclass
-class _SendState:
-    outcomes: dict[Any, Outcome] = field(default_factory=dict)
-    started: set = field(default_factory=set)
-    stop: threading.Event = field(default_factory=threading.Event)
-    lanes: dict[Any, int] = field(default_factory=lambda: defaultdict(int))  # per endpoint
+class Lanes:
+    """Sending threads per endpoint, fed claims as the dispatcher makes them.
 
-
-def _grace_seconds() -> float:
-    """Time between the soft and the hard limit that in-flight requests may use."""
-    hard = soft = None
-    from celery import current_task
-
-    if current_task is not None and current_task.request is not None:
-        hard, soft = (current_task.request.timelimit or (None, None))[:2]
-    hard = hard or settings.CELERY_TASK_TIME_LIMIT
-    soft = soft or settings.CELERY_TASK_SOFT_TIME_LIMIT
-    return max(float(hard) - float(soft) - 2.0, 0.5)
-
-
-def send_claims(claims: list[Claim]) -> tuple[_SendState, bool]:
-    """Send concurrently, bounded per endpoint; stop cleanly on the soft time limit.
-
-    Each endpoint starts with ``START_LANES`` threads taking its claims one
-    after the other; while it still has claims waiting, its lanes double
-    every ``RAMP_SECONDS`` up to ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT``.
-    A fast receiver is served by two threads (ten threads contending for the
-    GIL and the pool's lock cost half again the CPU per request), a slow one
-    reaches the full width within a few tens of milliseconds.
-
-    Returns the state (outcomes, which deliveries were started) and whether
-    the run was cut short.
+    An endpoint gets ``START_LANES`` threads; while its claims still wait,
+    the dispatcher doubles them every ``RAMP_SECONDS`` (``widen``) up to
+    ``WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT``. A fast receiver is served by two
+    threads (ten contending for the GIL and the pool's lock cost half again
+    the CPU per request), a slow one reaches the full width within a few tens
+    of milliseconds. A lane exits when its endpoint has nothing queued. Each
+    outcome is put on ``done`` the moment its request returns; a claim that
+    waited longer than ``send_by`` seconds (its lease could no longer cover
+    the request) is put there unsent, with ``None``, to be given back.
     """
-    state = _SendState()
-    queues: dict[Any, deque[Claim]] = defaultdict(deque)
-    for claim in claims:
-        queues[claim.endpoint_id].append(claim)
-    width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
-    lanes = state.lanes
-    futures: set = set()
-    executor = send_executor()
 
-    def run_lane(queue: deque[Claim]) -> None:
-        while not state.stop.is_set():
+    def __init__(self, *, send_by: float = float("inf")) -> None:
+        self.send_by = send_by
+        self.width = max(int(settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT), 1)
+        self.done: queue.SimpleQueue[tuple[Claim, Outcome | None]] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.started: set[Any] = set()
+        self.max_lanes: dict[Any, int] = defaultdict(int)
+        self._queues: dict[Any, deque[Claim]] = defaultdict(deque)
+        self._lanes: dict[Any, int] = defaultdict(int)
+        self._queued_at: dict[Any, float] = {}
+        self._lock = threading.Lock()
+        self._executor = send_executor()
+
+    def add(self, claims: list[Claim]) -> None:
+        with self._lock:
+            for claim in claims:
+                queued = self._queues[claim.endpoint_id]
+                if not queued:
+                    self._queued_at[claim.endpoint_id] = time.monotonic()
+                queued.append(claim)
+            for endpoint_id in {c.endpoint_id for c in claims}:
+                self._widen(endpoint_id, START_LANES)
+
+    def widen(self) -> bool:
+        """Double the lanes of endpoints whose claims have waited ``RAMP_SECONDS``.
+
+        Returns whether any claim is still queued (call again after ``RAMP_SECONDS``).
+        """
+        now = time.monotonic()
+        waiting = False
+        with self._lock:
+            for endpoint_id, queued in self._queues.items():
+                if not queued:
+                    continue
+                waiting = True
+                if now - self._queued_at.get(endpoint_id, now) >= RAMP_SECONDS:
+                    self._widen(endpoint_id, 2 * self._lanes[endpoint_id])
+                    self._queued_at[endpoint_id] = now
+        return waiting
+
+    def unstarted(self) -> list[Claim]:
+        """Take back every queued claim (after ``stop``): they were never sent."""
+        with self._lock:
+            claims = [c for q in self._queues.values() for c in q]
+            for q in self._queues.values():
+                q.clear()
+        return claims
+
+    def busy(self) -> bool:
+        with self._lock:
+            return any(self._lanes.values())
+
+    def _widen(self, endpoint_id: Any, target: int) -> None:
+        # Never more lanes than claims waiting: an idle lane would only exit.
+        queued = len(self._queues[endpoint_id])
+        target = min(target, self.width, self._lanes[endpoint_id] + queued)
+        while self._lanes[endpoint_id] < target:
+            self._lanes[endpoint_id] += 1
+            self.max_lanes[endpoint_id] = max(self.max_lanes[endpoint_id], self._lanes[endpoint_id])
+            self._executor.submit(self._run_lane, endpoint_id)
+
+    def _run_lane(self, endpoint_id: Any) -> None:
+        queued = self._queues[endpoint_id]
+        while True:
+            with self._lock:
+                if self.stop.is_set() or not queued:
+                    self._lanes[endpoint_id] -= 1
+                    return
+                claim = queued.popleft()
+                stale = time.monotonic() - claim.claimed_at > self.send_by
+                if not stale:
+                    self.started.add(claim.delivery_id)
+            if stale:
+                self.done.put((claim, None))
+                continue
             try:
-                claim = queue.popleft()
-            except IndexError:
-                return
-            state.started.add(claim.delivery_id)
-            state.outcomes[claim.delivery_id] = send_one(claim)
-
-    def widen(endpoint_id: Any, target: int) -> None:
-        queue = queues[endpoint_id]
-        # No more lanes than claims still waiting: an idle lane would only exit.
-        target = min(target, width, lanes[endpoint_id] + len(queue))
-        while lanes[endpoint_id] < target:
-            lanes[endpoint_id] += 1
-            futures.add(executor.submit(run_lane, queue))
-
-    try:
-        for endpoint_id in queues:
-            widen(endpoint_id, START_LANES)
-        while wait(futures, timeout=RAMP_SECONDS).not_done:
-            for endpoint_id, queue in queues.items():
-                if queue and lanes[endpoint_id] < width:
-                    widen(endpoint_id, 2 * lanes[endpoint_id])
-    except SoftTimeLimitExceeded:
-        state.stop.set()
-        logger.warning(
-            "Soft time limit: finishing %d in-flight request(s), releasing the rest",
-            len(state.started) - len(state.outcomes),
-        )
-        wait(futures, timeout=_grace_seconds())
-        return state, True
-    return state, False
+                outcome = send_one(claim)
+            except BaseException as exc:  # send_one never raises; a bug must not lose the claim
+                outcome = _failed(exc, f"{type(exc).__name__}: {exc}", time.monotonic())
+            self.done.put((claim, outcome))

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from common.exceptions import ValidationError
 from common.models import OutboxEvent, WebhookEndpoint
-from common.services.outbox import create_event
+from common.services.emit import emit_event
 from common.services.signing import generate_secret
 from common.services.ssrf import validate_webhook_url
 from common.services.text import clean_text
@@ -147,7 +147,7 @@ def endpoint_send_test_event(*, endpoint: WebhookEndpoint) -> OutboxEvent:
     if not endpoint.is_active:
         raise ValidationError("The endpoint is disabled; enable it first.")
     with transaction.atomic():
-        event = create_event(
+        event = emit_event(
             aggregate_type="webhook_endpoint",
             aggregate_id=endpoint.id,
             event_type=TEST_EVENT_TYPE,

@@ -35,6 +35,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    answered_at: float | None = None  # when the reply was written (None: never)
 
 
 class Receiver:
@@ -56,15 +57,11 @@ class Receiver:
             def do_POST(self):
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                received = Received(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+                )
                 with receiver.lock:
-                    receiver.requests.append(
-                        Received(
-                            self.path,
-                            {k.lower(): v for k, v in self.headers.items()},
-                            body,
-                            time.time(),
-                        )
-                    )
+                    receiver.requests.append(received)
                     script = receiver.scripts[self.path]
                     reply = script.pop(0) if script else receiver.defaults.get(self.path, Reply())
                     receiver.in_flight[self.path] += 1
@@ -80,6 +77,10 @@ class Receiver:
                     self.send_header("content-length", str(len(reply.body)))
                     self.end_headers()
                     self.wfile.write(reply.body)
+                    self.wfile.flush()
+                    received.answered_at = time.time()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client went away (a killed worker)
                 finally:
                     with receiver.lock:
                         receiver.in_flight[self.path] -= 1
@@ -117,6 +118,15 @@ class Receiver:
             time.sleep(0.05)
         got = self.on(path) if path else list(self.requests)
         raise TimeoutError(f"receiver got {len(got)} of {count} requests")
+
+    def in_flight_at(self, when: float, *, margin: float = 0.0) -> list[Received]:
+        """Requests that had arrived by ``when`` and were not answered ``margin`` s before it."""
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if r.at <= when and (r.answered_at is None or r.answered_at > when - margin)
+            ]
 
     def close(self) -> None:
         self.server.shutdown()

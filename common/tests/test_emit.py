@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from common.services.outbox import emit_event
+from common.services.emit import emit_event
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +34,10 @@ def test_emit_writes_event_and_one_delivery_per_subscribed_endpoint(
 
     with django_capture_on_commit_callbacks() as callbacks:
         event = emit_event(
-            "file",
-            file_id,
-            "file.stored",
-            {"id": file_id, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+            event_type="file.stored",
+            aggregate_type="file",
+            aggregate_id=file_id,
+            payload={"id": file_id, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
         )
 
     assert len(callbacks) == 1
@@ -54,10 +54,16 @@ def test_emit_writes_event_and_one_delivery_per_subscribed_endpoint(
 def test_duplicate_key_returns_none_and_keeps_the_transaction_usable():
     _endpoint()
     with transaction.atomic():
-        first = emit_event("file", "f1", "file.expiring", {"n": 1})
-        second = emit_event("file", "f1", "file.expiring", {"n": 2})
+        first = emit_event(
+            event_type="file.expiring", aggregate_type="file", aggregate_id="f1", payload={"n": 1}
+        )
+        second = emit_event(
+            event_type="file.expiring", aggregate_type="file", aggregate_id="f1", payload={"n": 2}
+        )
         # The transaction still works after the duplicate.
-        third = emit_event("file", "f1", "file.deleted", {"n": 3})
+        third = emit_event(
+            event_type="file.deleted", aggregate_type="file", aggregate_id="f1", payload={"n": 3}
+        )
     assert first is not None and second is None and third is not None
     assert OutboxEvent.objects.filter(event_type="file.expiring").count() == 1
     assert WebhookDelivery.objects.count() == 2
@@ -68,21 +74,40 @@ def test_explicit_idempotency_key_and_one_commit_callback_per_transaction(
 ):
     _endpoint()
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
-        emit_event("batch", "b", "batch.completed", {}, idempotency_key="a")
-        emit_event("batch", "b", "batch.completed", {}, idempotency_key="b")
+        emit_event(
+            event_type="batch.completed",
+            aggregate_type="batch",
+            aggregate_id="b",
+            payload={},
+            idempotency_key="a",
+        )
+        emit_event(
+            event_type="batch.completed",
+            aggregate_type="batch",
+            aggregate_id="b",
+            payload={},
+            idempotency_key="b",
+        )
     assert len(callbacks) == 1
     assert OutboxEvent.objects.count() == 2
 
 
 def test_unserializable_payload_fails_at_emit():
     with pytest.raises(TypeError):
-        emit_event("file", "x", "file.stored", {"bad": object()})
+        emit_event(
+            event_type="file.stored",
+            aggregate_type="file",
+            aggregate_id="x",
+            payload={"bad": object()},
+        )
     assert not OutboxEvent.objects.exists()
 
 
 def test_no_subscriber_means_nothing_to_deliver(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        event = emit_event("file", "y", "file.stored", {})
+        event = emit_event(
+            event_type="file.stored", aggregate_type="file", aggregate_id="y", payload={}
+        )
     assert callbacks == []
     assert OutboxEvent.objects.get(pk=event.pk).status == OutboxEvent.Status.DELIVERED
 
@@ -94,7 +119,7 @@ def test_rolled_back_transaction_leaves_nothing(django_capture_on_commit_callbac
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
-        emit_event("file", "z", "file.stored", {})
+        emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="z", payload={})
         raise RuntimeError
     assert callbacks == []
     assert not OutboxEvent.objects.exists()
@@ -104,22 +129,39 @@ def test_rolled_back_transaction_leaves_nothing(django_capture_on_commit_callbac
 def test_nul_in_payload_is_refused_before_sql_and_the_transaction_survives():
     with transaction.atomic():
         with pytest.raises(ValueError):
-            emit_event("file", "n", "file.stored", {"name": "a\x00b"})
-        assert emit_event("file", "ok", "file.stored", {}) is not None
+            emit_event(
+                event_type="file.stored",
+                aggregate_type="file",
+                aggregate_id="n",
+                payload={"name": "a\x00b"},
+            )
+        assert (
+            emit_event(
+                event_type="file.stored", aggregate_type="file", aggregate_id="ok", payload={}
+            )
+            is not None
+        )
     assert OutboxEvent.objects.count() == 1
 
 
 def test_emit_events_writes_many_skips_used_keys_and_fans_out():
     from django.db import connection
 
-    from common.services.outbox import EventSpec, _send_delivery_task, emit_events
+    from common.services.emit import NewEvent, emit_events
+    from common.services.scheduling import _run_now
 
     a = _endpoint()
     b = _endpoint(event_types=["file.deleted"])
     _endpoint(event_types=["file.stored"])
-    emit_event("file", "f0", "file.deleted", {"id": "f0"}, idempotency_key="f0")
+    emit_event(
+        event_type="file.deleted",
+        aggregate_type="file",
+        aggregate_id="f0",
+        payload={"id": "f0"},
+        idempotency_key="f0",
+    )
     specs = [
-        EventSpec(
+        NewEvent(
             aggregate_type="file",
             aggregate_id=f"f{i}",
             payload={"id": f"f{i}"},
@@ -132,7 +174,7 @@ def test_emit_events_writes_many_skips_used_keys_and_fans_out():
         again = emit_events(event_type="file.deleted", events=specs)
     assert (written, again) == (4, 0)
     # One delivery run requested for the whole transaction.
-    assert [f for _, f, _ in connection.run_on_commit].count(_send_delivery_task) == 1
+    assert [f for _, f, _ in connection.run_on_commit].count(_run_now) == 1
     events = OutboxEvent.objects.filter(event_type="file.deleted")
     assert sorted(events.values_list("idempotency_key", flat=True)) == [f"f{i}" for i in range(5)]
     assert OutboxEvent.objects.get(idempotency_key="f3").payload == {"id": "f3"}
@@ -141,13 +183,13 @@ def test_emit_events_writes_many_skips_used_keys_and_fans_out():
 
 
 def test_emit_events_refuses_nul_before_any_sql():
-    from common.services.outbox import EventSpec, emit_events
+    from common.services.emit import NewEvent, emit_events
 
     with pytest.raises(ValueError, match="NUL"):
         emit_events(
             event_type="file.deleted",
             events=[
-                EventSpec(
+                NewEvent(
                     aggregate_type="file",
                     aggregate_id="x",
                     payload={"n": "a\x00"},
@@ -162,7 +204,9 @@ def test_delivery_rows_written_in_sql_get_time_ordered_uuid7_ids():
     _endpoint()
     _endpoint()
     before = dt.datetime.now(dt.UTC)
-    event = emit_event("file", uuid.uuid4(), "file.stored", {})
+    event = emit_event(
+        event_type="file.stored", aggregate_type="file", aggregate_id=uuid.uuid4(), payload={}
+    )
     ids = list(WebhookDelivery.objects.filter(event_id=event.id).values_list("id", flat=True))
     assert len(ids) == 2
     for delivery_id in ids:
@@ -192,12 +236,14 @@ def test_the_uuid7_migration_reverses(django_db_blocker):
 def test_emit_runs_as_a_prepared_statement_and_a_claim_does_not(receiver):
     from django.db import connection
 
-    from common.services.delivery import claim_due_deliveries
+    from common.services.claims import claim_due_deliveries
     from common.services.webhooks import endpoint_create
 
     endpoint_create(url=receiver.url("/a"))
     for i in range(3):
-        emit_event("file", f"p{i}", "file.stored", {})
+        emit_event(
+            event_type="file.stored", aggregate_type="file", aggregate_id=f"p{i}", payload={}
+        )
     claim_due_deliveries(batch_size=20)
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
@@ -227,14 +273,14 @@ def test_a_commit_queues_no_second_delivery_run_while_one_waits(receiver):
         cursor.execute("DELETE FROM kombu_message")
     endpoint_create(url=receiver.url("/a"))
     with transaction.atomic():
-        emit_event("file", "c1", "file.stored", {})
+        emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="c1", payload={})
     assert runs_queued() == (1, 1)
     with transaction.atomic():
-        emit_event("file", "c2", "file.stored", {})
+        emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="c2", payload={})
     assert runs_queued() == (1, 1)
     with connection.cursor() as cursor:  # a worker fetched the run
         cursor.execute("UPDATE kombu_message SET visible = false")
     with transaction.atomic():
-        emit_event("file", "c3", "file.stored", {})
+        emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="c3", payload={})
     assert runs_queued() == (1, 2)
     app.control.purge()

@@ -12,7 +12,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.models import WebhookDelivery
-from common.services.delivery import run_delivery_batch
+from common.services.dispatch import run_deliveries
 from common.services.webhooks import endpoint_create
 from common.tests.receivers import Reply
 from conftest import ROOT
@@ -87,7 +87,7 @@ def test_uploads_and_deliveries_move_counters_and_gauges(client, receiver):
     WebhookDelivery.objects.update(next_attempt_at=timezone.now() - dt.timedelta(minutes=1))
     assert scrape(client)[("doorito_outbox_oldest_due_age_seconds", ())] >= 60
 
-    run_delivery_batch(batch_size=20)
+    run_deliveries(batch_size=20)
     after = scrape(client)
 
     def delta(name: str, **labels: str) -> float:

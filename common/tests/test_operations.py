@@ -12,12 +12,9 @@ from django.utils import timezone
 
 from common.exceptions import ConflictError, ValidationError
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from common.services.outbox import (
-    deliveries_resend_failed,
-    delivery_resend,
-    emit_event,
-    process_pending_events,
-)
+from common.services.dispatch import process_pending_events
+from common.services.emit import emit_event
+from common.services.resend import deliveries_resend_failed, delivery_resend
 from common.services.webhooks import (
     endpoint_create,
     endpoint_delete,
@@ -79,7 +76,7 @@ def test_cleanup_honours_retention_setting(settings):
 
 def test_deliver_task_returns_the_seed_format(receiver):
     endpoint_create(url=receiver.url("/a"))
-    emit_event("file", "f1", "file.stored", {})
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
     assert deliver_outbox_events_task.apply().get() == {
         "processed": 1,
         "delivered": 1,
@@ -92,7 +89,7 @@ def _failed_delivery(receiver, settings) -> WebhookDelivery:
     settings.WEBHOOK_MAX_ATTEMPTS = 1
     endpoint_create(url=receiver.url("/a"))
     receiver.script("/a", Reply(500))
-    emit_event("file", "f1", "file.stored", {})
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
     process_pending_events()
     d = WebhookDelivery.objects.get()
     assert d.status == "failed"
@@ -135,7 +132,9 @@ def test_resend_all_failed_since(receiver, settings):
 def _failed_deliveries(n: int) -> None:
     endpoint_create(url="http://127.0.0.1:9/hook")
     for i in range(n):
-        emit_event("file", f"f{i}", "file.stored", {})
+        emit_event(
+            event_type="file.stored", aggregate_type="file", aggregate_id=f"f{i}", payload={}
+        )
     WebhookDelivery.objects.update(status="failed", next_attempt_at=None)
 
 
@@ -182,7 +181,7 @@ def test_test_event_goes_to_one_endpoint_only(receiver):
 
 def test_disable_and_reenable_endpoint(receiver):
     endpoint, _ = endpoint_create(url=receiver.url("/a"))
-    emit_event("file", "f1", "file.stored", {})
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
     endpoint_update(endpoint=endpoint, is_active=False)
     assert WebhookDelivery.objects.get().status == "failed"
     assert OutboxEvent.objects.get().status == "failed"
@@ -202,7 +201,7 @@ def test_endpoint_delete_lets_shared_events_finish(receiver):
     _a, _ = endpoint_create(url=receiver.url("/a"))
     b, _ = endpoint_create(url=receiver.url("/b"))
     receiver.script("/b", Reply(500))
-    emit_event("file", "f1", "file.stored", {})
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
     process_pending_events()
     assert OutboxEvent.objects.get().status == "pending"
     endpoint_delete(endpoint=b)

@@ -11,7 +11,7 @@ import pytest
 from django.db import transaction
 
 from common.models import OutboxEvent, WebhookDelivery
-from common.services.outbox import emit_event
+from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.receivers import Reply
 from conftest import ROOT, start_worker, stop_process, subprocess_env, wait_for_ping
@@ -32,12 +32,22 @@ def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
     endpoint_create(url=receiver.url("/a"))
 
     with pytest.raises(RuntimeError), transaction.atomic():
-        emit_event("file", "rolled-back", "file.stored", {"n": 0})
+        emit_event(
+            event_type="file.stored",
+            aggregate_type="file",
+            aggregate_id="rolled-back",
+            payload={"n": 0},
+        )
         raise RuntimeError("rollback")
 
     started = time.monotonic()
     with transaction.atomic():
-        event = emit_event("file", "committed", "file.stored", {"n": 1})
+        event = emit_event(
+            event_type="file.stored",
+            aggregate_type="file",
+            aggregate_id="committed",
+            payload={"n": 1},
+        )
     (req,) = receiver.wait_for(1, timeout=20)
     # No beat runs here: only the on-commit task can have delivered it, and fast.
     assert time.monotonic() - started < 10
@@ -57,7 +67,12 @@ def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver)
         receiver.always(path, Reply(delay=0.05))
     with transaction.atomic():
         for i in range(500):
-            emit_event("file", f"f{i}", "file.stored", {"i": i})
+            emit_event(
+                event_type="file.stored",
+                aggregate_type="file",
+                aggregate_id=f"f{i}",
+                payload={"i": i},
+            )
     # No worker consumes the on-commit message: the two dispatchers below are the only ones.
     cmd = [sys.executable, "manage.py", "webhooks", "deliver", "--until-empty"]
     env = subprocess_env()
@@ -92,7 +107,12 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
     receiver.always("/slow", Reply(delay=4))
     with transaction.atomic():
         for i in range(3):
-            emit_event("file", f"f{i}", "file.stored", {"i": i})
+            emit_event(
+                event_type="file.stored",
+                aggregate_type="file",
+                aggregate_id=f"f{i}",
+                payload={"i": i},
+            )
     app.control.purge()  # drop the on-commit message: this test sends its own task
 
     worker = start_worker(tmp_path, WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT="1")
@@ -102,9 +122,16 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
         # 12 - 2 - 2 = 8 s of grace for the request in flight.
         result = deliver_outbox_events_task.apply_async(soft_time_limit=2, time_limit=12)
         first = result.get(timeout=40)
-        # One request was in flight at the soft limit: it finished and was recorded;
-        # the two not yet started were released, not lost and not sent.
-        assert first == {"processed": 1, "delivered": 1, "failed": 0, "remaining": 2}
+        # One request was in flight at the soft limit: it finished and was
+        # recorded. With one lane the run never claimed the other two (a
+        # claim is a request about to start); the follow-up run it queued on
+        # seeing them due may have taken one meanwhile.
+        assert {k: first[k] for k in ("processed", "delivered", "failed")} == {
+            "processed": 1,
+            "delivered": 1,
+            "failed": 0,
+        }
+        assert first["remaining"] in (0, 1, 2)
         assert "Soft time limit" in worker.output()
         # The run re-queued itself because work remained: the rest arrives.
         receiver.wait_for(3, timeout=40)
@@ -130,7 +157,12 @@ def test_a_retry_is_sent_on_its_schedule_not_at_the_sweep(receiver, tmp_path, se
         endpoint_create(url=receiver.url("/flaky"))
         receiver.script("/flaky", Reply(status=500))
         with transaction.atomic():
-            event = emit_event("file", "retry-on-time", "file.stored", {})
+            event = emit_event(
+                event_type="file.stored",
+                aggregate_type="file",
+                aggregate_id="retry-on-time",
+                payload={},
+            )
         first, second = receiver.wait_for(2, "/flaky", timeout=15)
         # 2 s ± the 20 % jitter, plus the worker's wake-up: on time, not minutes late.
         assert 1.4 < second.at - first.at < 5, second.at - first.at

@@ -13,7 +13,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from common.models import OutboxEvent, WebhookDelivery
-from common.services.outbox import emit_event, process_pending_events
+from common.services.dispatch import process_pending_events
+from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.receivers import Receiver, Reply
 
@@ -28,7 +29,12 @@ def endpoints(staff_user):
 
 
 def _emit(event_type: str = "file.stored", **payload) -> OutboxEvent:
-    event = emit_event("file", uuid.uuid4(), event_type, {"filename": "a.txt", **payload})
+    event = emit_event(
+        event_type=event_type,
+        aggregate_type="file",
+        aggregate_id=uuid.uuid4(),
+        payload={"filename": "a.txt", **payload},
+    )
     assert event is not None  # a new aggregate id: never an idempotent repeat
     return event
 

@@ -12,7 +12,8 @@ import pytest
 from django.utils import timezone
 
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from common.services.outbox import emit_event, process_pending_events
+from common.services.dispatch import process_pending_events
+from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create, endpoint_send_test_event
 from common.tests.receivers import Receiver, Reply
 
@@ -356,7 +357,12 @@ def test_list_runs_few_queries(client_staff, staff_user, django_assert_max_num_q
 def _thirty_deliveries(endpoint: WebhookEndpoint, staff_user) -> None:
     other, _ = endpoint_create(owner=staff_user, url="http://127.0.0.1:8/other")
     for n in range(15):
-        emit_event("file", uuid.uuid4(), "file.stored", {"n": n})
+        emit_event(
+            event_type="file.stored",
+            aggregate_type="file",
+            aggregate_id=uuid.uuid4(),
+            payload={"n": n},
+        )
     for _ in range(15):
         endpoint_send_test_event(endpoint=endpoint)
     assert endpoint.deliveries.count() == 30

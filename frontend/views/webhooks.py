@@ -27,7 +27,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from common import selectors
 from common.exceptions import ApplicationError, NotFoundError
 from common.models import WebhookDelivery, WebhookEndpoint
-from common.services import outbox as outbox_services
+from common.services import resend as resend_services
 from common.services import webhooks as services
 from frontend.access import staff_required
 from frontend.forms.errors import add_service_error
@@ -233,7 +233,7 @@ def endpoint_resend_failed(request: HttpRequest, endpoint_id: UUID) -> HttpRespo
     if not form.is_valid():
         return _render_detail(request, endpoint, form)
     since = form.cleaned_data["since"]
-    count = outbox_services.deliveries_resend_failed(since=since, endpoint=endpoint)
+    count = resend_services.deliveries_resend_failed(since=since, endpoint=endpoint)
     if count:
         messages.success(
             request, f"{count} failed deliver{'y' if count == 1 else 'ies'} queued again."
@@ -269,7 +269,7 @@ def delivery_resend(request: HttpRequest, delivery_id: UUID) -> HttpResponse:
     except NotFoundError as exc:
         raise Http404(exc.message) from exc
     try:
-        outbox_services.delivery_resend(delivery=delivery)
+        resend_services.delivery_resend(delivery=delivery)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

@@ -14,9 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.exceptions import ConflictError, NotFoundError, ValidationError
+from common.services.emit import emit_event
 from common.services.text import clean_json, text_is_storable
 from portal.models import UploadBatch
-from portal.services.events import emit
 from portal.services.payloads import batch_event_payload
 
 MAX_EXPECTED_FILES = 100_000
@@ -154,7 +154,7 @@ def _complete_if_ended(batch: UploadBatch) -> list[str]:
         return []
     batch.status = _derived_status(batch)
     batch.completed_at = timezone.now()
-    emit(
+    emit_event(
         aggregate_type="batch",
         aggregate_id=batch.id,
         event_type="batch.completed",

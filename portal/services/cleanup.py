@@ -16,9 +16,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from common.services.outbox import EventSpec
+from common.services.emit import NewEvent, emit_events
 from portal.models import UploadFile, UploadSession
-from portal.services.events import emit_many
 from portal.services.payloads import file_event_payload
 from portal.services.stored_objects import delete_objects
 
@@ -61,10 +60,10 @@ def cleanup_expired_upload_files(
         )
         UploadFile.objects.filter(pk__in=locked_ids).delete()
         # Failed files were never announced, so there is nothing to retract.
-        emit_many(
+        emit_events(
             event_type="file.deleted",
             events=[
-                EventSpec(
+                NewEvent(
                     aggregate_type="file",
                     aggregate_id=by_id[pk].id,
                     payload=file_event_payload(

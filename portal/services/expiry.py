@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from common.selectors import event_keys_existing
+from common.services.emit import emit_event
 from portal.models import UploadFile
-from portal.services.events import emit, existing_idempotency_keys
 from portal.services.payloads import file_event_payload
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,12 @@ def notify_expiring_files(
         if not files:
             break
         last = (files[-1].created_at, files[-1].id)
-        known = existing_idempotency_keys(event_type=EVENT_TYPE, keys=[str(f.id) for f in files])
+        known = event_keys_existing(event_type=EVENT_TYPE, keys=[str(f.id) for f in files])
         for file in files:
             if str(file.id) in known:
                 skipped += 1
                 continue
-            event = emit(
+            event = emit_event(
                 aggregate_type="file",
                 aggregate_id=file.id,
                 event_type=EVENT_TYPE,

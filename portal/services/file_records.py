@@ -16,10 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.exceptions import PermissionDeniedError
+from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_record_file_ended, clean_metadata
-from portal.services.events import emit
 from portal.services.payloads import file_event_payload
 from portal.services.stored_objects import delete_object
 
@@ -92,7 +92,7 @@ def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256:
     file.save()
     if file.batch_id is not None:
         batch_record_file_ended(batch_id=file.batch_id, stored=True)
-    emit(
+    emit_event(
         aggregate_type="file",
         aggregate_id=file.id,
         event_type="file.stored",
@@ -148,7 +148,7 @@ def upload_file_delete(*, file: UploadFile, actor: Any) -> None:
     with transaction.atomic(durable=True):
         deleted, _ = UploadFile.objects.filter(pk=file.pk).delete()
         if deleted and file.status == UploadFile.Status.STORED:
-            emit(
+            emit_event(
                 aggregate_type="file",
                 aggregate_id=file.id,
                 event_type="file.deleted",

@@ -144,7 +144,7 @@ class Command(BaseCommand):
 
     def do_resend(self, *, delivery_id, failed_since, **_):
         from common.selectors import delivery_get
-        from common.services.outbox import deliveries_resend_failed, delivery_resend
+        from common.services.resend import deliveries_resend_failed, delivery_resend
 
         if failed_since:
             progress = Progress(self.stdout)
@@ -175,7 +175,7 @@ class Command(BaseCommand):
     def do_deliver(self, *, batch_size, until_empty, verbosity=1, **_):
         from django.conf import settings
 
-        from common.services.outbox import process_pending_events
+        from common.services.dispatch import process_pending_events
 
         size = batch_size or settings.DELIVERY_BATCH_SIZE
         total = {"processed": 0, "delivered": 0, "failed": 0, "remaining": 0}
