@@ -52,7 +52,8 @@ def test_readyz_503_when_the_broker_database_does_not_exist(client, monkeypatch)
     from boot.celery import app
 
     missing = app.conf.broker_url.rsplit("/", 1)[0] + "/doorito_no_such_broker_db"
-    probe = Celery("readyz-probe", broker=missing)
+    # Not the current app: shared tasks elsewhere must keep the real one.
+    probe = Celery("readyz-probe", broker=missing, set_as_current=False)
     monkeypatch.setattr("boot.celery.app", probe)
     try:
         response = client.get("/readyz")
