@@ -19,8 +19,8 @@ import pytest
 from django.db import transaction
 
 from common.models import OutboxEvent
-from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
+from common.tests.events import emit_file_stored
 from common.tests.receivers import Receiver
 from conftest import start_worker, stop_process, wait_for_ping
 from tests.brokers import publishing_to, rabbitmq_vhost, require_server
@@ -39,13 +39,7 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
                 ids = set()
                 for i in range(EVENTS):
                     with transaction.atomic():
-                        event = emit_event(
-                            event_type="file.stored",
-                            aggregate_type="file",
-                            aggregate_id=f"f{i}",
-                            payload={"i": i},
-                        )
-                        assert event is not None
+                        event = emit_file_stored(i)
                         ids.add(str(event.id))
                 receiver.wait_for(EVENTS, timeout=180)
                 deadline = time.monotonic() + 60

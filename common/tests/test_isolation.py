@@ -15,8 +15,8 @@ from django.db import transaction
 
 from common.models import WebhookDelivery
 from common.services.claims import lease_seconds
-from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
+from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
 from conftest import start_worker, stop_process, wait_for_ping
 
@@ -45,12 +45,7 @@ def test_a_25_second_endpoint_does_not_delay_another_endpoint(receiver, tmp_path
         committed: dict[str, float] = {}
         for i in range(40):
             with transaction.atomic():
-                event = emit_event(
-                    event_type="file.stored",
-                    aggregate_type="file",
-                    aggregate_id=f"f{i}",
-                    payload={"i": i},
-                )
+                event = emit_file_stored(i)
             committed[str(event.id)] = time.time()
             time.sleep(0.25)
         fast = receiver.wait_for(40, "/fast", timeout=30)
@@ -91,12 +86,7 @@ def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_l
         wait_for_ping(worker)
         with transaction.atomic():
             for i in range(60):
-                emit_event(
-                    event_type="file.stored",
-                    aggregate_type="file",
-                    aggregate_id=f"f{i}",
-                    payload={"i": i},
-                )
+                emit_file_stored(i)
         receiver.wait_for(25, "/hold", timeout=60)
         # Half way through the second round of held requests: the first
         # round's answers have had half a second to be recorded.

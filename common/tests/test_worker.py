@@ -13,6 +13,7 @@ from django.db import transaction
 from common.models import OutboxEvent, WebhookDelivery
 from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
+from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
 from conftest import ROOT, start_worker, stop_process, subprocess_env, wait_for_ping
 
@@ -67,12 +68,7 @@ def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver)
         receiver.always(path, Reply(delay=0.05))
     with transaction.atomic():
         for i in range(500):
-            emit_event(
-                event_type="file.stored",
-                aggregate_type="file",
-                aggregate_id=f"f{i}",
-                payload={"i": i},
-            )
+            emit_file_stored(i)
     # No worker consumes the on-commit message: the two dispatchers below are the only ones.
     cmd = [sys.executable, "manage.py", "webhooks", "deliver", "--until-empty"]
     env = subprocess_env()
@@ -107,12 +103,7 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
     receiver.always("/slow", Reply(delay=4))
     with transaction.atomic():
         for i in range(3):
-            emit_event(
-                event_type="file.stored",
-                aggregate_type="file",
-                aggregate_id=f"f{i}",
-                payload={"i": i},
-            )
+            emit_file_stored(i)
     app.control.purge()  # drop the on-commit message: this test sends its own task
 
     worker = start_worker(tmp_path, WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT="1")
