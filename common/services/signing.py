@@ -27,15 +27,6 @@ def _key(secret: str) -> bytes:
     return base64.b64decode(raw + "=" * (-len(raw) % 4))
 
 
-def is_valid_secret(secret: str) -> bool:
-    if not secret.startswith(SECRET_PREFIX):
-        return False
-    try:
-        return len(_key(secret)) >= 24
-    except ValueError:
-        return False
-
-
 def sign(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,…`` signature of the exact bytes that will be sent."""
     to_sign = f"{msg_id}.{timestamp}.".encode() + body
