@@ -1,6 +1,5 @@
 """The Celery app. Settings come from Django (namespace ``CELERY``)."""
 
-import logging
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
@@ -89,20 +88,26 @@ def _import_before_fork(**kwargs) -> None:
 
 
 @signals.worker_ready.connect
-def _queue_recovery_run(**kwargs) -> None:
-    """A starting worker may replace a killed one: recover its claims on time.
+def _start_overdue_watch(**kwargs) -> None:
+    """Look for due work that lost its message, every second, from this worker.
 
-    The killed worker's claims stay ``sending`` until their lease runs out and
-    the messages it had fetched are gone; one delivery run a lease from now
-    finds both, instead of the next sweep (minutes away).
+    A killed worker's claims come due when their lease runs out, and the ETA
+    messages it (or any worker whose broker connection dropped) had fetched
+    are gone; ``common/services/overdue.py`` finds both without waiting for
+    the sweep (minutes).
     """
-    from common.services.claims import lease_seconds
-    from common.services.scheduling import request_recovery_run
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    from common.services.overdue import start_overdue_watch
 
-    try:
-        request_recovery_run(after_seconds=lease_seconds() + 1)
-    except Exception:
-        logging.getLogger(__name__).warning("Could not queue the recovery run", exc_info=True)
+    start_overdue_watch()
+
+
+@signals.worker_shutdown.connect
+def _stop_overdue_watch(**kwargs) -> None:
+    from common.services.overdue import stop_overdue_watch
+
+    stop_overdue_watch()
 
 
 @signals.task_prerun.connect

@@ -33,6 +33,12 @@ from common.services.sql import fetch_all
 # for a lane (milliseconds), and the outcome's flush (tens of milliseconds;
 # seconds on a starved machine).
 LEASE_MARGIN_SECONDS = 10
+# After PostgreSQL (re)starts, claims whose lease ran out while it was away
+# are left this long to their holders: a worker that outlived the outage
+# writes its held outcomes within a second or two of the database's return
+# (``dispatch._record_after_outage``), and taking them again first sent each
+# of those requests twice (~40 of them after a 30 s stop).
+RECLAIM_AFTER_RESTART_SECONDS = 5
 # At most this many rows scanned per claimed event (one row per endpoint).
 SCAN_FACTOR = 8
 
@@ -61,6 +67,7 @@ WITH caps AS (
     FROM common_webhookdelivery
     WHERE status = 'sending' AND lease_expires_at <= %(now)s
       AND endpoint_id <> ALL(%(full)s::uuid[])
+      AND now() - pg_postmaster_start_time() >= %(reclaim_after)s * interval '1 second'
     ORDER BY lease_expires_at, id LIMIT (SELECT n FROM scan)
     FOR UPDATE SKIP LOCKED
 ), pending AS (
@@ -139,6 +146,7 @@ def claim_due_deliveries(
         "caps": list(free.values()),
         "full": [str(k) for k, v in free.items() if v <= 0],
         "lease": now + dt.timedelta(seconds=lease_seconds()),
+        "reclaim_after": RECLAIM_AFTER_RESTART_SECONDS,
     }
 
     def run() -> list[tuple[Any, ...]]:
@@ -211,7 +219,9 @@ SELECT count(DISTINCT event_id) FROM (
      WHERE status = 'pending' AND next_attempt_at <= %(now)s LIMIT %(limit)s)
     UNION ALL
     (SELECT event_id FROM common_webhookdelivery
-     WHERE status = 'sending' AND lease_expires_at <= %(now)s LIMIT %(limit)s)
+     WHERE status = 'sending' AND lease_expires_at <= %(now)s
+       AND now() - pg_postmaster_start_time() >= %(reclaim_after)s * interval '1 second'
+     LIMIT %(limit)s)
 ) due
 """
 
@@ -223,5 +233,8 @@ REMAINING_COUNT_CAP = 1000
 
 def count_due_events(*, limit: int = REMAINING_COUNT_CAP) -> int:
     """Events with a delivery due now, counted up to ``limit`` (a bigger backlog reads as it)."""
-    rows = fetch_all(_COUNT_DUE_SQL, {"now": timezone.now(), "limit": limit})
+    rows = fetch_all(
+        _COUNT_DUE_SQL,
+        {"now": timezone.now(), "limit": limit, "reclaim_after": RECLAIM_AFTER_RESTART_SECONDS},
+    )
     return int(rows[0][0])

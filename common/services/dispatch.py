@@ -35,7 +35,6 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from common.services.claims import (
-    LEASE_MARGIN_SECONDS,
     claim_due_deliveries,
     count_due_events,
     lease_seconds,
@@ -64,6 +63,8 @@ QUEUE_FACTOR = 3
 # wake-up of the loop per handful, not per request (the loop and the lanes
 # share one GIL).
 COLLECT_TICK = 0.003
+# How long a run that lost the database holds its outcomes for it.
+HOLD_SECONDS = 180.0
 # A run stops claiming after this long (and hands over to a fresh run), so a
 # worker child is not held by one task forever under a steady stream.
 RUN_SECONDS = 120.0
@@ -352,38 +353,45 @@ def _wait_seconds(run: _Run, *, claiming: bool, widening: bool) -> float:
 
 def _record_after_outage(run: _Run) -> None:
     """The database went away mid-run: claim nothing more, let the requests in
-    flight return, and keep trying to record them (every second, for as long
-    as their leases last), so a short outage repeats no request.
+    flight return, and keep trying to record them every second until it is
+    back, so an outage repeats no request that returned.
 
-    If the database stays away the outcomes are lost and the claims are sent
-    again when their leases run out; the caller's error ends the run (the
-    task retries it).
+    Holding on past the claims' leases is safe: writes are fenced (a row
+    claimed again ignores this run's late outcome), and after a restart
+    nobody re-claims an expired lease for ``RECLAIM_AFTER_RESTART_SECONDS``,
+    while this loop writes within a second of the database's return. Only an
+    outage longer than ``HOLD_SECONDS`` (or the task's soft time limit) drops
+    the outcomes; their claims are then sent again. The caller's error ends
+    the run (the task retries it).
     """
     run.lanes.stop.set()
     unstarted = run.lanes.unstarted()
     for claim in unstarted:
         run.outstanding[claim.endpoint_id] -= 1
+    run.released.extend(unstarted)
     logger.warning(
         "Database unavailable during a delivery run: holding %d outcome(s) and %d in flight "
         "until it is back",
         len(run.done),
         run.in_flight(),
     )
-    # Until shortly before the first claims' leases run out (then they are
-    # another dispatcher's to send again).
-    deadline = time.monotonic() + lease_seconds() - LEASE_MARGIN_SECONDS / 2
-    while time.monotonic() < deadline:
-        run.collect(min(1.0, max(deadline - time.monotonic(), 0.0)))
-        if run.in_flight() and time.monotonic() < deadline:
-            continue
-        connection.close_if_unusable_or_obsolete()
-        try:
-            run.flush(released=unstarted)
-        except (OperationalError, InterfaceError):
-            time.sleep(1.0)
-            continue
-        logger.info("Database back: the held outcomes are recorded")
-        return
+    deadline = time.monotonic() + HOLD_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            run.collect(min(1.0, max(deadline - time.monotonic(), 0.0)))
+            if run.in_flight() and time.monotonic() < deadline:
+                continue
+            connection.close_if_unusable_or_obsolete()
+            try:
+                run.flush()
+            except (OperationalError, InterfaceError):
+                connection.close()
+                time.sleep(1.0)
+                continue
+            logger.info("Database back: the held outcomes are recorded")
+            return
+    except SoftTimeLimitExceeded:
+        pass
     logger.error(
         "Database still unavailable: %d outcome(s) not recorded; their claims are retried "
         "when the lease runs out",

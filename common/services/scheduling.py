@@ -1,4 +1,4 @@
-"""Asking for delivery runs: after a commit, to continue, at a retry's time, after a restart.
+"""Asking for delivery runs: after a commit, to continue, at a retry's time, when overdue.
 
 Every run is only a shortcut: the beat sweep (``deliver-outbox-events-sweep``)
 finds all due work anyway, so a lost message delays delivery, never loses
@@ -15,7 +15,6 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -90,22 +89,10 @@ def request_delivery_run_at(when: dt.datetime) -> None:
 
     The worker that fetches it holds it until then (Celery's ETA), so a
     failed delivery is tried again on its schedule instead of at the next
-    sweep. If that worker dies the message is gone with it (the SQL broker
-    consumes on fetch); the sweep still finds the retry.
+    sweep. If that worker dies, or its broker connection drops, the message
+    is gone (the SQL broker consumes on fetch); the workers' overdue watch
+    (``common.services.overdue``) queues a run for it within seconds.
     """
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return
     _send(eta=when)
-
-
-def request_recovery_run(*, after_seconds: float) -> None:
-    """Queue a run for when whatever a crashed predecessor held has come due.
-
-    A worker that starts may replace one that was killed: its claims stay
-    ``sending`` until their lease runs out, and the messages it had fetched
-    are lost. One run a lease after the start finds both without waiting
-    for the sweep (minutes).
-    """
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return
-    _send(eta=timezone.now() + dt.timedelta(seconds=after_seconds))

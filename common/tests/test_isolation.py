@@ -70,7 +70,8 @@ def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_l
     """SIGKILL to the worker's process group mid-run, then a new worker.
 
     Every delivery ends delivered about a lease after the restart (the killed
-    worker's claims come due, and the new worker queues a run for then), and
+    worker's claims come due, and the new worker's overdue watch queues a run
+    for them within a second), and
     the requests sent twice are the ones in flight at the kill: none whose
     outcome had been recorded. "In flight" counts from the worker's side: a
     reply written in the last 0.25 s may not have reached the worker or been
@@ -125,6 +126,6 @@ def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_l
     assert len(sent) == 60 and max(sent.values()) <= 2
     assert twice <= in_flight, twice - in_flight
     assert len(twice) <= len(in_flight)
-    # Recovered by the run the new worker queued for one lease later, not by
-    # the sweep (minutes): the lease plus the new worker's start and the sends.
+    # Recovered by the new worker's overdue watch, not by the sweep (minutes):
+    # the lease plus the new worker's start and the sends.
     assert recovered_after < lease_seconds() + 40

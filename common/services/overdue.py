@@ -1,0 +1,133 @@
+"""Work a lost message left behind: every worker watches for overdue deliveries.
+
+A retry is run on time by the ETA message queued for it
+(``scheduling.request_delivery_run_at``), but that message lives in the
+memory of the worker that fetched it: a SIGKILL loses it, and so does any
+broker reconnect (Celery clears its ETA timer when its consumer restarts,
+and the SQL broker never hands a fetched message back). A killed worker's
+claims, likewise, come due when their lease runs out, and no message
+announces that. Left to the beat sweep, such work waited minutes.
+
+So each worker's main process looks every ``WATCH_SECONDS`` for work that
+is due and that no run has taken: a pending delivery past its
+``next_attempt_at`` by more than a run's poll, or a claim whose lease ran
+out (re-claimable, see ``claims``). If there is any it queues a run, unless
+one is already waiting. It is one query on two partial indexes per second
+per worker, and it needs nothing but the database: the first look after an
+outage ends, or after a worker starts, finds what the faults left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import DatabaseError, connection
+
+from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
+from common.services.sql import fetch_all
+
+logger = logging.getLogger(__name__)
+
+# How often a worker looks. A retry whose message was lost is sent at most
+# this much (plus ``OVERDUE_SECONDS`` and a message's pick-up) after its time.
+WATCH_SECONDS = 1.0
+# A running delivery run claims due work every quarter second: only work
+# older than this is left behind.
+OVERDUE_SECONDS = 0.5
+
+_OVERDUE_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM common_webhookdelivery
+    WHERE status = 'pending' AND next_attempt_at <= now() - %(overdue)s * interval '1 second'
+) OR (
+    EXISTS (
+        SELECT 1 FROM common_webhookdelivery
+        WHERE status = 'sending' AND lease_expires_at <= now()
+    )
+    AND now() - pg_postmaster_start_time() >= %(reclaim_after)s * interval '1 second'
+)
+"""
+
+
+def overdue_work_exists() -> bool:
+    """Whether due deliveries are waiting that no run has claimed."""
+    rows = fetch_all(
+        _OVERDUE_SQL,
+        {"overdue": OVERDUE_SECONDS, "reclaim_after": RECLAIM_AFTER_RESTART_SECONDS},
+    )
+    return bool(rows[0][0])
+
+
+def watch_once() -> bool:
+    """One look; queues a run when work is overdue. Returns whether it did."""
+    from common.services.scheduling import request_delivery_run
+
+    if not overdue_work_exists():
+        return False
+    request_delivery_run()
+    return True
+
+
+class OverdueWatch:
+    """The watching thread of one worker process (see the module docstring)."""
+
+    def __init__(self, *, interval: float = WATCH_SECONDS) -> None:
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="overdue-watch", daemon=True)
+        self._failing = False
+
+    def start(self) -> OverdueWatch:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopped.set()
+        self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval):
+                self._look()
+        finally:
+            connection.close()
+
+    def _look(self) -> None:
+        try:
+            connection.close_if_unusable_or_obsolete()
+            watch_once()
+        except Exception as exc:
+            # The database or the broker is away: look again next second; the
+            # first look after it is back queues the run. Said once per outage.
+            if isinstance(exc, DatabaseError):
+                connection.close()
+            if not self._failing:
+                logger.warning("Overdue-delivery watch failed, retrying every second: %r", exc)
+            self._failing = True
+            return
+        if self._failing:
+            logger.warning("Overdue-delivery watch: working again")
+        self._failing = False
+
+
+_watch: OverdueWatch | None = None
+_watch_lock = threading.Lock()
+
+
+def start_overdue_watch() -> OverdueWatch:
+    """Start this process's watch (once; a second call returns the first)."""
+    global _watch
+    with _watch_lock:
+        if _watch is None:
+            _watch = OverdueWatch().start()
+        return _watch
+
+
+def stop_overdue_watch() -> None:
+    """Stop this process's watch, if it runs (worker shutdown)."""
+    global _watch
+    with _watch_lock:
+        watch, _watch = _watch, None
+    if watch is not None:
+        watch.stop()
