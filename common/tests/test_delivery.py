@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from django.utils import timezone
@@ -443,8 +444,8 @@ def test_outcomes_are_held_through_a_database_error_and_written_once_it_is_back(
     receiver, monkeypatch
 ):
     """The database fails the first write of a run's outcomes: the run claims
-    nothing more, writes them on a later try, then ends with the error (the
-    task retries). The request is not repeated."""
+    nothing meanwhile, writes them on its next try a second later, and goes
+    on (here: finds nothing more and ends). The request is not repeated."""
     from django.db import OperationalError
 
     from common.services import dispatch
@@ -455,16 +456,42 @@ def test_outcomes_are_held_through_a_database_error_and_written_once_it_is_back(
     calls = []
 
     def flaky(**kwargs):
-        calls.append(kwargs)
+        calls.append((time.monotonic(), kwargs))
         if len(calls) == 1:
             raise OperationalError("server closed the connection unexpectedly")
         return real(**kwargs)
 
     monkeypatch.setattr(dispatch, "record_outcomes", flaky)
-    with pytest.raises(OperationalError):
-        process_pending_events()
+    result = process_pending_events()
     assert len(calls) == 2
+    assert calls[1][0] - calls[0][0] >= 0.9  # tried again a second later
+    assert result.delivered == 1 and result.remaining == 0
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == "delivered" and delivery.attempts == 1
     assert len(receiver.requests) == 1
     assert WebhookDeliveryAttempt.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_loses_the_database_for_longer_than_it_holds_ends_with_the_error(
+    receiver, monkeypatch
+):
+    """Past ``HOLD_SECONDS`` the run gives up: the error ends it (the task
+    retries), and the claim stays leased, to be sent again when the lease
+    runs out."""
+    from django.db import OperationalError
+
+    from common.services import dispatch
+
+    monkeypatch.setattr(dispatch, "HOLD_SECONDS", 1.5)
+    endpoint_create(url=receiver.url("/a"))
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
+
+    def down(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dispatch, "record_outcomes", down)
+    with pytest.raises(OperationalError):
+        process_pending_events()
+    assert len(receiver.requests) == 1
+    assert WebhookDelivery.objects.get().status == "sending"
