@@ -149,6 +149,7 @@ class Phase:
     endpoints: dict[str, tuple[str, str]]  # role -> (endpoint id, receiver path)
     committed: dict[str, float] = field(default_factory=dict)  # key -> commit time
     killed_at: list[float] = field(default_factory=list)
+    ready_at: dict[float, float] = field(default_factory=dict)  # kill -> successor's first pong
     kills: list[tuple[int, int]] = field(default_factory=list)  # (DB in flight, open requests)
     outages: list[Outage] = field(default_factory=list)
 
@@ -275,8 +276,35 @@ class Bench:
                 os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait()
             self.start_worker()
+            threading.Thread(target=self._wait_ready, args=(phase,), daemon=True).start()
         phase.kills.append((in_flight, open_requests))
         say(f"  SIGKILL worker group: {in_flight} deliveries in flight, {open_requests} open")
+
+    def _wait_ready(self, phase: Phase) -> None:
+        """When the new worker first answers a ping (a task on its delivery queue).
+
+        The answer is read with short connections of its own, like every
+        probe here: a thread's Django connection does not survive the outages.
+        """
+        from common.tasks import ping
+
+        killed_at = phase.killed_at[-1]
+        while not self.stopping.is_set():
+            try:
+                task_id = ping.apply_async(queue="default").id
+            except Exception:
+                self.stopping.wait(0.2)
+                continue
+            deadline = time.monotonic() + 10  # the message may die with a killed worker
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                with contextlib.suppress(Exception):
+                    if self.sql(
+                        "SELECT 1 FROM django_celery_results_taskresult WHERE task_id = %s",
+                        (task_id,),
+                    ):
+                        phase.ready_at[killed_at] = time.time()
+                        return
+                time.sleep(0.1)
 
     def restart_database(self, phase: Phase) -> None:
         outage = Outage("pg_ctl restart", time.time(), in_flight=self.in_flight(phase, kill=False))
@@ -487,18 +515,11 @@ class Bench:
             )
         ]
         every = [c - s for s, c in rows]
-        claims = sorted(
-            float(r[0]) for r in self.sql("SELECT extract(epoch FROM claimed_at) FROM bench_claim")
-        )
-
-        def first_claim_after(moment: float) -> float:
-            return next((c for c in claims if c > moment), math.inf)
-
         # An outage's window ends when the database accepts connections again;
-        # a kill's when the successor worker makes its first claim (it boots
-        # in a few seconds, and a worker's boot is not delivery's lateness).
+        # a kill's when the successor worker first answers a ping (it boots in
+        # a few seconds, and a worker's boot is not delivery's lateness).
         windows = [(o.down_at - 1, o.back_at) for o in phase.outages] + [
-            (k, first_claim_after(k)) for k in phase.killed_at
+            (k, phase.ready_at.get(k, math.inf)) for k in phase.killed_at
         ]
 
         def available(due: float) -> float:
