@@ -58,6 +58,12 @@ PROBE = "bench-beat-probe"  # the beat entry and the queue it sends to
 LOGS = ROOT / ".data" / "bench-faults"
 RETRY_SCHEDULE = "2,4,8"
 MAX_ATTEMPTS = "15"
+# Seconds between the end of one fault and the start of the next.
+FAULT_GAP = 10.0
+# A retry's run is queued for the whole second after its time (one message
+# per second of retries), so a retry due this shortly before a fault could
+# not be sent before it: the fault's window starts this much earlier.
+DUE_MARGIN = 1.0
 # A reply decided this shortly before a kill may not have been read or
 # recorded by the killed worker (outcomes are flushed up to 20 ms late).
 KILL_MARGIN = 0.25
@@ -331,19 +337,24 @@ class Bench:
                 time.sleep(0.05)
 
     def run_faults(self, phase: Phase, started: float, duration: float) -> None:
-        """Kills and outages spread evenly over the emission."""
+        """Kills and outages spread evenly over the emission, each at least
+        ``FAULT_GAP`` seconds after the previous one ended: a kill a moment
+        after the database came back (the 30 s stop pushes the next fault
+        there) would measure two faults as one."""
         plan = ["kill"] * self.args.kills
         for i in range(self.args.restarts):
             plan.insert(min(len(plan), (i + 1) * len(plan) // 3), "restart")
         for i in range(self.args.stops):
             plan.insert(min(len(plan), (2 + i) * len(plan) // 3 + 1), "stop")
         actions = {"kill": self.kill, "restart": self.restart_database, "stop": self.stop_database}
+        ended = -math.inf
         try:
             for j, action in enumerate(plan):
-                at = started + duration * (j + 1) / (len(plan) + 1)
+                at = max(started + duration * (j + 1) / (len(plan) + 1), ended + FAULT_GAP)
                 if self.stopping.wait(max(0.0, at - time.monotonic())):
                     return
                 actions[action](phase)
+                ended = time.monotonic()
         except BaseException as exc:  # raised again in the main thread
             self.fault_error = exc
 
@@ -523,8 +534,8 @@ class Bench:
         # An outage's window ends when the database accepts connections again;
         # a kill's when the successor worker first answers a ping (it boots in
         # a few seconds, and a worker's boot is not delivery's lateness).
-        windows = [(o.down_at - 1, o.back_at) for o in phase.outages] + [
-            (k, phase.ready_at.get(k, math.inf)) for k in phase.killed_at
+        windows = [(o.down_at - DUE_MARGIN, o.back_at) for o in phase.outages] + [
+            (k - DUE_MARGIN, phase.ready_at.get(k, math.inf)) for k in phase.killed_at
         ]
 
         def available(due: float) -> float:

@@ -14,7 +14,9 @@ a run never waits for its slowest request before recording the others.
 A run ends when nothing is due and nothing is in flight, or stops claiming
 after ``RUN_SECONDS`` (earlier under a short Celery soft time limit) and
 ends once its requests have returned; due work left is handed to a run
-queued at once.
+queued at once. A database outage pauses a run rather than ending it
+(``_Outage``): it holds its outcomes, writes them within a second of the
+database's return, and goes on claiming.
 """
 
 from __future__ import annotations
