@@ -154,6 +154,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
         proc.wait(timeout=5)
 
 
+def wait_until(predicate, timeout: float = 30, what: str = "condition") -> float:
+    """Polls ``predicate`` every 0.1 s; returns the seconds it took to hold."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
 def wait_for_ping(worker: WorkerProcess, queue: str = "default", timeout: float = 60) -> dict:
     from common.tasks import ping
 

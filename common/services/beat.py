@@ -24,6 +24,7 @@ from django.db import connections
 from django.utils import timezone
 
 from common.models import BeatHeartbeat
+from common.services.sql import direct_connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -31,27 +32,6 @@ logger = logging.getLogger(__name__)
 # classid 0, objid LOCK_KEY (see ``lock_holder``).
 LOCK_KEY = zlib.crc32(b"doorito:celery-beat") & 0x7FFFFFFF
 APPLICATION_NAME_PREFIX = "doorito-beat"
-
-
-def _connection_params() -> dict[str, Any]:
-    """Django's own connection parameters, for a plain psycopg connection.
-
-    The keepalive and ``tcp_user_timeout`` values make a connection to a host
-    that vanished (no RST) fail within about 15 s instead of the kernel's two
-    hours: until then beat would believe it still held the lock.
-    """
-    params = connections["default"].get_connection_params()
-    for django_only in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(django_only, None)
-    params.update(
-        connect_timeout=5,
-        keepalives=1,
-        keepalives_idle=5,
-        keepalives_interval=2,
-        keepalives_count=3,
-        tcp_user_timeout=10_000,
-    )
-    return params
 
 
 class SchedulerLock:
@@ -91,7 +71,7 @@ class SchedulerLock:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(
-                    **_connection_params(), autocommit=True, application_name=self.name[:63]
+                    **direct_connection_params(), autocommit=True, application_name=self.name[:63]
                 )
             row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()
         except psycopg.Error as exc:

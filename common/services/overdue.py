@@ -19,13 +19,14 @@ outage ends, or after a worker starts, finds what the faults left.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
-from django.db import DatabaseError, connection
+import psycopg
 
 from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
-from common.services.sql import fetch_all
+from common.services.sql import direct_connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -50,32 +51,28 @@ SELECT EXISTS (
 """
 
 
-def overdue_work_exists() -> bool:
+def overdue_work_exists(conn: psycopg.Connection) -> bool:
     """Whether due deliveries are waiting that no run has claimed."""
-    rows = fetch_all(
+    row = conn.execute(
         _OVERDUE_SQL,
         {"overdue": OVERDUE_SECONDS, "reclaim_after": RECLAIM_AFTER_RESTART_SECONDS},
-    )
-    return bool(rows[0][0])
-
-
-def watch_once() -> bool:
-    """One look; queues a run when work is overdue. Returns whether it did."""
-    from common.services.scheduling import request_delivery_run
-
-    if not overdue_work_exists():
-        return False
-    request_delivery_run()
-    return True
+    ).fetchone()
+    return bool(row and row[0])
 
 
 class OverdueWatch:
-    """The watching thread of one worker process (see the module docstring)."""
+    """The watching thread of one worker process (see the module docstring).
+
+    It keeps a connection of its own, named ``<application name> overdue-watch``
+    in ``pg_stat_activity``, so the task connections of the pool stay the
+    pool's, and a dead connection is simply opened again at the next look.
+    """
 
     def __init__(self, *, interval: float = WATCH_SECONDS) -> None:
         self.interval = interval
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="overdue-watch", daemon=True)
+        self._conn: psycopg.Connection | None = None
         self._failing = False
 
     def start(self) -> OverdueWatch:
@@ -91,17 +88,33 @@ class OverdueWatch:
             while not self.stopped.wait(self.interval):
                 self._look()
         finally:
-            connection.close()
+            self._close()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            params = direct_connection_params()
+            name = f"{params.pop('application_name', None) or 'doorito'} overdue-watch"
+            self._conn = psycopg.connect(**params, autocommit=True, application_name=name[:63])
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
 
     def _look(self) -> None:
+        """One look; queues a run when work is overdue."""
+        from common.services.scheduling import request_delivery_run
+
         try:
-            connection.close_if_unusable_or_obsolete()
-            watch_once()
+            if overdue_work_exists(self._connection()):
+                request_delivery_run()
         except Exception as exc:
             # The database or the broker is away: look again next second; the
             # first look after it is back queues the run. Said once per outage.
-            if isinstance(exc, DatabaseError):
-                connection.close()
+            if isinstance(exc, psycopg.Error):
+                self._close()
             if not self._failing:
                 logger.warning("Overdue-delivery watch failed, retrying every second: %r", exc)
             self._failing = True

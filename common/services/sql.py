@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, connections
 
 
 def fetch_all(
@@ -36,3 +36,26 @@ def fetch_all(
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=prepare)
         return cursor.fetchall() if cursor.description is not None else []
+
+
+def direct_connection_params() -> dict[str, Any]:
+    """Django's own connection parameters, for a plain psycopg connection.
+
+    For connections a process keeps beside Django's (beat's lock, a worker's
+    overdue watch): Django closes and reopens its own whenever it likes. The
+    keepalive and ``tcp_user_timeout`` values make a connection to a host
+    that vanished (no RST) fail within about 15 s instead of the kernel's two
+    hours: until then beat would believe it still held the lock.
+    """
+    params = connections["default"].get_connection_params()
+    for django_only in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(django_only, None)
+    params.update(
+        connect_timeout=5,
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+        tcp_user_timeout=10_000,
+    )
+    return params

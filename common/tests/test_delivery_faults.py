@@ -18,20 +18,11 @@ from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import start_worker, stop_process, wait_for_ping
+from conftest import start_worker, stop_process, wait_for_ping, wait_until
 from scripts.private_cluster import PrivateCluster
 from tests.web import doorito_env, manage
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -52,7 +43,7 @@ def test_a_retry_whose_message_died_with_its_worker_is_sent_on_time(receiver, tm
         wait_for_ping(worker)
         with transaction.atomic():
             emit_file_stored(0)
-        _wait_until(
+        wait_until(
             lambda: WebhookDelivery.objects.filter(status="pending", attempts=1).exists(),
             timeout=30,
             what="the first attempt recorded as failed",
@@ -71,7 +62,7 @@ def test_a_retry_whose_message_died_with_its_worker_is_sent_on_time(receiver, tm
         wait_for_ping(restarted)
         ready = dt.datetime.now(tz=dt.UTC)
         receiver.wait_for(2, "/flaky", timeout=30)
-        _wait_until(
+        wait_until(
             lambda: WebhookDelivery.objects.filter(status="delivered").exists(),
             timeout=10,
             what="the retry recorded delivered",
@@ -141,7 +132,7 @@ def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once
             time.sleep(4 + 10 + 4)  # past every lease
             cluster.start()
             back_at = time.monotonic()
-            _wait_until(
+            wait_until(
                 lambda: _deliveries(cluster)["delivered"] == 10,
                 timeout=60,
                 what="all ten recorded delivered",

@@ -18,18 +18,9 @@ from common.services.claims import lease_seconds
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import start_worker, stop_process, wait_for_ping
+from conftest import start_worker, stop_process, wait_for_ping, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def _wait_until(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_a_25_second_endpoint_does_not_delay_another_endpoint(receiver, tmp_path):
@@ -106,7 +97,7 @@ def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_l
     restarted = start_worker(second_dir)
     try:
         restarted_at = time.monotonic()
-        took = _wait_until(
+        took = wait_until(
             lambda: WebhookDelivery.objects.filter(status="delivered").count() == 60,
             timeout=lease_seconds() + 60,
             what="every delivery delivered after the restart",

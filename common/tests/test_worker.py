@@ -15,16 +15,7 @@ from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import ROOT, start_worker, stop_process, subprocess_env, wait_for_ping
-
-
-def _wait_until(predicate, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
+from conftest import ROOT, start_worker, stop_process, subprocess_env, wait_for_ping, wait_until
 
 
 def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
@@ -53,7 +44,7 @@ def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
     # No beat runs here: only the on-commit task can have delivered it, and fast.
     assert time.monotonic() - started < 10
     assert req.headers["webhook-id"] == str(event.id)
-    _wait_until(lambda: OutboxEvent.objects.get(pk=event.pk).status == "delivered", what="recorded")
+    wait_until(lambda: OutboxEvent.objects.get(pk=event.pk).status == "delivered", what="recorded")
     time.sleep(0.5)
     assert len(receiver.requests) == 1
     assert OutboxEvent.objects.count() == 1
@@ -126,7 +117,7 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
         assert "Soft time limit" in worker.output()
         # The run re-queued itself because work remained: the rest arrives.
         receiver.wait_for(3, timeout=40)
-        _wait_until(
+        wait_until(
             lambda: WebhookDelivery.objects.filter(status="delivered").count() == 3,
             what="all delivered",
         )
@@ -157,7 +148,7 @@ def test_a_retry_is_sent_on_its_schedule_not_at_the_sweep(receiver, tmp_path, se
         first, second = receiver.wait_for(2, "/flaky", timeout=15)
         # 2 s ± the 20 % jitter, plus the worker's wake-up: on time, not minutes late.
         assert 1.4 < second.at - first.at < 5, second.at - first.at
-        _wait_until(
+        wait_until(
             lambda: WebhookDelivery.objects.get(event=event).status == "delivered",
             what="the retry recorded",
         )
