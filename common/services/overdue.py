@@ -25,7 +25,7 @@ import threading
 
 import psycopg
 
-from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
+from common.services.claims import RECLAIMABLE_SQL
 from common.services.sql import direct_connection_params
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ WATCH_SECONDS = 1.0
 # older than this is left behind.
 OVERDUE_SECONDS = 0.5
 
-_OVERDUE_SQL = """
+_OVERDUE_SQL = f"""
 SELECT EXISTS (
     SELECT 1 FROM common_webhookdelivery
     WHERE status = 'pending' AND next_attempt_at <= now() - %(overdue)s * interval '1 second'
@@ -46,16 +46,16 @@ SELECT EXISTS (
         SELECT 1 FROM common_webhookdelivery
         WHERE status = 'sending' AND lease_expires_at <= now()
     )
-    AND now() - pg_postmaster_start_time() >= %(reclaim_after)s * interval '1 second'
+    AND {RECLAIMABLE_SQL}
 )
-"""
+"""  # noqa: S608 - composed of module constants only
 
 
 def overdue_work_exists(conn: psycopg.Connection) -> bool:
     """Whether due deliveries are waiting that no run has claimed."""
     row = conn.execute(
         _OVERDUE_SQL,
-        {"overdue": OVERDUE_SECONDS, "reclaim_after": RECLAIM_AFTER_RESTART_SECONDS},
+        {"overdue": OVERDUE_SECONDS},
     ).fetchone()
     return bool(row and row[0])
 
