@@ -1,4 +1,8 @@
-"""Shared fixtures: temporary MEDIA_ROOT, a real Celery worker, live helpers."""
+"""Shared fixtures: users, a webhook receiver, free ports, temporary MEDIA_ROOT,
+real Celery workers and beat, and the helpers that wait for them.
+
+Every fixture more than one app's tests use lives here, once.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,42 @@ from pathlib import Path
 
 import pytest
 
+from scripts.private_cluster import free_port  # noqa: F401 - shared with the tests
+
 ROOT = Path(__file__).resolve().parent
+# The password of the ``user``/``other_user``/``staff_user`` fixtures.
+PASSWORD = "correct-horse-battery-staple"  # noqa: S105
+
+
+@pytest.fixture
+def user(db):
+    from accounts.models import User
+
+    return User.objects.create_user("alice@example.com", PASSWORD)
+
+
+@pytest.fixture
+def other_user(db):
+    from accounts.models import User
+
+    return User.objects.create_user("bob@example.com", PASSWORD)
+
+
+@pytest.fixture
+def staff_user(db):
+    from accounts.models import User
+
+    return User.objects.create_user("staff@example.com", PASSWORD, is_staff=True)
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on 127.0.0.1 (``common/tests/receivers.py``)."""
+    from common.tests.receivers import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture(autouse=True)
@@ -27,8 +66,8 @@ def _media_root(settings, tmp_path):
 def _close_broker_connections(django_db_setup) -> Iterator[None]:
     """Drop pooled broker connections so pytest-django can drop the test database."""
     yield
-    from boot.broker import dispose_engines
     from boot.celery import app
+    from broker import dispose_engines
 
     app.pool.force_close_all()
     dispose_engines()

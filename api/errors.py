@@ -29,6 +29,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from common.exceptions import ApplicationError, UnsupportedMediaTypeError
+from web.outage import database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +52,6 @@ def error_response(
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
-
-
-# A database restart takes a second or two; clients retry after this.
-DATABASE_RETRY_AFTER_SECONDS = 2
-
-
-def database_unavailable_response() -> HttpResponse:
-    """503 + ``Retry-After``: the request did nothing and may simply be sent again."""
-    return error_response(
-        503,
-        "database_unavailable",
-        "The database is unavailable for a moment; nothing was changed. Retry shortly.",
-        Retry_After=str(DATABASE_RETRY_AFTER_SECONDS),
-    )
 
 
 class JsonOnlyParser(Parser):
@@ -165,11 +152,7 @@ def install_exception_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(OperationalError)
     @api.exception_handler(InterfaceError)
     def _database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
-        from api.middleware import close_broken_connections
-
-        close_broken_connections()
-        logger.warning("Database unavailable during %s %s: %s", request.method, request.path, exc)
-        return database_unavailable_response()
+        return database_unavailable(request, exc)
 
     @api.exception_handler(RequestDataTooBig)
     def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:

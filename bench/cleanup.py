@@ -126,8 +126,8 @@ def task_runs() -> tuple[int, int]:
 
 def close_broker_connections() -> None:
     """Delivery requests went to the SQL broker; its pooled connections block DROP."""
-    from boot.broker import dispose_engines
     from boot.celery import app
+    from broker import dispose_engines
 
     app.pool.force_close_all()
     dispose_engines()

@@ -128,7 +128,7 @@ with connection.cursor() as cur:
 EXPLAIN = """
 import time
 from django.db import connection
-from common.metrics import selectors
+from monitoring.metrics import selectors
 from common.selectors import delivery_health
 
 def timed(label, fn):

@@ -342,8 +342,8 @@ def main() -> None:
         if worker is not None:
             stop(worker)
         stop(receiver)
-        from boot.broker import dispose_engines
         from boot.celery import app
+        from broker import dispose_engines
 
         app.pool.force_close_all()
         dispose_engines()

@@ -38,7 +38,7 @@ from django.utils import timezone
 from django_celery_beat import schedulers
 from kombu.utils.functional import maybe_evaluate
 
-from boot.broker import dispose_engines
+from broker import dispose_engines
 from common.services.beat import SchedulerLock, beat_heartbeat_record, lock_holder
 
 logger = logging.getLogger(__name__)

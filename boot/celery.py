@@ -20,13 +20,13 @@ from django.conf import settings  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 from kombu.transport import TRANSPORT_ALIASES  # noqa: E402
 
-from boot import broker  # noqa: E402
+import broker  # noqa: E402
 
 # ``sqla+…`` broker URLs get kombu's SQLAlchemy transport with LISTEN/NOTIFY
-# wake-ups (boot/broker/transport.py). kombu hands every broker transport option to
+# wake-ups (broker/transport.py). kombu hands every broker transport option to
 # SQLAlchemy's create_engine, so the poll interval (now only the longest wait
 # for a message no notification announced) is a class attribute.
-TRANSPORT_ALIASES["sqla"] = TRANSPORT_ALIASES["sqlalchemy"] = "boot.broker:Transport"
+TRANSPORT_ALIASES["sqla"] = TRANSPORT_ALIASES["sqlalchemy"] = "broker:Transport"
 broker.Transport.polling_interval = settings.BROKER_POLLING_INTERVAL
 
 app = Celery("boot")
@@ -85,52 +85,3 @@ def _import_before_fork(**kwargs) -> None:
     import sqlalchemy.dialects.sqlite  # noqa: F401
 
     import common.services.dispatch  # noqa: F401
-
-
-@signals.worker_ready.connect
-def _start_overdue_watch(**kwargs) -> None:
-    """Look for due work that lost its message, every second, from this worker.
-
-    A killed worker's claims come due when their lease runs out, and the ETA
-    messages it (or any worker whose broker connection dropped) had fetched
-    are gone; ``common/services/overdue.py`` finds both without waiting for
-    the sweep (minutes).
-    """
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return
-    from common.services.overdue import start_overdue_watch
-
-    start_overdue_watch()
-
-
-@signals.worker_shutdown.connect
-def _stop_overdue_watch(**kwargs) -> None:
-    from common.services.overdue import stop_overdue_watch
-
-    stop_overdue_watch()
-
-
-@signals.task_prerun.connect
-def _metrics_task_started(task_id=None, **kwargs) -> None:
-    from common.metrics.instruments import task_started
-
-    if task_id:
-        task_started(task_id=task_id)
-
-
-@signals.task_postrun.connect
-def _metrics_task_finished(task_id=None, task=None, state=None, **kwargs) -> None:
-    """Count every run and its wall time by task (docs/operations.md, "Metrics")."""
-    from common.metrics.instruments import task_finished
-
-    if task_id and task is not None:
-        task_finished(task_id=task_id, task_name=task.name, state=state)
-
-
-@signals.worker_process_shutdown.connect
-def _metrics_process_dead(pid=None, **kwargs) -> None:
-    """A pool child is gone: drop its live-gauge files (its counters stay counted)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid or os.getpid())

@@ -80,6 +80,7 @@ class Base(Configuration):
         "accounts",
         "common",
         "portal",
+        "monitoring",
         "frontend",
         "api",
     ]
@@ -97,8 +98,8 @@ class Base(Configuration):
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "django.middleware.csp.ContentSecurityPolicyMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
-        # A database outage answers 503 + Retry-After on /api/ (JSON API and tus).
-        "api.middleware.DatabaseUnavailableMiddleware",
+        # A database outage answers 503 + Retry-After (web/outage.py), never 500.
+        "web.outage.DatabaseUnavailableMiddleware",
         # Last, as django-axes asks: it turns a locked-out sign-in into its page.
         "axes.middleware.AxesMiddleware",
     ]
@@ -259,7 +260,7 @@ class Base(Configuration):
     BROKER_URL_FROM_ENV = values.Value(
         None, environ_name="CELERY_BROKER_URL", environ_prefix=None, late_binding=True
     )
-    # Longest wait of an idle consumer when no NOTIFY comes (boot/broker/transport.py);
+    # Longest wait of an idle consumer when no NOTIFY comes (broker/transport.py);
     # a class attribute of the transport, set in boot/celery.py.
     BROKER_POLLING_INTERVAL = env(values.FloatValue, 1.0)
 

@@ -1,17 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from common import health
-from common.metrics.views import metrics
+from monitoring import views as health
+from monitoring.metrics.views import metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("portal/", include("portal.urls")),
+    path("portal/", include("api.download_urls")),
     # tus resumable uploads; before api/ so the JSON API never shadows it.
-    path("api/tus/", include("portal.tus.urls")),
+    path("api/tus/", include("api.tus.urls")),
     # JSON API (api/tus/ is routed on its own line; api.urls leaves tus/ alone).
     path("api/", include("api.urls")),
     path("", include("frontend.urls")),

@@ -23,7 +23,7 @@ def ping() -> dict:
     failure="Pruning consumed broker messages failed",
 )
 def prune_broker_messages_task() -> dict:
-    from boot.broker import prune_consumed_broker_messages
+    from broker import prune_consumed_broker_messages
 
     result = prune_consumed_broker_messages()
     logger.info("Pruned %d consumed broker messages (%d left)", result.deleted, result.remaining)

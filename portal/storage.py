@@ -116,7 +116,7 @@ def file_download_url(file: UploadFile, *, request: HttpRequest | None = None) -
             },
             expire=expire,
         )
-    path = reverse("portal:file-download", kwargs={"token": file_download_token(file)})
+    path = reverse("downloads:file-download", kwargs={"token": file_download_token(file)})
     return site_url(request) + path
 
 

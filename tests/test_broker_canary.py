@@ -1,4 +1,4 @@
-"""The canary: kombu and Celery still have every private member ``boot.broker`` relies on.
+"""The canary: kombu and Celery still have every private member ``broker`` relies on.
 
 The pins in pyproject.toml keep kombu and Celery at the minor versions these
 tests ran against. When an upgrade changes one of the members, these fail
@@ -18,8 +18,8 @@ from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from kombu.transport import virtual
 from packaging.requirements import Requirement
 
-from boot import broker
-from boot.broker.compat import RELIED_UPON, check_private_members
+import broker
+from broker.compat import RELIED_UPON, check_private_members
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_private_member_the_broker_relies_on_is_still_there():
     problems = check_private_members()
     assert not problems, (
-        "kombu or Celery changed what boot/broker relies on; read their new code "
+        "kombu or Celery changed what broker relies on; read their new code "
         "for these before moving the pins in pyproject.toml:\n" + "\n".join(problems)
     )
 
@@ -67,7 +67,7 @@ def test_every_kombu_member_the_broker_overrides_is_listed():
             missing = object()
             if inspect.getattr_static(base, name, missing) is not missing:
                 assert name in listed, (
-                    f"{ours.__name__}.{name} overrides kombu's; list it in boot/broker/compat.py"
+                    f"{ours.__name__}.{name} overrides kombu's; list it in broker/compat.py"
                 )
 
 

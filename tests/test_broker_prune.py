@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from boot.broker import dispose_engines, prune_consumed_broker_messages, queue_depths
 from boot.celery import app
+from broker import dispose_engines, prune_consumed_broker_messages, queue_depths
 from common.tasks import prune_broker_messages_task
 from tests.brokers import publishing_to
 

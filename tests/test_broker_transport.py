@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection
 
-from boot import broker
+import broker
 from boot.celery import app
 
 pytestmark = pytest.mark.django_db(transaction=True)

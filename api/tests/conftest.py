@@ -17,21 +17,6 @@ class ApiClient(Client):
             self.defaults["HTTP_AUTHORIZATION"] = f"Bearer {raw_token}"
 
 
-@pytest.fixture
-def user(db) -> User:
-    return User.objects.create_user("alice@example.com", "pw-123456")
-
-
-@pytest.fixture
-def other_user(db) -> User:
-    return User.objects.create_user("bob@example.com", "pw-123456")
-
-
-@pytest.fixture
-def staff_user(db) -> User:
-    return User.objects.create_user("staff@example.com", "pw-123456", is_staff=True)
-
-
 def _client_for(user: User) -> ApiClient:
     _, raw = token_create(user=user, name="tests")
     return ApiClient(raw)

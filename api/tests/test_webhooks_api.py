@@ -9,17 +9,10 @@ from standardwebhooks import Webhook
 from api.tests.conftest import assert_error
 from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from common.services.dispatch import run_deliveries
-from common.tests.receivers import Receiver, Reply
+from common.tests.receivers import Reply
 from portal.services.uploads import upload_file_create
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def create_endpoint(staff_api, url: str, **extra):

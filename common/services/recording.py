@@ -22,11 +22,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.metrics.instruments import record_delivery_attempts
 from common.models import WebhookDelivery, WebhookEndpoint
 from common.services.event_state import disable_endpoint, lock_events, summarize_events
 from common.services.sending import Claim, Outcome
 from common.services.sql import fetch_all
+from common.signals import delivery_attempts_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def record_outcomes(
         )
     # After the commit: a rolled-back record (the soft limit fired) is written
     # again and must not count twice.
-    record_delivery_attempts(r.outcome.status_code for r in sent)
+    delivery_attempts_recorded.send(sender=None, status_codes=[r.outcome.status_code for r in sent])
     gone = {r.claim.endpoint_id for r in sent if r.outcome.gone}
     disable = {ep: "responded 410 Gone" for ep in gone}
     disable.update(_endpoints_failing_too_long(failing, now))

@@ -1,4 +1,4 @@
-"""What the workers' overdue watch counts as left behind (``common/services/overdue.py``)."""
+"""What the workers' overdue watch counts as left behind (``common/services/scheduling.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from common.models import WebhookDelivery
-from common.services.overdue import overdue_work_exists
+from common.services.scheduling import overdue_work_exists
 from common.services.sql import direct_connection_params
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
@@ -50,7 +50,7 @@ def test_only_work_a_running_run_would_already_have_taken_counts(watch_conn, rec
 
 
 def test_the_watch_connection_is_its_own_and_named():
-    from common.services.overdue import OverdueWatch
+    from common.services.scheduling import OverdueWatch
 
     watch = OverdueWatch()
     try:

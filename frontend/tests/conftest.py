@@ -13,9 +13,8 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from conftest import PASSWORD  # noqa: F401 - re-exported for the page tests
 from frontend.tests.browser import browser_context, chromium  # noqa: F401 - fixtures
-
-PASSWORD = "correct-horse-battery-staple"
 
 
 class PortalClient(Client):
@@ -34,21 +33,6 @@ class PortalClient(Client):
         """POST ``data`` to ``url`` with the CSRF token taken from ``page`` (default: ``url``)."""
         token = self.csrf_token(page or url)
         return self.post(url, {**(data or {}), "csrfmiddlewaretoken": token}, **kw)
-
-
-@pytest.fixture
-def user(db) -> User:
-    return User.objects.create_user("alice@example.com", PASSWORD)
-
-
-@pytest.fixture
-def other_user(db) -> User:
-    return User.objects.create_user("bob@example.com", PASSWORD)
-
-
-@pytest.fixture
-def staff_user(db) -> User:
-    return User.objects.create_user("staff@example.com", PASSWORD, is_staff=True)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from accounts.models import User
 from common.models import WebhookDelivery
-from common.tests.receivers import Receiver, Reply
+from common.tests.receivers import Reply
 from frontend.tests.browser import screenshot
 from frontend.tests.conftest import PASSWORD
 from portal.models import UploadFile, UploadSession
@@ -80,13 +80,6 @@ def throttle_uploads(cdp, bytes_per_second: int) -> None:
             "uploadThroughput": bytes_per_second,
         },
     )
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def test_a_day_with_the_portal(

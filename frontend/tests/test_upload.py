@@ -10,11 +10,11 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from api.tus.headers import parse_metadata
 from frontend.tests.helpers import make_batch, make_file
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_close
 from portal.services.tus.sessions import upload_session_append, upload_session_create
-from portal.tus.headers import parse_metadata
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from common.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from common.services.dispatch import process_pending_events
 from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create, endpoint_send_test_event
-from common.tests.receivers import Receiver, Reply
+from common.tests.receivers import Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -482,13 +482,6 @@ def test_resend_failed_with_a_bad_time_changes_nothing(client_staff, endpoint, s
 
 
 # Attempt history -----------------------------------------------------------------
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _deliver_with_retries(runs: int) -> None:

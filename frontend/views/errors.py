@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
 from common.exceptions import ApplicationError, NotFoundError, PermissionDeniedError
+from web.outage import DATABASE_ERRORS, database_unavailable
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -31,8 +34,13 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    # No request context: whatever broke (the database, say) must not break
-    # the error page too.
+    # Django calls this inside its ``except`` block: a database outage that
+    # broke a middleware (the session, sign-in throttling), not a view, gets
+    # the same 503 as one in a view.
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DATABASE_ERRORS):
+        return database_unavailable(request, exc)
+    # No request context: whatever broke must not break the error page too.
     if _wants_json(request):
         error = ApplicationError("The server could not finish this request.", code="server_error")
         return JsonResponse(error.as_dict(), status=500)

@@ -21,7 +21,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.exceptions import ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError
-from common.metrics.instruments import record_upload_stored
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
 from portal.services.content_types import upload_file_content_type
@@ -38,6 +37,7 @@ from portal.services.hashing import (
     read_head,
 )
 from portal.services.stored_objects import delete_objects
+from portal.signals import file_stored
 from portal.storage import file_storage, generate_storage_key
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def _finish_reserved(file: UploadFile, written: Written) -> UploadFile:
         _forget_reserved(file)
         raise
     # Counted once committed: a rolled-back file was never received.
-    record_upload_stored(kind="simple", size=written.size)
+    file_stored.send(sender=None, kind="simple", size=written.size)
     return stored
 
 

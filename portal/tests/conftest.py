@@ -1,4 +1,4 @@
-"""Portal fixtures: users, and the storage backends the same tests run against."""
+"""Portal fixtures: the storage backends the same tests run against."""
 
 from __future__ import annotations
 
@@ -10,27 +10,6 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-@pytest.fixture
-def user(db):
-    from accounts.models import User
-
-    return User.objects.create_user("owner@example.com", "pw-owner-1234")
-
-
-@pytest.fixture
-def other_user(db):
-    from accounts.models import User
-
-    return User.objects.create_user("other@example.com", "pw-other-1234")
-
-
-@pytest.fixture
-def staff_user(db):
-    from accounts.models import User
-
-    return User.objects.create_user("staff@example.com", "pw-staff-1234", is_staff=True)
 
 
 @pytest.fixture(scope="session")

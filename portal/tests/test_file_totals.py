@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.db.models import Count, Sum
 
-from common.metrics.selectors import file_totals
+from monitoring.metrics.selectors import file_totals
 from portal.models import FileTotalsDelta, UploadFile
 from portal.services.file_totals import file_totals_fold
 from portal.services.uploads import upload_file_create

@@ -172,8 +172,8 @@ def test_expire_task_policy_and_beat_entry(settings):
 def test_expire_task_returns_counts_in_process(owner):
     """The task body without a worker: counts only what is due, and nothing twice."""
     from portal.services.tus.sessions import upload_session_create
+    from portal.services.tus.values import UploadMetadata
     from portal.tasks import expire_stale_upload_sessions_task
-    from portal.tus.headers import UploadMetadata
 
     due = upload_session_create(owner=owner, length=10, metadata=UploadMetadata())
     upload_session_create(owner=owner, length=10, metadata=UploadMetadata())

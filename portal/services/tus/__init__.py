@@ -1,4 +1,4 @@
-"""Resumable uploads: the state and the bytes behind the tus endpoint (``portal.tus``).
+"""Resumable uploads: the state and the bytes behind the tus endpoint (``api.tus``).
 
 Several web processes on several machines may each receive one PATCH of the
 same upload, and S3 has no "append". So on object storage every accepted

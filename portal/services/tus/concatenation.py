@@ -18,7 +18,7 @@ from portal.services.tus.sessions import check_upload_length, ensure_alive, sess
 
 if TYPE_CHECKING:
     from accounts.models import User
-    from portal.tus.headers import UploadMetadata
+    from portal.services.tus.values import UploadMetadata
 
 
 def upload_session_concatenate(

@@ -15,7 +15,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.exceptions import ApplicationError
-from common.metrics.instruments import record_upload_stored
 from portal.models import UploadSession
 from portal.services.content_types import upload_file_content_type
 from portal.services.file_records import (
@@ -26,6 +25,7 @@ from portal.services.file_records import (
 from portal.services.tus.metadata import file_metadata
 from portal.services.tus.parts import part_store, upload_objects
 from portal.services.tus.running_hashes import running_hashes
+from portal.signals import file_stored
 from portal.storage import generate_storage_key
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def upload_session_finalise(
         # finished by the next request that finds all its bytes there.
         store.unassemble(part_keys, assembled)
         raise
-    record_upload_stored(kind="tus", size=assembled.size)
+    file_stored.send(sender=None, kind="tus", size=assembled.size)
     logger.info(
         "Upload session %s finalised as file %s (%d bytes)", session.id, file.id, assembled.size
     )

@@ -10,7 +10,7 @@ from portal.models import UploadBatch, UploadSession
 
 if TYPE_CHECKING:
     from accounts.models import User
-    from portal.tus.headers import UploadMetadata
+    from portal.services.tus.values import UploadMetadata
 
 _RECORD_KEYS = frozenset({"filename", "name", "filetype", "type", "batch"})
 

@@ -39,7 +39,7 @@ from portal.storage import file_storage, has_local_paths
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
-    from portal.tus.headers import Checksum
+    from portal.services.tus.values import Checksum
 
 PART_KEY_PREFIX = "tus"
 

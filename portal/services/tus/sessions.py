@@ -43,7 +43,7 @@ from portal.services.tus.running_hashes import running_hashes
 
 if TYPE_CHECKING:
     from accounts.models import User
-    from portal.tus.headers import Checksum, UploadMetadata
+    from portal.services.tus.values import Checksum, UploadMetadata
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from common.services.health import run_readiness_checks
+from monitoring.services.health import run_readiness_checks
 
 
 @never_cache

@@ -110,7 +110,7 @@ def test_uploads_and_deliveries_move_counters_and_gauges(client, receiver):
 
 def test_tus_upload_counts_as_tus(client):
     from portal.services.tus.sessions import upload_session_append, upload_session_create
-    from portal.tus.headers import UploadMetadata
+    from portal.services.tus.values import UploadMetadata
 
     before = scrape(client)
     user = _user()
@@ -198,7 +198,7 @@ def test_a_plain_http_scrape_is_not_redirected_when_production_forces_https(clie
 # --- multiprocess mode ------------------------------------------------------------
 
 RECORD = """
-from common.metrics.instruments import record_delivery_attempts, record_upload_stored
+from monitoring.metrics.instruments import record_delivery_attempts, record_upload_stored
 record_upload_stored(kind="simple", size=10)
 record_delivery_attempts([200, 200, None])
 """
@@ -238,7 +238,7 @@ def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
 
 def test_a_scrape_folds_the_file_totals_when_they_pile_up(client, monkeypatch):
     from accounts.models import User
-    from common.metrics import collector
+    from monitoring.metrics import collector
     from portal.models import FileTotalsDelta
     from portal.services.uploads import upload_file_create
     from portal.tests.streams import BytesStream

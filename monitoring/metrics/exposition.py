@@ -12,8 +12,8 @@ import os
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-import common.metrics.instruments  # noqa: F401 - defines the counters in this process
-from common.metrics.collector import DatabaseCollector
+import monitoring.metrics.instruments  # noqa: F401 - defines the counters in this process
+from monitoring.metrics.collector import DatabaseCollector
 
 
 def multiprocess_dir() -> str | None:

@@ -13,8 +13,8 @@ Other code uses only the names below; none of it touches kombu's tables or
 internals itself.
 """
 
-from boot.broker.compat import check_private_members
-from boot.broker.housekeeping import (
+from broker.compat import check_private_members
+from broker.housekeeping import (
     PruneResult,
     dispose_engines,
     ping,
@@ -22,7 +22,7 @@ from boot.broker.housekeeping import (
     queue_depths,
     uses_database,
 )
-from boot.broker.transport import NOTIFY_CHANNEL, Channel, Tables, Transport, task_waiting
+from broker.transport import NOTIFY_CHANNEL, Channel, Tables, Transport, task_waiting
 
 __all__ = [
     "NOTIFY_CHANNEL",

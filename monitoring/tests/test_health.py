@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.db import connections
+
+from conftest import free_port
 
 
 def test_healthz_answers_without_io(client):
@@ -18,12 +18,6 @@ def test_readyz_ok(client):
     response = client.get("/readyz")
     assert response.status_code == 200, response.json()
     assert response.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -44,20 +38,21 @@ def test_readyz_503_names_the_database(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_readyz_503_when_the_broker_database_does_not_exist(client, monkeypatch):
+def test_readyz_503_when_the_broker_database_does_not_exist(client):
     # kombu's SQL channel connects lazily: only a query proves the broker is there.
     from celery import Celery
 
-    from boot.broker import dispose_engines
     from boot.celery import app
+    from broker import dispose_engines
 
     missing = app.conf.broker_url.rsplit("/", 1)[0] + "/doorito_no_such_broker_db"
-    # Not the current app: shared tasks elsewhere must keep the real one.
+    # The current app for this one request only: shared tasks elsewhere keep the real one.
     probe = Celery("readyz-probe", broker=missing, set_as_current=False)
-    monkeypatch.setattr("boot.celery.app", probe)
+    probe.set_current()
     try:
         response = client.get("/readyz")
     finally:
+        app.set_current()
         probe.pool.force_close_all()
         dispose_engines()
     assert response.status_code == 503

@@ -1,6 +1,6 @@
 """What the broker code takes from kombu and Celery beyond their documented API.
 
-``boot.broker`` subclasses kombu's SQLAlchemy channel and virtual transport
+``broker`` subclasses kombu's SQLAlchemy channel and virtual transport
 and reads Celery's worker state. Those members are private or undocumented:
 a minor release may rename or drop one, and the failure would then show up
 as a worker that hangs, polls, or loses its fast path, not as an import
@@ -43,7 +43,7 @@ VIRTUAL = "kombu.transport.virtual"
 MODELS = "kombu.transport.sqlalchemy.models"
 
 RELIED_UPON: tuple[Reliance, ...] = (
-    # kombu's SQLAlchemy channel: subclassed by boot.broker.transport.Channel.
+    # kombu's SQLAlchemy channel: subclassed by broker.transport.Channel.
     Reliance(f"{SQLA}:Channel._engines", "engine cache per broker URL, disposed by hand"),
     Reliance(f"{SQLA}:Channel._open", "returns (engine, sessionmaker) and makes tables", ()),
     Reliance(f"{SQLA}:Channel._get_or_create", "the queue row (its id) for a name", ("queue",)),
@@ -60,7 +60,7 @@ RELIED_UPON: tuple[Reliance, ...] = (
     Reliance(f"{SQLA}:Channel.session", "the ORM session, committed or rolled back"),
     Reliance(f"{SQLA}:Channel.queue_cls", "table name of the queues"),
     Reliance(f"{SQLA}:Channel.message_cls", "table and sequence names of the messages"),
-    # kombu's table layout, written out in boot.broker's SQL.
+    # kombu's table layout, written out in broker's SQL.
     Reliance(f"{MODELS}:Message.id", "message ids from a sequence", column="id", sequence=True),
     Reliance(f"{MODELS}:Message.visible", "false once fetched", column="visible"),
     Reliance(f"{MODELS}:Message.sent_at", "set when fetched", column="timestamp"),
@@ -69,7 +69,7 @@ RELIED_UPON: tuple[Reliance, ...] = (
     Reliance(f"{MODELS}:Message.queue_id", "the queue of a message"),
     Reliance(f"{MODELS}:Queue.id", "queue ids", column="id"),
     Reliance(f"{MODELS}:Queue.name", "queue names", column="name"),
-    # kombu's virtual transport: boot.broker.transport.Transport.drain_events.
+    # kombu's virtual transport: broker.transport.Transport.drain_events.
     Reliance(
         f"{VIRTUAL}:Transport.drain_events",
         "overridden: waits on LISTEN",

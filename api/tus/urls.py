@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.tus import views
+from api.tus import views
 
 app_name = "tus"
 

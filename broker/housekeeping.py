@@ -18,7 +18,7 @@ from typing import Any
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import text
 
-from boot.broker.transport import Channel, Tables, _quote
+from broker.transport import Channel, Tables, _quote
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,11 @@ class PruneResult:
 
 
 def _app(app: Any | None) -> Any:
+    """The app given, else the current one (``boot``'s in every Doorito process)."""
     if app is None:
-        from boot.celery import app as default_app
+        from celery import current_app
 
-        return default_app
+        return current_app
     return app
 
 

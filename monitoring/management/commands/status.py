@@ -8,7 +8,7 @@ from dataclasses import asdict
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from common.services.health import (
+from monitoring.services.health import (
     BeatStatus,
     WorkerStatus,
     beat_status,

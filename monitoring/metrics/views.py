@@ -1,4 +1,4 @@
-"""``/metrics``: who may scrape, then the body (``common.metrics.exposition``)."""
+"""``/metrics``: who may scrape, then the body (``monitoring.metrics.exposition``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from common.metrics.exposition import metrics_render
+from monitoring.metrics.exposition import metrics_render
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

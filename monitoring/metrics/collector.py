@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from common.metrics import selectors
 from common.selectors import delivery_health
+from monitoring.metrics import selectors
 
 logger = logging.getLogger(__name__)
 

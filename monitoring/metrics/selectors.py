@@ -98,6 +98,6 @@ def broker_queue_depths() -> dict[str, int] | None:
     the partial index on visible messages; consumed rows waiting to be pruned
     are not counted.
     """
-    from boot.broker import queue_depths
+    from broker import queue_depths
 
     return queue_depths(cap=COUNT_CAP)

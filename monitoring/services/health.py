@@ -8,8 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import current_app
 from django.db import connections
 from django.utils import timezone
+
+from broker import ping
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +29,6 @@ def check_database() -> str | None:
 
 
 def check_broker() -> str | None:
-    from boot.broker import ping
-
     try:
         ping()
     except Exception as exc:
@@ -98,8 +99,7 @@ def worker_status(*, queue: str, timeout: float) -> WorkerStatus:
     task round trip. With ``CELERY_TASK_ALWAYS_EAGER`` the task would run in
     this very process and prove nothing, so it is not sent.
     """
-    from boot.celery import app
-
+    app = current_app
     if app.conf.task_always_eager:
         return WorkerStatus(
             state="cannot check",

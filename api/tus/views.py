@@ -1,6 +1,6 @@
 """The tus 1.0 endpoint: protocol parsing and responses only.
 
-Each handler checks headers (``portal.tus.headers``), calls one service in
+Each handler checks headers (``api.tus.headers``), calls one service in
 ``portal.services.tus`` and turns the result, or the ``ApplicationError``
 it raised, into the status codes and headers the protocol names. Request
 bodies are never read here: the request object itself is handed to the
@@ -19,8 +19,17 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import User
 from api.auth import authenticate_request
-from api.errors import DATABASE_RETRY_AFTER_SECONDS
-from api.middleware import DATABASE_ERRORS, close_broken_connections
+from api.tus.headers import (
+    CHECKSUM_ALGORITHMS,
+    OFFSET_CONTENT_TYPE,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+    TusHeaderError,
+    parse_checksum,
+    parse_concat,
+    parse_metadata,
+    parse_non_negative_int,
+)
 from common.exceptions import ApplicationError, AuthenticationError, UnsupportedMediaTypeError
 from portal.models import UploadSession
 from portal.services.tus.concatenation import upload_session_concatenate
@@ -34,17 +43,7 @@ from portal.services.tus.sessions import (
     upload_session_status,
     upload_session_terminate,
 )
-from portal.tus.headers import (
-    CHECKSUM_ALGORITHMS,
-    OFFSET_CONTENT_TYPE,
-    TUS_EXTENSIONS,
-    TUS_VERSION,
-    TusHeaderError,
-    parse_checksum,
-    parse_concat,
-    parse_metadata,
-    parse_non_negative_int,
-)
+from web.outage import DATABASE_ERRORS, database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +58,6 @@ class MethodNotAllowedError(ApplicationError):
     code = "method_not_allowed"
     status_code = 405
     default_message = "This method is not allowed here."
-
-
-class DatabaseUnavailableError(ApplicationError):
-    code = "database_unavailable"
-    status_code = 503
-    default_message = (
-        "The database is unavailable for a moment; the upload did not change. Retry shortly."
-    )
 
 
 class LengthRequiredError(ApplicationError):
@@ -237,8 +228,6 @@ def _error_response(exc: ApplicationError, *, method: str) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="tus"'
     if isinstance(exc, MethodNotAllowedError):
         response["Allow"] = ", ".join(exc.details.get("allow", []))
-    if isinstance(exc, DatabaseUnavailableError):
-        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
 
 
@@ -273,9 +262,9 @@ def _handle(request: HttpRequest, upload_id: str | None) -> HttpResponse:
     except DATABASE_ERRORS as exc:
         # A database restart: the offset lives in the database, so it did not
         # move; the client retries (tus clients do on 5xx) and resumes.
-        close_broken_connections()
-        logger.warning("tus %s: database unavailable: %s", method, exc)
-        response = _error_response(DatabaseUnavailableError(), method=method)
+        response = database_unavailable(request, exc)
+        if method == "HEAD":
+            response.content = b""
     if method == "HEAD" or response.status_code in (404, 410):
         response["Cache-Control"] = "no-store"
     response["Tus-Resumable"] = TUS_VERSION

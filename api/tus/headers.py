@@ -2,22 +2,27 @@
 
 Everything a client sends is checked here and turned into typed values or a
 ``TusHeaderError`` (a 400 with a message naming the header), so the views and
-services never see a malformed value.
+services never see a malformed value. The typed values themselves
+(``UploadMetadata``, ``Checksum``) belong to the upload domain
+(``portal.services.tus.values``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from common.exceptions import ValidationError
 from common.services.text import clean_text
-from portal.services.hashing import Hasher
+from portal.services.tus.values import (
+    CHECKSUM_ALGORITHMS,
+    Checksum,
+    TusHeaderError,
+    UploadMetadata,
+)
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -29,15 +34,10 @@ TUS_EXTENSIONS = (
     "termination",
     "concatenation",
 )
-CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 
 _METADATA_KEY = re.compile(r"^[^\s,]+$")
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
-
-
-class TusHeaderError(ValidationError):
-    code = "invalid_tus_header"
 
 
 def parse_non_negative_int(value: str | None, *, header: str) -> int | None:
@@ -50,28 +50,6 @@ def parse_non_negative_int(value: str | None, *, header: str) -> int | None:
             f"{header} must be a non-negative integer.", details={"header": header}
         )
     return int(value)
-
-
-@dataclass(frozen=True)
-class UploadMetadata:
-    """``Upload-Metadata`` decoded: the raw header (echoed on HEAD) and its pairs.
-
-    Values are text where they decode as UTF-8; a key without a value maps to
-    ``""``. Binary values stay base64 (``binary`` lists their keys).
-    """
-
-    raw: str = ""
-    values: dict[str, str] = field(default_factory=dict)
-    binary: tuple[str, ...] = ()
-
-    def text(self, key: str) -> str | None:
-        """The UTF-8 value of ``key``; a 400 if it was sent but is not text."""
-        if key in self.binary:
-            raise TusHeaderError(
-                f"Upload-Metadata {key!r} must be UTF-8 text.",
-                details={"header": "Upload-Metadata", "key": key},
-            )
-        return self.values.get(key)
 
 
 def parse_metadata(value: str | None) -> UploadMetadata:
@@ -113,18 +91,6 @@ def parse_metadata(value: str | None) -> UploadMetadata:
             details={"header": "Upload-Metadata", "key": key},
         )
     return UploadMetadata(raw=value.strip(), values=values, binary=tuple(binary))
-
-
-@dataclass(frozen=True)
-class Checksum:
-    algorithm: str
-    digest: bytes
-
-    def new_hasher(self) -> Hasher:
-        return CHECKSUM_ALGORITHMS[self.algorithm]()
-
-    def header_value(self) -> str:
-        return f"{self.algorithm} {base64.b64encode(self.digest).decode('ascii')}"
 
 
 def parse_checksum(value: str | None) -> Checksum | None:
