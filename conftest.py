@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from scripts.private_cluster import free_port  # noqa: F401 - shared with the tests
 
@@ -53,6 +54,44 @@ def receiver():
     r.close()
 
 
+# Tests that start processes (Celery workers, beat, gunicorn, PostgreSQL
+# clusters, make, a fresh interpreter) carry this marker and run one after
+# another in one xdist group, so they neither starve each other of the two
+# cores nor share the Redis/RabbitMQ queues; everything else runs in
+# parallel. ``_spawning_is_marked`` fails a test that spawns without it.
+PROCESSES = "processes"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if "celery_worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(PROCESSES)
+        if item.get_closest_marker(PROCESSES):
+            item.add_marker(pytest.mark.xdist_group(PROCESSES))
+
+
+@pytest.fixture(autouse=True)
+def _spawning_is_marked(request, monkeypatch) -> Iterator[None]:
+    """A test that starts a process must say so (``@pytest.mark.processes``)."""
+    if request.node.get_closest_marker(PROCESSES):
+        yield
+        return
+    spawned: list[str] = []
+    original = subprocess.Popen.__init__
+
+    def watching(self, args, *rest, **kwargs):
+        spawned.append(str(args)[:200])
+        original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", watching)
+    yield
+    if spawned:
+        pytest.fail(
+            f"this test started {spawned[0]} but is not marked @pytest.mark.processes "
+            "(conftest.py: such tests run in their own serial group)"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
@@ -64,10 +103,23 @@ def _media_root(settings, tmp_path):
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_broker_connections(django_db_setup) -> Iterator[None]:
-    """Drop pooled broker connections so pytest-django can drop the test database."""
-    yield
+    """The broker is this run's test database; its pooled connections go at the end.
+
+    Under pytest-xdist each worker has a database of its own
+    (``test_<name>_gw0``, …); the SQL broker must name the same one, so that
+    a worker subprocess and the test share one message table, and two
+    xdist workers never share one. Closing the pool lets pytest-django drop
+    the database at the end.
+    """
     from boot.celery import app
+    from boot.settings import broker_url_for
     from broker import dispose_engines
+
+    if app.conf.broker_url.startswith("sqla+"):
+        url = broker_url_for(database_url_for_tests())
+        settings.CELERY_BROKER_URL = url
+        app.conf.broker_url = url
+    yield
 
     app.pool.force_close_all()
     dispose_engines()

@@ -57,7 +57,7 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.worker
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_rabbitmq_broker_delivers_every_event(settings, tmp_path):
     require_server("127.0.0.1", 5672, "RabbitMQ")
@@ -67,7 +67,7 @@ def test_rabbitmq_broker_delivers_every_event(settings, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.worker
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_redis_broker_delivers_every_event(settings, tmp_path):
     require_server("127.0.0.1", 6379, "Redis")

@@ -68,7 +68,7 @@ def delivered_by_worker() -> Counter[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.worker
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_two_webs_and_two_workers_store_every_file_once_and_deliver_every_event_once(
     settings, tmp_path, s3_bucket

@@ -31,7 +31,7 @@ def test_plain_delay_lands_in_the_default_queue():
     assert "celery" not in by_id.values()
 
 
-@pytest.mark.worker
+@pytest.mark.processes
 def test_worker_runs_ping_from_both_queues_and_stores_results(celery_worker):
     sent = [ping.apply_async(queue="high"), ping.apply_async(queue="default"), ping.delay()]
     for r in sent:
@@ -62,7 +62,7 @@ def database_now():
         return cursor.fetchone()[0]
 
 
-@pytest.mark.worker
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("max_age", ["60", "0"])
 def test_worker_keeps_or_closes_its_database_connection_by_conn_max_age(tmp_path, max_age):

@@ -5,6 +5,7 @@ from django.test import Client
 
 from accounts.models import User
 from accounts.services.tokens import token_create
+from api.tests.tus_helpers import Tus, raw_token
 
 
 class ApiClient(Client):
@@ -51,3 +52,23 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     if code:
         assert body["error"]["code"] == code
     return body["error"]
+
+
+# The tus endpoint's tests (test_tus_*.py) ------------------------------------------
+
+
+@pytest.fixture
+def owner(transactional_db) -> User:
+    return User.objects.create_user("tus-owner@example.com", "pw-owner-1234")
+
+
+@pytest.fixture
+def intruder(transactional_db) -> User:
+    return User.objects.create_user("tus-other@example.com", "pw-other-1234")
+
+
+@pytest.fixture
+def tus(live_server, owner) -> Tus:
+    client = Tus(live_server.url, raw_token(owner))
+    client.user = owner
+    return client

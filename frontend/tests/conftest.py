@@ -13,8 +13,11 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from common.models import WebhookEndpoint
+from common.services.webhooks import endpoint_create
 from conftest import PASSWORD  # noqa: F401 - re-exported for the page tests
 from frontend.tests.browser import browser_context, chromium  # noqa: F401 - fixtures
+from frontend.tests.webhook_helpers import HOOK
 
 
 class PortalClient(Client):
@@ -59,3 +62,9 @@ def client_other(other_user) -> PortalClient:
 @pytest.fixture
 def client_staff(staff_user) -> PortalClient:
     return _signed_in(staff_user)
+
+
+@pytest.fixture
+def endpoint(staff_user) -> WebhookEndpoint:
+    endpoint, _ = endpoint_create(owner=staff_user, url=HOOK, description="runner")
+    return endpoint

@@ -28,7 +28,7 @@ from frontend.tests.browser import screenshot
 from frontend.tests.conftest import PASSWORD
 from portal.models import UploadFile, UploadSession
 
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 MIB = 1024 * 1024
 EMAIL = "journey@example.com"

@@ -41,7 +41,7 @@ def test_beat_entries():
     assert len(notify["schedule"].hour) == 24
 
 
-@pytest.mark.worker
+@pytest.mark.processes
 @pytest.mark.slow
 def test_worker_runs_both_tasks(celery_worker, django_user_model):
     user = django_user_model.objects.create_user("w@example.com", "pw-worker-1234")

@@ -106,7 +106,7 @@ def test_tuspy_resumes_from_the_servers_offset(client, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.worker
+@pytest.mark.processes
 def test_expire_stale_upload_sessions_task_on_a_real_worker(client, tmp_path, celery_worker):
     from portal.tasks import expire_stale_upload_sessions_task
 
