@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: setup, PostgreSQL, lint, format check, type check, migrations check, tests.
+# The test command: setup, PostgreSQL, lint, format check, type check, import
+# contracts, migrations check, tests (in parallel: pytest-xdist, TEST_WORKERS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=$(scripts/bootstrap.sh | tail -n1)
@@ -16,5 +17,9 @@ fi
 "$UV" run --frozen ruff check .
 "$UV" run --frozen ruff format --check .
 "$UV" run --frozen mypy .
+"$UV" run --frozen lint-imports --no-cache
 "$UV" run --frozen python manage.py makemigrations --check --dry-run
-"$UV" run --frozen pytest "$@"
+# Each xdist worker has its own test database (test_doorito_gw0, …) and SQL
+# broker; tests marked `processes` run one after another in one group
+# (conftest.py). Arguments given last win: `make test PYTEST_ARGS="-n 0"`.
+"$UV" run --frozen pytest -n "${TEST_WORKERS:-4}" --dist loadgroup "$@"

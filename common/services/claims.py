@@ -36,7 +36,7 @@ LEASE_MARGIN_SECONDS = 10
 # After PostgreSQL (re)starts, claims whose lease ran out while it was away
 # are left this long to their holders: a worker that outlived the outage
 # writes its held outcomes within a second or two of the database's return
-# (``dispatch._Outage``), and taking them again first sent each
+# (``run_outage.Outage``), and taking them again first sent each
 # of those requests twice (~40 of them after a 30 s stop).
 RECLAIM_AFTER_RESTART_SECONDS = 5
 # That rule as a condition, for every statement that looks for expired

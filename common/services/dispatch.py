@@ -15,7 +15,7 @@ A run ends when nothing is due and nothing is in flight, or stops claiming
 after ``RUN_SECONDS`` (earlier under a short Celery soft time limit) and
 ends once its requests have returned; due work left is handed to a run
 queued at once. A database outage pauses a run rather than ending it
-(``_Outage``): it holds its outcomes, writes them within a second of the
+(``run_outage.Outage``): it holds its outcomes, writes them within a second of the
 database's return, and goes on claiming.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 
 from common.services.claims import (
     claim_due_deliveries,
@@ -43,6 +43,7 @@ from common.services.claims import (
 )
 from common.services.http import SEND_THREADS, background_executor
 from common.services.recording import record_outcomes
+from common.services.run_outage import Outage
 from common.services.scheduling import request_delivery_run, request_delivery_run_at
 from common.services.sending import RAMP_SECONDS, Claim, Lanes, Outcome, timeout_seconds
 
@@ -65,8 +66,6 @@ QUEUE_FACTOR = 3
 # wake-up of the loop per handful, not per request (the loop and the lanes
 # share one GIL).
 COLLECT_TICK = 0.003
-# How long a run that lost the database waits for it (see ``_Outage``).
-HOLD_SECONDS = 180.0
 # A run stops claiming after this long (and hands over to a fresh run), so a
 # worker child is not held by one task forever under a steady stream.
 RUN_SECONDS = 120.0
@@ -166,7 +165,7 @@ class _Run:
         self.retries_requested: set[int] = set()
         self.more_due = True
         self.last_claim = -math.inf
-        self.outage: _Outage | None = None
+        self.outage: Outage | None = None
 
     # -- claiming --------------------------------------------------------
     def allowed(self, endpoint_id: Any) -> int:
@@ -323,7 +322,7 @@ def run_deliveries(
                 elif idle:
                     break
             except (OperationalError, InterfaceError) as exc:
-                run.outage = _Outage(exc)
+                run.outage = Outage(exc)
                 continue
             widening = run.lanes.widen()
             run.collect(_wait_seconds(run, claiming=claiming, widening=widening))
@@ -344,68 +343,6 @@ def run_deliveries(
     ):
         _safe_call(request_followup)
     return result
-
-
-class _Outage:
-    """The database went away mid-run: the run waits it out instead of ending.
-
-    Claiming stops; requests already claimed are still sent (receivers do not
-    need the database, and a claim that waited past its lease is given back
-    unsent as usual), and their outcomes are held. Every second the run tries
-    to write them (or, holding none, to claim): the first success ends the
-    outage and the run goes on where it was, so work that came due meanwhile
-    is claimed within a second of the database's return, by a run that was
-    already there (a worker's broker connection and its fetched messages do
-    not survive the outage).
-
-    Holding outcomes past their claims' leases is safe: writes are fenced,
-    and after PostgreSQL (re)starts nobody re-claims an expired lease for
-    ``RECLAIM_AFTER_RESTART_SECONDS``, while this run writes within a second.
-    An outage longer than ``HOLD_SECONDS`` ends the run with the error (the
-    task retries it); outcomes still held then are lost and their claims are
-    sent again when their leases run out.
-    """
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.since = time.monotonic()
-        self.next_try = self.since + 1.0
-        logger.warning("Database unavailable during a delivery run; waiting for it: %s", error)
-
-    def wait_out(self, run: _Run, *, claiming: bool) -> bool:
-        """One step of waiting: collect outcomes, try the database once a second.
-
-        Returns False when the run should end (nothing left to hold or claim).
-        """
-        now = time.monotonic()
-        if now - self.since > HOLD_SECONDS:
-            logger.error(
-                "Database unavailable for %.0f s: %d outcome(s) not recorded; their claims "
-                "are retried when their leases run out",
-                now - self.since,
-                len(run.done),
-            )
-            raise self.error
-        if now < self.next_try:
-            run.collect(min(self.next_try - now, 1.0))
-            return True
-        connection.close_if_unusable_or_obsolete()
-        try:
-            if run.done or run.released:
-                run.flush()
-            elif claiming:
-                run.claim()
-            else:
-                connection.ensure_connection()
-        except (OperationalError, InterfaceError):
-            connection.close()
-            self.next_try = time.monotonic() + 1.0
-            return True
-        logger.warning(
-            "Database back after %.1f s: the delivery run goes on", time.monotonic() - self.since
-        )
-        run.outage = None
-        return bool(claiming or run.in_flight() or run.done)
 
 
 def _wait_seconds(run: _Run, *, claiming: bool, widening: bool) -> float:

@@ -253,9 +253,9 @@ def test_a_run_that_loses_the_database_for_longer_than_it_holds_ends_with_the_er
     runs out."""
     from django.db import OperationalError
 
-    from common.services import dispatch
+    from common.services import dispatch, run_outage
 
-    monkeypatch.setattr(dispatch, "HOLD_SECONDS", 1.5)
+    monkeypatch.setattr(run_outage, "HOLD_SECONDS", 1.5)
     endpoint_create(url=receiver.url("/a"))
     emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
 
