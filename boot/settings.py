@@ -32,10 +32,15 @@ def env(value_cls=values.Value, default=None, **kwargs):
     return value_cls(default, environ_prefix=None, **kwargs)
 
 
-def broker_url_for(database_url: str, *, test: bool = False) -> str:
+def broker_url_for(
+    database_url: str, *, test: bool = False, xdist_worker: str | None = None
+) -> str:
     """The kombu SQLAlchemy URL that reaches the same database as Django.
 
-    With ``test`` it names the database pytest-django creates (``test_<name>``).
+    With ``test`` it names the database pytest-django creates: ``test_<name>``,
+    or ``test_<name>_<worker>`` in a pytest-xdist worker (``xdist_worker``,
+    e.g. ``gw0``). A name that already starts with ``test_`` is that database
+    itself (a subprocess started by a test is handed the test database's URL).
 
     dj_database_url hands back the user, password and name decoded and an
     IPv6 host without its brackets; SQLAlchemy's URL quotes and brackets them
@@ -44,7 +49,7 @@ def broker_url_for(database_url: str, *, test: bool = False) -> str:
     cfg = dj_database_url.parse(database_url)
     name = cfg["NAME"]
     if test and not name.startswith("test_"):
-        name = f"test_{name}"
+        name = f"test_{name}_{xdist_worker}" if xdist_worker else f"test_{name}"
     user = cfg.get("USER") or ""
     password = cfg.get("PASSWORD") or None
     url = URL.create(
@@ -458,11 +463,14 @@ class Test(Base):
 
     @property
     def CELERY_BROKER_URL(self):
-        # pytest-django runs against test_<name>; the broker follows it so a
-        # worker subprocess and the test process share one message table.
+        # pytest-django runs against test_<name> (test_<name>_gw0 in the
+        # pytest-xdist worker gw0); the broker follows it so a worker
+        # subprocess and the test process share one message table.
         if self.BROKER_URL_FROM_ENV:
             return self.BROKER_URL_FROM_ENV
-        return broker_url_for(self.DATABASE_URL, test=True)
+        return broker_url_for(
+            self.DATABASE_URL, test=True, xdist_worker=os.environ.get("PYTEST_XDIST_WORKER")
+        )
 
 
 class Production(Base):

@@ -69,9 +69,17 @@ def test_broker_url_names_the_same_user_password_host_port_and_database(database
 @pytest.mark.parametrize(("database_url", "expected"), DATABASES)
 def test_test_broker_url_names_the_test_database(database_url, expected):
     user, password, host, port, name = expected
-    url = broker_url_for(database_url, test=True)
-    assert parsed_by_sqlalchemy(url) == (user, password, host, port, f"test_{name}")
-    assert parsed_by_kombu(url) == (user, password, host, port, f"test_{name}")
+    for worker, test_name in ((None, f"test_{name}"), ("gw0", f"test_{name}_gw0")):
+        url = broker_url_for(database_url, test=True, xdist_worker=worker)
+        assert parsed_by_sqlalchemy(url) == (user, password, host, port, test_name)
+        assert parsed_by_kombu(url) == (user, password, host, port, test_name)
+
+
+def test_a_test_database_url_is_taken_as_is():
+    """A subprocess started by a test gets the test database's URL (test_<name>[_gwN])."""
+    for name in ("test_files", "test_files_gw0"):
+        url = broker_url_for(f"postgres://u@db/{name}", test=True, xdist_worker="gw0")
+        assert make_url(url).database == name
 
 
 def test_plain_urls_read_as_before():

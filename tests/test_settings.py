@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from django.conf import Settings
+from sqlalchemy.engine import make_url
 
 from conftest import ROOT
 
@@ -392,6 +393,61 @@ def test_prefixed_names_are_not_read():
 def test_broker_defaults_to_the_database():
     conf = load("Dev", DATABASE_URL="postgres://u:pw@db.internal:5433/files")
     assert conf["broker_url"] == "sqla+postgresql+psycopg://u:pw@db.internal:5433/files"
+
+
+def test_broker_keeps_the_databases_credentials_and_ipv6_host():
+    conf = load("Dev", DATABASE_URL="postgres://app:p%40ss%2Fw%25%3A@[::1]:5433/files")
+    url = make_url(conf["broker_url"])
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "app",
+        "p@ss/w%:",
+        "::1",
+        5433,
+        "files",
+    )
+    assert (conf["db_name"], conf["db_port"]) == ("files", 5433)
+
+
+def created_test_database(s: Any, *, xdist_worker: str | None) -> str:
+    """The name of the test database pytest-django creates for settings ``s``.
+
+    Django's creation names it (``test_`` + NAME unless TEST NAME is set);
+    in an xdist worker pytest-django first suffixes it with the worker's id.
+    """
+    from django.db.backends.postgresql.base import DatabaseWrapper
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    if xdist_worker:
+        with django_settings(s):
+            _set_suffix_to_test_databases(suffix=xdist_worker)
+    db = s.DATABASES["default"]
+    db.setdefault("TEST", {}).setdefault("NAME", None)
+    # What create_test_db() names the database it creates.
+    return DatabaseWrapper(db).creation._get_test_db_name()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("worker", [None, "gw0", "gw11"])
+def test_test_broker_names_the_database_pytest_django_creates(monkeypatch, worker):
+    """In the pytest-xdist worker gw0, pytest-django runs against test_<name>_gw0."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    env = {"DATABASE_URL": "postgres://u:p%40w@db.internal:5433/files"}
+    if worker:
+        env["PYTEST_XDIST_WORKER"] = worker
+    s = resolve_settings("Test", clean_env(**env))
+    created = created_test_database(s, xdist_worker=worker)
+    assert created == (f"test_files_{worker}" if worker else "test_files")
+    url = make_url(s.CELERY_BROKER_URL)
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "u",
+        "p@w",
+        "db.internal",
+        5433,
+        created,
+    )
+    # A given broker URL is used as given.
+    given = "sqla+postgresql+psycopg://broker@elsewhere:5432/messages"
+    broker = resolve_settings("Test", clean_env(**env, CELERY_BROKER_URL=given)).CELERY_BROKER_URL
+    assert broker == given
 
 
 def test_prepared_statements_are_on_unless_switched_off():
