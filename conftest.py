@@ -126,12 +126,26 @@ def _close_broker_connections(django_db_setup) -> Iterator[None]:
 
 
 def database_url_for_tests() -> str:
-    """The URL of the database pytest-django created for this run."""
+    """The URL of the database pytest-django created for this run.
+
+    Built with SQLAlchemy's URL, which quotes the user and password and
+    brackets an IPv6 host, so dj_database_url reads back exactly these values.
+    """
     from django.db import connection
+    from sqlalchemy.engine import URL
 
     s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    user = s["USER"] or ""
+    password = s.get("PASSWORD") or None
+    url = URL.create(
+        "postgres",
+        username=user if user or password else None,
+        password=password,
+        host=s["HOST"] or "127.0.0.1",
+        port=int(s["PORT"] or 5432),
+        database=s["NAME"],
+    )
+    return url.render_as_string(hide_password=False)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

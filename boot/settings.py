@@ -19,6 +19,7 @@ from configurations import Configuration, values
 from django.utils.csp import CSP
 from dotenv import load_dotenv
 from kombu import Queue
+from sqlalchemy.engine import URL
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/doorito"
@@ -31,21 +32,35 @@ def env(value_cls=values.Value, default=None, **kwargs):
     return value_cls(default, environ_prefix=None, **kwargs)
 
 
-def broker_url_for(database_url: str, *, test: bool = False) -> str:
+def broker_url_for(
+    database_url: str, *, test: bool = False, xdist_worker: str | None = None
+) -> str:
     """The kombu SQLAlchemy URL that reaches the same database as Django.
 
-    With ``test`` it names the database pytest-django creates (``test_<name>``).
+    With ``test`` it names the database pytest-django creates: ``test_<name>``,
+    or ``test_<name>_<worker>`` in a pytest-xdist worker (``xdist_worker``,
+    e.g. ``gw0``). A name that already starts with ``test_`` is that database
+    itself (a subprocess started by a test is handed the test database's URL).
+
+    dj_database_url hands back the user, password and name decoded and an
+    IPv6 host without its brackets; SQLAlchemy's URL quotes and brackets them
+    again, so a password holding ``@ / % :`` or a host ``[::1]`` comes through.
     """
     cfg = dj_database_url.parse(database_url)
     name = cfg["NAME"]
     if test and not name.startswith("test_"):
-        name = f"test_{name}"
+        name = f"test_{name}_{xdist_worker}" if xdist_worker else f"test_{name}"
     user = cfg.get("USER") or ""
-    password = cfg.get("PASSWORD") or ""
-    auth = user + (f":{password}" if password else "")
-    host = cfg.get("HOST") or "127.0.0.1"
-    port = cfg.get("PORT") or 5432
-    return f"sqla+postgresql+psycopg://{auth}@{host}:{port}/{name}"
+    password = cfg.get("PASSWORD") or None
+    url = URL.create(
+        "sqla+postgresql+psycopg",
+        username=user if user or password else None,
+        password=password,
+        host=cfg.get("HOST") or "127.0.0.1",
+        port=int(cfg.get("PORT") or 5432),
+        database=name,
+    )
+    return url.render_as_string(hide_password=False)
 
 
 class Base(Configuration):
@@ -449,11 +464,14 @@ class Test(Base):
 
     @property
     def CELERY_BROKER_URL(self):
-        # pytest-django runs against test_<name>; the broker follows it so a
-        # worker subprocess and the test process share one message table.
+        # pytest-django runs against test_<name> (test_<name>_gw0 in the
+        # pytest-xdist worker gw0); the broker follows it so a worker
+        # subprocess and the test process share one message table.
         if self.BROKER_URL_FROM_ENV:
             return self.BROKER_URL_FROM_ENV
-        return broker_url_for(self.DATABASE_URL, test=True)
+        return broker_url_for(
+            self.DATABASE_URL, test=True, xdist_worker=os.environ.get("PYTEST_XDIST_WORKER")
+        )
 
 
 class Production(Base):
