@@ -24,6 +24,7 @@ from conftest import ROOT, start_beat, stop_process, subprocess_env, wait_for_lo
 from tests.test_ensure_db import free_port, run_python, script_env
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_beat_syncs_schedule_into_database(tmp_path):
@@ -96,6 +97,7 @@ def probe_runs() -> int:
     return PeriodicTask.objects.get(name=PROBE).total_run_count
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_second_beat_waits_and_takes_over_within_seconds_of_a_sigkill(tmp_path):
@@ -128,6 +130,7 @@ def test_second_beat_waits_and_takes_over_within_seconds_of_a_sigkill(tmp_path):
             stop_process(second.proc)
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_send_that_keeps_failing_is_retried_logged_at_error_and_shown_by_status(tmp_path):
@@ -199,6 +202,7 @@ def _wait_for_ping_messages(url: str, more_than: int, timeout: float) -> float:
     raise TimeoutError(f"no more than {more_than} ping messages within {timeout}s")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_beat_sends_again_right_after_a_database_restart(tmp_path):
     """The issue's outage, on a private cluster: stop PostgreSQL, start it again."""

@@ -217,6 +217,7 @@ with app.connection_for_write() as conn:
 """
 
 
+@pytest.mark.processes
 def test_a_forked_child_never_uses_a_connection_its_parent_pooled():
     """A Celery pool child forked after the main process fetched messages (a
     replaced child) must open its own broker connection, not share a socket."""

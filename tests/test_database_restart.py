@@ -51,6 +51,7 @@ def _requests(client: httpx.Client, upload_url: str) -> dict[str, httpx.Response
     }
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_database_restart_answers_503_then_the_same_requests_succeed(tmp_path):
     cluster = PrivateCluster(dbname="doorito_restart")
@@ -242,6 +243,7 @@ print(cleanup_stale_uploading_files(stale_minutes=60, now=later))
 """
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_restarting_the_database_under_upload_load_answers_201_or_503_and_loses_nothing(
     tmp_path,

@@ -53,6 +53,7 @@ def script_env(url: str, data_dir) -> dict[str, str]:
     return env
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.parametrize("binaries", ["machine", "embedded"])
 def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, binaries):
@@ -101,6 +102,7 @@ def test_starts_a_local_cluster_on_a_free_port_and_django_migrates(tmp_path, bin
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.processes
 def test_refuses_a_directory_it_did_not_create(tmp_path):
     data = tmp_path / "foreign"
     data.mkdir()

@@ -30,6 +30,7 @@ def user_shell_env(**extra: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_bootstrap_keeps_an_unchanged_venv(tmp_path):
     """A second bootstrap neither deletes nor re-creates .venv (it once did on
@@ -65,6 +66,7 @@ def test_bootstrap_keeps_an_unchanged_venv(tmp_path):
     assert second.stdout.strip().splitlines()[-1].endswith("uv")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_make_manage_prints_only_the_commands_output(transactional_db):
     """TOKEN=$(make manage ARGS="create_token …") captures a token that works."""
@@ -89,6 +91,7 @@ def test_make_manage_prints_only_the_commands_output(transactional_db):
     assert "shown once" in done.stderr
 
 
+@pytest.mark.processes
 def test_make_stop_db_twice_exits_0(tmp_path):
     """`make stop-db` on a cluster that is not running (stopped already) says so, exit 0."""
     find_uv()

@@ -16,6 +16,7 @@ from psycopg import sql
 from conftest import ROOT, free_port
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_run_command_serves_readyz_and_worker_answers_ping(tmp_path):
     port = free_port()

@@ -138,6 +138,7 @@ def test_expire_stale_upload_sessions_task_on_a_real_worker(client, tmp_path, ce
     assert excinfo.value.status_code == 410
 
 
+@pytest.mark.processes
 def test_tuspy_upload_on_local_disk_and_s3(client, tmp_path, storage):
     """Parts and assembly work on both storages; only the final object stays."""
     path = tmp_path / "both.bin"

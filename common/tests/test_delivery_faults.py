@@ -25,6 +25,7 @@ from tests.web import doorito_env, manage
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_a_retry_whose_message_died_with_its_worker_is_sent_on_time(receiver, tmp_path):
     """The first attempt fails (500), the run queues the retry's ETA message and
@@ -85,6 +86,7 @@ def _deliveries(cluster: PrivateCluster) -> Counter[str]:
         return Counter(dict(rows.fetchall()))
 
 
+@pytest.mark.processes
 def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once(
     receiver, tmp_path
 ):

@@ -23,6 +23,7 @@ from conftest import start_worker, stop_process, wait_for_ping, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.processes
 def test_a_25_second_endpoint_does_not_delay_another_endpoint(receiver, tmp_path):
     """Both endpoints get every event; the slow one never answers within the
     15 s timeout. The healthy one's commit→receipt stays within 2 s (before:
@@ -55,6 +56,7 @@ def test_a_25_second_endpoint_does_not_delay_another_endpoint(receiver, tmp_path
     assert latencies[-1] <= 2.0, latencies
 
 
+@pytest.mark.processes
 def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_lease(
     receiver, tmp_path
 ):

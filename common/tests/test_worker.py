@@ -50,6 +50,7 @@ def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
     assert OutboxEvent.objects.count() == 1
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver):
@@ -84,6 +85,7 @@ def test_two_dispatchers_deliver_each_event_endpoint_pair_exactly_once(receiver)
     assert 500 <= sum(processed) <= 1500 and min(processed) > 0
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_path):
@@ -128,6 +130,7 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
     assert list(WebhookDelivery.objects.values_list("attempts", flat=True)) == [1, 1, 1]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_retry_is_sent_on_its_schedule_not_at_the_sweep(receiver, tmp_path, settings):

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "frontend" / "templates"
 
 
+@pytest.mark.processes
 def test_vendored_files_match_their_manifest():
     out = subprocess.run(
         [sys.executable, "scripts/vendor_assets.py", "--check"],

@@ -213,6 +213,7 @@ print(generate_latest(registry).decode())
 """
 
 
+@pytest.mark.processes
 def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     for _ in range(2):  # two "workers", each its own process

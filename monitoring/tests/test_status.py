@@ -27,6 +27,7 @@ def status(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_eager_mode_says_it_cannot_check_a_worker():
     out = status("--queue", "nosuchqueue", "--no-beat", CELERY_TASK_ALWAYS_EAGER="true")
@@ -37,6 +38,7 @@ def test_eager_mode_says_it_cannot_check_a_worker():
     assert doc["worker"]["state"] == "cannot check"
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_no_worker_and_no_beat_is_unhealthy():
@@ -72,6 +74,7 @@ def test_real_worker_and_beat_are_reported(celery_worker, tmp_path):
     assert "beat       ok (doorito-beat " in text.stdout
 
 
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_a_stale_heartbeat_or_a_failing_entry_is_unhealthy():
     lock = SchedulerLock(name="doorito-beat test:1")

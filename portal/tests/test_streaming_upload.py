@@ -125,6 +125,7 @@ def _named(data: bytes, name: str):
     return SimpleUploadedFile(name, data, content_type="application/octet-stream")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_killed_web_server_leaves_no_spool_file_only_a_record_named_object(

@@ -44,6 +44,7 @@ upload_file_create(
 """
 
 
+@pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_killed_mid_write_leaves_a_record_that_cleanup_removes_with_its_bytes(user, tmp_path):
     marker = tmp_path / "halfway"
