@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from conftest import ROOT, start_beat, stop_process, subprocess_env, wait_for_log
+from conftest import ROOT, kill_process, start_beat, stop_process, subprocess_env, wait_for_log
 from tests.test_ensure_db import free_port, run_python, script_env
 
 
@@ -62,7 +62,7 @@ def test_beat_syncs_schedule_into_database(tmp_path):
                 break
             time.sleep(0.5)
     finally:
-        stop_process(proc)
+        kill_process(proc)
     assert expected <= names, (tmp_path / "beat.log").read_text()
     sweep = PeriodicTask.objects.get(name="deliver-outbox-events-sweep")
     assert sweep.task == "common.tasks.deliver_outbox_events_task"
@@ -125,7 +125,7 @@ def test_second_beat_waits_and_takes_over_within_seconds_of_a_sigkill(tmp_path):
             time.sleep(0.2)
         assert probe_runs() > runs
     finally:
-        stop_process(first.proc)
+        kill_process(first.proc)
         if second is not None:
             stop_process(second.proc)
 
@@ -162,7 +162,7 @@ def test_a_send_that_keeps_failing_is_retried_logged_at_error_and_shown_by_statu
         )
         assert beat.proc.poll() is None
     finally:
-        stop_process(beat.proc)
+        kill_process(beat.proc)
     assert status.returncode != 0, status.stdout + status.stderr
     doc = json.loads(status.stdout)
     assert doc["beat"]["state"] == "failing"

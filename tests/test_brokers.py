@@ -22,7 +22,7 @@ from common.models import OutboxEvent
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Receiver
-from conftest import start_worker, stop_process, wait_for_ping
+from conftest import kill_process, start_worker, wait_for_ping
 from tests.brokers import publishing_to, rabbitmq_vhost, require_server
 
 EVENTS = 200
@@ -47,7 +47,7 @@ def deliver_through(settings, tmp_path, broker_url: str) -> None:
                     assert time.monotonic() < deadline, "events not recorded as delivered"
                     time.sleep(0.2)
             finally:
-                stop_process(worker.proc)
+                kill_process(worker.proc)
             log = worker.output()
     finally:
         receiver.close()

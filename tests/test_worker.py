@@ -11,7 +11,7 @@ from django.db import connection
 from django_celery_results.models import TaskResult
 
 from common.tasks import ping
-from conftest import database_url_for_tests, start_worker, stop_process, wait_for_ping
+from conftest import database_url_for_tests, kill_process, start_worker, wait_for_ping
 
 
 def queued_messages() -> list[tuple[str, dict]]:
@@ -97,4 +97,4 @@ def test_worker_keeps_or_closes_its_database_connection_by_conn_max_age(tmp_path
         if max_age != "0":
             assert len(set(seen)) == 1, seen
     finally:
-        stop_process(worker.proc)
+        kill_process(worker.proc)

@@ -18,7 +18,7 @@ from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import start_worker, stop_process, wait_for_ping, wait_until
+from conftest import kill_process, start_worker, wait_for_ping, wait_until
 from scripts.private_cluster import PrivateCluster
 from tests.web import doorito_env, manage
 
@@ -53,7 +53,7 @@ def test_a_retry_whose_message_died_with_its_worker_is_sent_on_time(receiver, tm
         os.killpg(worker.proc.pid, signal.SIGKILL)
         worker.proc.wait(timeout=10)
     finally:
-        stop_process(worker.proc)
+        kill_process(worker.proc)
     delivery = WebhookDelivery.objects.get()
     due = delivery.next_attempt_at
     assert due is not None
@@ -69,7 +69,7 @@ def test_a_retry_whose_message_died_with_its_worker_is_sent_on_time(receiver, tm
             what="the retry recorded delivered",
         )
     finally:
-        stop_process(restarted.proc)
+        kill_process(restarted.proc)
     sent_at = dt.datetime.fromtimestamp(receiver.on("/flaky")[1].at, tz=dt.UTC)
     late = (sent_at - max(due, ready)).total_seconds()
     print(f"retry sent {late:.2f} s after max(its time, the new worker answering a ping)")
@@ -143,7 +143,7 @@ def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once
             time.sleep(RECLAIM_AFTER_RESTART_SECONDS + 3)  # a re-claim would have sent by now
             assert worker.proc.poll() is None, worker.output()[-3000:]
         finally:
-            stop_process(worker.proc)
+            kill_process(worker.proc)
         sent = Counter(r.headers["webhook-id"] for r in receiver.on("/hold"))
         print(
             f"down {back_at - stopped_at:.1f} s; all recorded {recorded_after:.1f} s after the "

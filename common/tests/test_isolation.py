@@ -18,7 +18,7 @@ from common.services.claims import lease_seconds
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import start_worker, stop_process, wait_for_ping, wait_until
+from conftest import kill_process, start_worker, wait_for_ping, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +43,7 @@ def test_a_25_second_endpoint_does_not_delay_another_endpoint(receiver, tmp_path
         fast = receiver.wait_for(40, "/fast", timeout=30)
         slow_in_flight = receiver.max_in_flight["/slow"]
     finally:
-        stop_process(worker.proc)
+        kill_process(worker.proc)
     latencies = sorted(r.at - committed[r.headers["webhook-id"]] for r in fast)
     print(
         f"healthy endpoint commit→receipt: p50 {statistics.median(latencies):.3f} s, "
@@ -89,7 +89,7 @@ def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_l
         killed_at = time.time()
         worker.proc.wait(timeout=10)
     finally:
-        stop_process(worker.proc)
+        kill_process(worker.proc)
     time.sleep(1.5)  # let the receiver's held requests end (their writes fail)
     in_flight = {r.headers["webhook-id"] for r in receiver.in_flight_at(killed_at, margin=0.25)}
     unanswered = len(receiver.in_flight_at(killed_at))
@@ -106,7 +106,7 @@ def test_a_killed_worker_repeats_only_what_was_in_flight_and_recovers_within_a_l
         )
         recovered_after = time.monotonic() - restarted_at
     finally:
-        stop_process(restarted.proc)
+        kill_process(restarted.proc)
 
     sent = Counter(r.headers["webhook-id"] for r in receiver.requests)
     twice = {event_id for event_id, n in sent.items() if n > 1}

@@ -15,7 +15,7 @@ from common.services.emit import emit_event
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import ROOT, start_worker, stop_process, subprocess_env, wait_for_ping, wait_until
+from conftest import ROOT, kill_process, start_worker, subprocess_env, wait_for_ping, wait_until
 
 
 def test_commit_is_delivered_by_the_worker_at_once_and_rollback_sends_nothing(
@@ -124,7 +124,7 @@ def test_soft_time_limit_ends_the_run_cleanly_without_duplicates(receiver, tmp_p
             what="all delivered",
         )
     finally:
-        stop_process(worker.proc)
+        kill_process(worker.proc)
     ids = Counter(r.headers["webhook-id"] for r in receiver.requests)
     assert len(ids) == 3 and max(ids.values()) == 1
     assert list(WebhookDelivery.objects.values_list("attempts", flat=True)) == [1, 1, 1]
@@ -156,4 +156,4 @@ def test_a_retry_is_sent_on_its_schedule_not_at_the_sweep(receiver, tmp_path, se
             what="the retry recorded",
         )
     finally:
-        stop_process(worker.proc)
+        kill_process(worker.proc)

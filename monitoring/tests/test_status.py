@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from common.models import BeatHeartbeat
 from common.services.beat import SchedulerLock
-from conftest import ROOT, start_beat, stop_process, subprocess_env, wait_for_log
+from conftest import ROOT, kill_process, start_beat, subprocess_env, wait_for_log
 
 
 def status(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -61,7 +61,7 @@ def test_real_worker_and_beat_are_reported(celery_worker, tmp_path):
         out = status("--json", "--timeout", "60")
         text = status("--timeout", "60")
     finally:
-        stop_process(beat.proc)
+        kill_process(beat.proc)
     assert out.returncode == 0, out.stdout + out.stderr
     doc = json.loads(out.stdout)
     assert doc["worker"]["state"] == "ok"
