@@ -5,13 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -204,22 +201,13 @@ def _wait_for_ping_messages(url: str, more_than: int, timeout: float) -> float:
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_beat_sends_again_right_after_a_database_restart(tmp_path):
+def test_beat_sends_again_right_after_a_database_restart(tmp_path, private_database):
     """The issue's outage, on a private cluster: stop PostgreSQL, start it again."""
-    port = free_port()
-    dbname = "doorito_beat_outage"
-    url = f"postgres://postgres@127.0.0.1:{port}/{dbname}"
-    broker = f"sqla+postgresql+psycopg://postgres@127.0.0.1:{port}/{dbname}"
-    plain = f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
-    base = Path(tempfile.mkdtemp(prefix=f"doorito-beat-cluster-{port}-"))
-    os.chmod(base, 0o755)  # noqa: S103 - the postgres user must traverse it
-    env = script_env(url, base / "cluster")
+    cluster = private_database
+    url, broker, plain = cluster.url, cluster.broker_url, cluster.dsn
+    env = script_env(url, cluster.cluster.data)
     beat = None
     try:
-        started = run_python(env, "scripts/ensure_db.py", timeout=180)
-        assert started.returncode == 0, started.stdout + started.stderr
-        migrated = run_python(env, "manage.py", "migrate", "--noinput", timeout=300)
-        assert migrated.returncode == 0, migrated.stderr
         probe = run_python(
             env,
             "manage.py",
@@ -232,11 +220,9 @@ def test_beat_sends_again_right_after_a_database_restart(tmp_path):
         beat = start_beat(tmp_path, DATABASE_URL=url, CELERY_BROKER_URL=broker)
         _wait_for_ping_messages(plain, more_than=1, timeout=90)
 
-        stopped = run_python(env, "scripts/ensure_db.py", "stop", timeout=60)
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        cluster.stop()
         time.sleep(10)
-        again = run_python(env, "scripts/ensure_db.py", timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr
+        cluster.start()
         back = time.monotonic()
         before = _ping_messages(plain)
         sent = _wait_for_ping_messages(plain, more_than=before, timeout=30)
@@ -248,6 +234,4 @@ def test_beat_sends_again_right_after_a_database_restart(tmp_path):
         _wait_for_ping_messages(plain, more_than=before + 2, timeout=15)
     finally:
         if beat is not None:
-            stop_process(beat.proc)
-        run_python(env, "scripts/ensure_db.py", "stop", timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+            kill_process(beat.proc)

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from scripts.private_cluster import PrivateCluster
+from conftest import PrivateDatabase
 from tests.web import WebServer, create_token, doorito_env, manage
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -53,14 +53,12 @@ def _requests(client: httpx.Client, upload_url: str) -> dict[str, httpx.Response
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_database_restart_answers_503_then_the_same_requests_succeed(tmp_path):
-    cluster = PrivateCluster(dbname="doorito_restart")
+def test_database_restart_answers_503_then_the_same_requests_succeed(tmp_path, private_database):
+    cluster = private_database
     server = None
     try:
-        cluster.start()
         # Persistent connections, as in production: the restart breaks them.
         env = doorito_env(cluster.url, tmp_path / "media", DATABASE_CONN_MAX_AGE="60")
-        manage(env, "migrate", "--noinput")
         token = create_token(env, "restart@example.com")
         server = WebServer(env, tmp_path / "web.log", "--workers", "1")
         client = httpx.Client(
@@ -90,7 +88,7 @@ def test_database_restart_answers_503_then_the_same_requests_succeed(tmp_path):
         assert up["tus patch"].headers["Upload-Offset"] == "5"
 
         # Nothing half-recorded: the two files sent while the database was up.
-        with psycopg.connect(cluster.url.replace("postgres://", "postgresql://")) as conn:
+        with psycopg.connect(cluster.dsn) as conn:
             rows = conn.execute(
                 "SELECT status, count(*) FROM portal_uploadfile GROUP BY status"
             ).fetchall()
@@ -98,7 +96,6 @@ def test_database_restart_answers_503_then_the_same_requests_succeed(tmp_path):
     finally:
         if server is not None:
             server.stop()
-        cluster.destroy()
 
 
 SIMPLE_UPLOADERS = 4
@@ -215,8 +212,8 @@ def _tus_uploader(client: httpx.Client, stop: threading.Event, out: Outcomes, n:
             out.failures.append(f"tus: {exc!r}")
 
 
-def _rows(cluster: PrivateCluster, query: str) -> list[tuple]:
-    with psycopg.connect(cluster.url.replace("postgres://", "postgresql://")) as conn:
+def _rows(cluster: PrivateDatabase, query: str) -> list[tuple]:
+    with psycopg.connect(cluster.dsn) as conn:
         return conn.execute(query).fetchall()
 
 
@@ -246,18 +243,16 @@ print(cleanup_stale_uploading_files(stale_minutes=60, now=later))
 @pytest.mark.processes
 @pytest.mark.slow
 def test_restarting_the_database_under_upload_load_answers_201_or_503_and_loses_nothing(
-    tmp_path,
+    tmp_path, private_database
 ):
-    cluster = PrivateCluster(dbname="doorito_restart_load")
+    cluster = private_database
     server = None
     stop = threading.Event()
     threads: list[threading.Thread] = []
     out = Outcomes()
     media = tmp_path / "media"
     try:
-        cluster.start()
         env = doorito_env(cluster.url, media, DATABASE_CONN_MAX_AGE="60")
-        manage(env, "migrate", "--noinput")
         token = create_token(env, "load@example.com")
         server = WebServer(
             env,
@@ -343,4 +338,3 @@ def test_restarting_the_database_under_upload_load_answers_201_or_503_and_loses_
             thread.join(timeout=30)
         if server is not None:
             server.stop()
-        cluster.destroy()

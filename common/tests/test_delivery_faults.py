@@ -18,8 +18,7 @@ from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import kill_process, start_worker, wait_for_ping, wait_until
-from scripts.private_cluster import PrivateCluster
+from conftest import PrivateDatabase, kill_process, start_worker, wait_for_ping, wait_until
 from tests.web import doorito_env, manage
 
 pytestmark = pytest.mark.slow
@@ -79,16 +78,15 @@ def test_a_retry_whose_message_died_with_its_worker_is_sent_on_time(receiver, tm
     assert delivery.attempts == 2
 
 
-def _deliveries(cluster: PrivateCluster) -> Counter[str]:
-    dsn = cluster.url.replace("postgres://", "postgresql://")
-    with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+def _deliveries(cluster: PrivateDatabase) -> Counter[str]:
+    with psycopg.connect(cluster.dsn, connect_timeout=3, autocommit=True) as conn:
         rows = conn.execute("SELECT status, count(*) FROM common_webhookdelivery GROUP BY 1")
         return Counter(dict(rows.fetchall()))
 
 
 @pytest.mark.processes
 def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once(
-    receiver, tmp_path
+    receiver, tmp_path, private_database
 ):
     """A private cluster is stopped while ten requests are open at the receiver
     and stays down past their leases (4 s timeout + 10 s). The requests return
@@ -96,62 +94,57 @@ def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once
     the database is back, and no run takes those claims again first (expired
     leases wait ``RECLAIM_AFTER_RESTART_SECONDS`` after a restart). Before,
     the holder gave up at the lease and every one of them was sent twice."""
-    cluster = PrivateCluster(dbname="doorito_outage")
+    cluster = private_database
+    broker = cluster.broker_url
+    env = doorito_env(
+        cluster.url,
+        tmp_path / "media",
+        CELERY_TASK_ALWAYS_EAGER="false",
+        CELERY_BROKER_URL=broker,
+        WEBHOOK_TIMEOUT_SECONDS="4",
+    )
+    receiver.always("/hold", Reply(delay=2.5))
+    worker = start_worker(
+        tmp_path,
+        DATABASE_URL=cluster.url,
+        CELERY_BROKER_URL=broker,
+        WEBHOOK_TIMEOUT_SECONDS="4",
+        DATABASE_CONN_MAX_AGE="60",
+    )
     try:
+        manage(
+            env,
+            "shell",
+            "-c",
+            "from django.db import transaction\n"
+            "from common.services.webhooks import endpoint_create\n"
+            "from common.tests.events import emit_file_stored\n"
+            f"endpoint_create(url={receiver.url('/hold')!r})\n"
+            "with transaction.atomic():\n"
+            "    [emit_file_stored(i) for i in range(10)]\n",
+        )
+        receiver.wait_for(10, "/hold", timeout=60)
+        cluster.stop()
+        stopped_at = time.monotonic()
+        time.sleep(4 + 10 + 4)  # past every lease
         cluster.start()
-        broker = "sqla+postgresql+psycopg://" + cluster.url.removeprefix("postgres://")
-        env = doorito_env(
-            cluster.url,
-            tmp_path / "media",
-            CELERY_TASK_ALWAYS_EAGER="false",
-            CELERY_BROKER_URL=broker,
-            WEBHOOK_TIMEOUT_SECONDS="4",
+        back_at = time.monotonic()
+        wait_until(
+            lambda: _deliveries(cluster)["delivered"] == 10,
+            timeout=60,
+            what="all ten recorded delivered",
         )
-        manage(env, "migrate", "--noinput")
-        receiver.always("/hold", Reply(delay=2.5))
-        worker = start_worker(
-            tmp_path,
-            DATABASE_URL=cluster.url,
-            CELERY_BROKER_URL=broker,
-            WEBHOOK_TIMEOUT_SECONDS="4",
-            DATABASE_CONN_MAX_AGE="60",
-        )
-        try:
-            manage(
-                env,
-                "shell",
-                "-c",
-                "from django.db import transaction\n"
-                "from common.services.webhooks import endpoint_create\n"
-                "from common.tests.events import emit_file_stored\n"
-                f"endpoint_create(url={receiver.url('/hold')!r})\n"
-                "with transaction.atomic():\n"
-                "    [emit_file_stored(i) for i in range(10)]\n",
-            )
-            receiver.wait_for(10, "/hold", timeout=60)
-            cluster.stop()
-            stopped_at = time.monotonic()
-            time.sleep(4 + 10 + 4)  # past every lease
-            cluster.start()
-            back_at = time.monotonic()
-            wait_until(
-                lambda: _deliveries(cluster)["delivered"] == 10,
-                timeout=60,
-                what="all ten recorded delivered",
-            )
-            recorded_after = time.monotonic() - back_at
-            time.sleep(RECLAIM_AFTER_RESTART_SECONDS + 3)  # a re-claim would have sent by now
-            assert worker.proc.poll() is None, worker.output()[-3000:]
-        finally:
-            kill_process(worker.proc)
-        sent = Counter(r.headers["webhook-id"] for r in receiver.on("/hold"))
-        print(
-            f"down {back_at - stopped_at:.1f} s; all recorded {recorded_after:.1f} s after the "
-            f"database was back; requests per event: {sorted(sent.values())}"
-        )
-        assert len(sent) == 10
-        assert max(sent.values()) == 1, sent
-        assert "the delivery run goes on" in worker.output()
-        assert recorded_after < RECLAIM_AFTER_RESTART_SECONDS
+        recorded_after = time.monotonic() - back_at
+        time.sleep(RECLAIM_AFTER_RESTART_SECONDS + 3)  # a re-claim would have sent by now
+        assert worker.proc.poll() is None, worker.output()[-3000:]
     finally:
-        cluster.destroy()
+        kill_process(worker.proc)
+    sent = Counter(r.headers["webhook-id"] for r in receiver.on("/hold"))
+    print(
+        f"down {back_at - stopped_at:.1f} s; all recorded {recorded_after:.1f} s after the "
+        f"database was back; requests per event: {sorted(sent.values())}"
+    )
+    assert len(sent) == 10
+    assert max(sent.values()) == 1, sent
+    assert "the delivery run goes on" in worker.output()
+    assert recorded_after < RECLAIM_AFTER_RESTART_SECONDS
