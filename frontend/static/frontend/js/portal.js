@@ -35,4 +35,29 @@
       say(status, "Press Ctrl+C to copy");
     }
   });
+
+  // A table wider than its box scrolls sideways inside .table-wrap (on a
+  // phone). The keyboard can scroll it only once it has focus: while it
+  // overflows, the box is a focusable region named after the table's section.
+  function markScrollable(wrap) {
+    if (wrap.scrollWidth > wrap.clientWidth) {
+      if (wrap.hasAttribute("tabindex")) return;
+      const named = wrap.closest("[aria-labelledby]");
+      const heading = named && document.getElementById(named.getAttribute("aria-labelledby"));
+      const title = heading || document.querySelector("h1");
+      const name = title ? title.textContent.trim() : "Table";
+      wrap.setAttribute("tabindex", "0");
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", `${name} (scrolls sideways)`);
+    } else if (wrap.hasAttribute("tabindex")) {
+      wrap.removeAttribute("tabindex");
+      wrap.removeAttribute("role");
+      wrap.removeAttribute("aria-label");
+    }
+  }
+
+  const tableWraps = new ResizeObserver((entries) => {
+    for (const entry of entries) markScrollable(entry.target);
+  });
+  for (const wrap of document.querySelectorAll(".table-wrap")) tableWraps.observe(wrap);
 })();
