@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -123,12 +124,45 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-# Text below WCAG AA contrast on the colour behind it (see the script).
-CONTRAST_SCRIPT = (Path(__file__).parent / "contrast.js").read_text()
+# The rules axe-core runs on every page: WCAG 2.0 and 2.1, levels A and AA
+# (contrast included: ``color-contrast``), and Deque's best practices.
+AXE = Axe()  # axe-core's script as the package bundles it
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+# Rules outside those tags, turned on by name. ``label-content-name-mismatch``
+# (WCAG 2.5.3, still "experimental" in axe): a control's accessible name must
+# contain its visible text, so a button that shows "Copied" may not be named
+# "Copy token" by an aria-label that hides the change.
+AXE_EXTRA_RULES = ["label-content-name-mismatch"]
+# Rules whose failures axe leaves "for review" (incomplete) rather than calling
+# them violations; here they fail like any other. ``duplicate-id-aria``: two
+# elements with the id that an aria-describedby (say) points to.
+AXE_REVIEW_IS_FAILURE = {"duplicate-id-aria"}
 
 
-def low_contrast_text(page) -> list[str]:
-    return page.evaluate(CONTRAST_SCRIPT)
+def axe_violations(page, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """What axe-core finds wrong on the page as it is now, one line per element.
+
+    Run through ``page.evaluate``, which the pages' Content-Security-Policy
+    does not govern, so the normal browser context serves. ``exclude`` names
+    CSS selectors of parts that are not the portal's own markup.
+    """
+    options = {
+        "runOnly": {"type": "tag", "values": AXE_TAGS},
+        "rules": {rule: {"enabled": True} for rule in AXE_EXTRA_RULES},
+        "resultTypes": ["violations", "incomplete"],
+    }
+    context = {"exclude": [[selector] for selector in exclude]} if exclude else None
+    results = AXE.run(page, context=context, options=options)
+    found = results.response["violations"] + [
+        result for result in results.response["incomplete"] if result["id"] in AXE_REVIEW_IS_FAILURE
+    ]
+    path = urlsplit(page.url).path
+    return [
+        f"{path}: {result['id']} ({result['impact']}) {' '.join(node['target'])}"
+        f" - {' '.join((node.get('failureSummary') or result['help']).split())}"
+        for result in found
+        for node in result["nodes"]
+    ]
 
 
 def horizontal_overflow(page) -> int:

@@ -129,6 +129,25 @@ def test_progress_fragment_polls_until_the_batch_ends(client_user, user):
     assert "hx-get" not in ended
 
 
+def test_progress_fragment_is_204_while_nothing_changed(client_user, user):
+    """The block sits in a live region: the same counts swapped in again would
+    be read out again every 2 s, so the poll names what it shows (``seen``)."""
+    batch = make_batch(user, expected_files=2)
+    page = client_user.get(f"/batches/{batch.id}/").content.decode()
+    seen = re.search(r"hx-vals='\{\"seen\": \"([^\"]+)\"\}'", page)
+    assert seen, page
+    key = seen.group(1)
+    progress = f"/batches/{batch.id}/progress/"
+    assert client_user.get(progress, {"seen": key}).status_code == 204
+    make_file(user, batch=batch)
+    changed = client_user.get(progress, {"seen": key})
+    assert changed.status_code == 200
+    assert '<span class="value" id="files-stored">1</span>' in changed.content.decode()
+    # The page's live region is outside the block htmx replaces.
+    assert re.search(r'aria-live="polite">\s*<section id="batch-progress"', page)
+    assert "aria-live" not in changed.content.decode()
+
+
 def test_close_asks_first_then_ends_the_batch(client_user, user):
     batch = make_batch(user, "Closing")
     make_file(user, batch=batch)

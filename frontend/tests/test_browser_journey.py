@@ -6,7 +6,9 @@ check the sha256 the server computed, download and compare the bytes, delete,
 make an API token and use it; then as staff add a webhook endpoint on a real
 receiver, send a test event and watch a real Celery worker deliver it, fail it,
 and re-send it. The browser may talk to the live server only, and no page may
-log an error (a Content-Security-Policy violation would).
+log an error (a Content-Security-Policy violation would) or fail axe-core's
+accessibility rules in the states it reaches (Uppy with files done, a token
+shown once...).
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from accounts.models import User
 from common.models import WebhookDelivery
 from common.tests.receivers import Reply
-from frontend.tests.browser import screenshot
+from frontend.tests.browser import axe_violations, screenshot
 from frontend.tests.conftest import PASSWORD
 from portal.models import UploadFile, UploadSession
 
 pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 MIB = 1024 * 1024
+SINGLE_FILE_ITEM = '.uppy-Dashboard-files:not([role="list"]) [role="listitem"]'
 EMAIL = "journey@example.com"
 
 
@@ -114,11 +118,14 @@ def test_a_day_with_the_portal(
     page.goto("/upload/")
     page.wait_for_selector(".uppy-Dashboard")
     add_files(page, big, small)
+    expect(page.locator(".uppy-Dashboard-Item")).to_have_count(2)
+    assert axe_violations(page) == []
     page.locator(".uppy-StatusBar-actionBtn--upload").click()
     wait_until(lambda: completed_items(page) == 2, timeout=120, what="two uploads")
     # Each file's bar reached 100 % and the total says so too.
     page.wait_for_selector(".uppy-StatusBar.is-complete")
     screenshot(page, "upload")
+    assert axe_violations(page) == []
     stored = {f.filename: f for f in UploadFile.objects.filter(owner=user, status="stored")}
     assert stored["big-video.bin"].sha256 == big_sha
     assert stored["notes.txt"].sha256 == small_sha
@@ -146,6 +153,15 @@ def test_a_day_with_the_portal(
     )
     offset_at_reload = session.offset
     assert 0 < offset_at_reload < third.stat().st_size
+    # Uppy in the middle of an upload, slowed right down meanwhile so that it
+    # is still going when the page reloads (a file that ended just before the
+    # reload comes back as a ghost). With one file, Uppy's Dashboard renders
+    # it as role="listitem" outside any list (its FileList's single-file
+    # layout, uppy 6.0.1): a fault in Uppy's code (axe: aria-required-parent),
+    # so that one element is left out; its status bar is still checked.
+    throttle_uploads(cdp, 64 * 1024)
+    assert axe_violations(page, exclude=(SINGLE_FILE_ITEM,)) == []
+    assert not UploadFile.objects.filter(owner=user, filename="scan.bin").exists()
     throttle_uploads(cdp, -1)
     page.reload()
     wait_until(
@@ -163,10 +179,12 @@ def test_a_day_with_the_portal(
     for name in ("big-video.bin", "notes.txt", "scan.bin"):
         assert page.get_by_role("link", name=name).is_visible()
     screenshot(page, "files")
+    assert axe_violations(page) == []
     page.get_by_role("link", name="notes.txt").click()
     page.wait_for_url(re.compile(r"/files/[0-9a-f-]+/$"))
     assert small_sha in page.locator("main").inner_text()
     screenshot(page, "file-detail")
+    assert axe_violations(page) == []
     with page.expect_download() as download_info:
         page.locator("#download").click()
     assert Path(download_info.value.path()).read_bytes() == small.read_bytes()
@@ -175,6 +193,7 @@ def test_a_day_with_the_portal(
     page.get_by_role("link", name="big-video.bin").click()
     page.locator("#delete").click()
     screenshot(page, "file-delete")
+    assert axe_violations(page) == []
     page.get_by_role("button", name="Delete file").click()
     page.wait_for_url(path_is("/files/"))
     assert not UploadFile.objects.filter(owner=user, filename="big-video.bin").exists()
@@ -187,6 +206,7 @@ def test_a_day_with_the_portal(
     token = page.locator("code", has_text="dtk_").first.inner_text().strip()
     assert token.startswith("dtk_")
     screenshot(page, "token-created")
+    assert axe_violations(page) == []
     page.goto("/tokens/")
     assert token not in page.content()
     answer = httpx.get(live_server.url + "/api/files", headers={"Authorization": f"Bearer {token}"})
@@ -200,6 +220,7 @@ def test_a_day_with_the_portal(
     page.get_by_role("button", name="Add endpoint").click()
     assert page.locator("code", has_text="whsec_").count() >= 1
     screenshot(page, "endpoint-created")
+    assert axe_violations(page) == []
     page.get_by_role("button", name="Done").click()
     page.wait_for_url(re.compile(r"/webhooks/[0-9a-f-]+/$"))
     endpoint_page = page.url
@@ -214,6 +235,7 @@ def test_a_day_with_the_portal(
     assert "Delivered" in log or "delivered" in log
     assert "200" in log
     screenshot(page, "endpoint-log")
+    assert axe_violations(page) == []
 
     # One attempt only, so the failure is final at once (no retry schedule to wait for).
     settings.WEBHOOK_MAX_ATTEMPTS = 1
@@ -243,4 +265,5 @@ def test_a_day_with_the_portal(
     # The event log shows the test events with their payloads.
     page.goto("/events/")
     screenshot(page, "events")
+    assert axe_violations(page) == []
     assert not watch.problems(), watch.problems()

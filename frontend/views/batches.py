@@ -36,9 +36,15 @@ def _visible_batch(request: AuthenticatedHttpRequest, batch_id: UUID) -> UploadB
     return get_object_or_404(batches_for_user(request.user), pk=batch_id)
 
 
+def _progress_key(batch: UploadBatch) -> str:
+    """What the progress block shows, in short: the same key, nothing new to show."""
+    return f"{batch.status}:{batch.files_stored}:{batch.files_failed}:{batch.expected_files}"
+
+
 def _progress_context(batch: UploadBatch) -> dict:
     return {
         "batch": batch,
+        "progress_key": _progress_key(batch),
         "terminal": batch.status in UploadBatch.TERMINAL_STATUSES,
         "open": batch.status not in UploadBatch.TERMINAL_STATUSES and batch.closed_at is None,
     }
@@ -106,8 +112,14 @@ def batch_detail(request: AuthenticatedHttpRequest, batch_id: UUID) -> HttpRespo
 @login_required
 @require_GET
 def batch_progress(request: AuthenticatedHttpRequest, batch_id: UUID) -> HttpResponse:
-    """The progress fragment htmx polls; without a trigger once the batch has ended."""
+    """The progress fragment htmx polls; without a trigger once the batch has ended.
+
+    204 (htmx swaps nothing) while the page shows it as it is (``?seen=``): the
+    block sits in a live region, and each swap would read the counts out again.
+    """
     batch = _visible_batch(request, batch_id)
+    if request.GET.get("seen") == _progress_key(batch):
+        return HttpResponse(status=204)
     return render(request, "frontend/batches/detail.html#progress", _progress_context(batch))
 
 

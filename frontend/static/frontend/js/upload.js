@@ -21,9 +21,10 @@
   const results = document.querySelector("[data-upload-results]");
 
   root.hidden = false;
-  // With the uploader shown, the plain form becomes the fallback it is.
+  // With the uploader shown, the plain form becomes the fallback it is,
+  // unless it was just sent and shows its errors.
   const simple = document.querySelector("[data-simple-upload]");
-  if (simple) simple.open = false;
+  if (simple && !simple.querySelector(".field-error, .form-errors")) simple.open = false;
 
   const uppy = new Uppy.Uppy({
     id: "doorito-upload",
