@@ -12,9 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings
@@ -22,6 +20,8 @@ from django.conf import settings
 from scripts.private_cluster import free_port  # noqa: F401 - shared with the tests
 
 ROOT = Path(__file__).resolve().parent
+# Fixture modules shared by every app's tests (registered once, here).
+pytest_plugins = ["tests.fixtures.storage", "tests.fixtures.clusters"]
 # The password of the ``user``/``other_user``/``staff_user`` fixtures.
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
 
@@ -317,84 +317,3 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[WorkerProcess]:
         yield worker
     finally:
         kill_process(worker.proc)
-
-
-# --- A private PostgreSQL cluster for tests that stop and start the database ----
-
-TEMPLATE_DATABASE = "doorito_template"
-
-
-@dataclass
-class PrivateDatabase:
-    """A migrated database of its own on the session's private cluster.
-
-    ``stop()``/``start()`` stop and start the whole cluster (a fast shutdown:
-    open connections are cut, as in a restart); the shared PostgreSQL on
-    5432 is never touched.
-    """
-
-    cluster: Any
-    name: str
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.cluster.port}/{self.name}"
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.cluster.port}/{self.name}"
-
-    @property
-    def broker_url(self) -> str:
-        return f"sqla+postgresql+psycopg://postgres@127.0.0.1:{self.cluster.port}/{self.name}"
-
-    def running(self) -> bool:
-        return (self.cluster.data / "postmaster.pid").exists()
-
-    def stop(self) -> None:
-        self.cluster.stop()
-
-    def start(self) -> None:
-        self.cluster.start()
-
-
-@pytest.fixture(scope="session")
-def migrated_cluster(tmp_path_factory) -> Iterator[Any]:
-    """One private cluster per test session, its template database migrated once.
-
-    Each test that needs one then gets a copy (``CREATE DATABASE … TEMPLATE``)
-    in a fraction of a second instead of an ``initdb`` and a ``migrate``.
-    """
-    from scripts.private_cluster import PrivateCluster
-    from tests.web import doorito_env, manage
-
-    cluster = PrivateCluster(dbname=TEMPLATE_DATABASE)
-    try:
-        cluster.start()
-        media = tmp_path_factory.mktemp("template-media")
-        manage(doorito_env(cluster.url, media), "migrate", "--noinput")
-        yield cluster
-    finally:
-        cluster.destroy()
-
-
-@pytest.fixture
-def private_database(migrated_cluster) -> Iterator[PrivateDatabase]:
-    """A fresh migrated database on the private cluster, dropped afterwards."""
-    import uuid
-
-    import psycopg
-
-    database = PrivateDatabase(migrated_cluster, f"doorito_{uuid.uuid4().hex[:12]}")
-    if not database.running():
-        database.start()
-    admin = f"postgresql://postgres@127.0.0.1:{migrated_cluster.port}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database.name}" TEMPLATE "{TEMPLATE_DATABASE}"')
-    try:
-        yield database
-    finally:
-        if not database.running():
-            database.start()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import PrivateDatabase
+from tests.fixtures.clusters import PrivateDatabase
 from tests.web import WebServer, create_token, doorito_env, manage
 
 TUS = {"Tus-Resumable": "1.0.0"}

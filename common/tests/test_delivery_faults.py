@@ -18,7 +18,8 @@ from common.services.claims import RECLAIM_AFTER_RESTART_SECONDS
 from common.services.webhooks import endpoint_create
 from common.tests.events import emit_file_stored
 from common.tests.receivers import Reply
-from conftest import PrivateDatabase, kill_process, start_worker, wait_for_ping, wait_until
+from conftest import kill_process, start_worker, wait_for_ping, wait_until
+from tests.fixtures.clusters import PrivateDatabase
 from tests.web import doorito_env, manage
 
 pytestmark = pytest.mark.slow
