@@ -1,12 +1,12 @@
 """The in-process settings loader the settings tests use.
 
 Each configuration is evaluated in this process as a fresh process would
-evaluate it: ``boot.settings`` is imported anew through django-configurations'
-importer under exactly the environment given (``resolve_settings``), and a
-throwaway Celery app reads the result the way ``boot.celery``'s app reads
-Django's settings (``probe``). Nothing of it outlives the call: the module,
-``os.environ`` and Django's settings are put back (the ``nothing_leaks``
-fixture checks).
+evaluate it: ``boot.settings`` (with its parts, ``boot.settings_parts``) is
+imported anew through django-configurations' importer under exactly the
+environment given (``resolve_settings``), and a throwaway Celery app reads
+the result the way ``boot.celery``'s app reads Django's settings
+(``probe``). Nothing of it outlives the call: the modules, ``os.environ``
+and Django's settings are put back (the ``nothing_leaks`` fixture checks).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,6 +26,9 @@ from celery import Celery
 from django.conf import Settings
 
 SETTINGS_MODULE = "boot.settings"
+# The modules boot.settings is made of; each reads the environment when
+# imported, so a configuration is resolved with all of them imported anew.
+SETTINGS_PARTS = "boot.settings_parts"
 
 # What docs/operations.md ("Running in production") sets, besides
 # DATABASE_URL, which the checks do not need.
@@ -51,22 +55,35 @@ def exact_environ(env: Mapping[str, str]) -> Iterator[None]:
         time.tzset()  # Django's Settings sets TZ from TIME_ZONE
 
 
+def settings_modules() -> dict[str, ModuleType]:
+    """The loaded modules of ``boot.settings`` and its parts, by name."""
+    return {
+        name: module
+        for name, module in sys.modules.items()
+        if name in (SETTINGS_MODULE, SETTINGS_PARTS) or name.startswith(f"{SETTINGS_PARTS}.")
+    }
+
+
 def resolve_settings(configuration: str, env: Mapping[str, str]) -> Settings:
     """Django's settings for ``configuration`` as a process with exactly ``env`` has them.
 
-    The values read the environment while ``boot.settings`` runs (class
-    attributes of django-configurations), so the module is imported anew,
-    through django-configurations' own importer (``pre_setup``, ``setup``,
-    properties, ``post_setup``), into Django's ``Settings``. The loaded
-    ``boot.settings`` module and the environment are put back afterwards.
+    The values read the environment while ``boot.settings`` and its parts
+    run (class attributes of django-configurations), so the modules are
+    imported anew, through django-configurations' own importer
+    (``pre_setup``, ``setup``, properties, ``post_setup``), into Django's
+    ``Settings``. The loaded modules and the environment are put back
+    afterwards.
     """
     from configurations import importer
 
     import boot
 
     assert importer.installed, "boot.celery installs django-configurations' importer"
-    saved_module = sys.modules.pop(SETTINGS_MODULE)
-    saved_attribute = vars(boot)["settings"]
+    saved_modules = settings_modules()
+    assert SETTINGS_MODULE in saved_modules
+    for name in saved_modules:
+        del sys.modules[name]
+    saved_attributes = {name: vars(boot)[name] for name in ("settings", "settings_parts")}
     env = {**env, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE, "DJANGO_CONFIGURATION": configuration}
     try:
         with exact_environ(env), warnings.catch_warnings():
@@ -74,8 +91,10 @@ def resolve_settings(configuration: str, env: Mapping[str, str]) -> Settings:
             warnings.simplefilter("ignore", ImportWarning)
             return Settings(SETTINGS_MODULE)
     finally:
-        sys.modules[SETTINGS_MODULE] = saved_module
-        vars(boot)["settings"] = saved_attribute
+        for name in settings_modules():
+            del sys.modules[name]
+        sys.modules.update(saved_modules)
+        vars(boot).update(saved_attributes)
 
 
 @contextmanager
@@ -167,7 +186,8 @@ def nothing_leaks() -> Iterator[None]:
 
     def state() -> tuple:
         env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-        return sys.modules[SETTINGS_MODULE], vars(boot)["settings"], settings._wrapped, env
+        attributes = (vars(boot)["settings"], vars(boot)["settings_parts"])
+        return settings_modules(), attributes, settings._wrapped, env
 
     before = state()
     yield

@@ -169,8 +169,9 @@ def test_prepared_statements_are_on_unless_switched_off():
 
 
 def env_names_read() -> set[str]:
-    """Every environment name boot/settings.py reads, found in its source."""
-    source = (ROOT / "boot" / "settings.py").read_text()
+    """Every environment name boot/settings.py and its parts read, found in their source."""
+    paths = [ROOT / "boot" / "settings.py", *sorted(ROOT.glob("boot/settings_parts/*.py"))]
+    source = "\n".join(path.read_text() for path in paths)
     names = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+) = (?:env|values\.\w+)\(", source, re.M))
     names |= set(re.findall(r'environ_name="([A-Z0-9_]+)"', source))
     names = {n for n in names if not n.endswith("_FROM_ENV")}
