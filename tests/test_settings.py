@@ -1,14 +1,8 @@
 """Settings load per configuration, and the README's env names are the names read.
 
 Each configuration is evaluated in this process as a fresh process would
-evaluate it: ``boot.settings`` is imported anew through django-configurations'
-importer under exactly the environment given (``resolve_settings``), and a
-throwaway Celery app reads the result the way ``boot.celery``'s app reads
-Django's settings (``probe``). Nothing of it outlives the call: the module,
-``os.environ`` and Django's settings are put back (``_nothing_leaks`` checks).
-
-What only a fresh interpreter shows (``manage.py``, ``import boot.wsgi``)
-runs in forked children of one helper interpreter (``entry_points``).
+(``tests/settings_probe.py``); what only a fresh interpreter shows
+(``manage.py``, ``import boot.wsgi``) is in ``test_settings_entry_points.py``.
 """
 
 from __future__ import annotations
@@ -16,155 +10,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-import time
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from celery import Celery
-from django.conf import Settings
 from sqlalchemy.engine import make_url
 
 from conftest import ROOT
+from tests.settings_probe import (
+    PRODUCTION_ENV,
+    celery_values,
+    clean_env,
+    django_settings,
+    load,
+    nothing_leaks,  # noqa: F401 - the fixture pytestmark applies
+    probe,
+    resolve_settings,
+)
 
-SETTINGS_MODULE = "boot.settings"
-
-
-@contextmanager
-def exact_environ(env: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` is exactly ``env`` inside; the old one is put back after."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        time.tzset()  # Django's Settings sets TZ from TIME_ZONE
-
-
-def resolve_settings(configuration: str, env: Mapping[str, str]) -> Settings:
-    """Django's settings for ``configuration`` as a process with exactly ``env`` has them.
-
-    The values read the environment while ``boot.settings`` runs (class
-    attributes of django-configurations), so the module is imported anew,
-    through django-configurations' own importer (``pre_setup``, ``setup``,
-    properties, ``post_setup``), into Django's ``Settings``. The loaded
-    ``boot.settings`` module and the environment are put back afterwards.
-    """
-    from configurations import importer
-
-    import boot
-
-    assert importer.installed, "boot.celery installs django-configurations' importer"
-    saved_module = sys.modules.pop(SETTINGS_MODULE)
-    saved_attribute = vars(boot)["settings"]
-    env = {**env, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE, "DJANGO_CONFIGURATION": configuration}
-    try:
-        with exact_environ(env), warnings.catch_warnings():
-            # The importer's loader has load_module() only, as at startup.
-            warnings.simplefilter("ignore", ImportWarning)
-            return Settings(SETTINGS_MODULE)
-    finally:
-        sys.modules[SETTINGS_MODULE] = saved_module
-        vars(boot)["settings"] = saved_attribute
-
-
-@contextmanager
-def django_settings(resolved: Any) -> Iterator[None]:
-    """``django.conf.settings`` is ``resolved`` inside (as override_settings swaps it)."""
-    from django.conf import settings
-
-    saved = settings._wrapped
-    settings._wrapped = resolved
-    try:
-        yield
-    finally:
-        settings._wrapped = saved
-
-
-def celery_values(c: Any) -> dict[str, Any]:
-    """What the tests check of a Celery app's configuration."""
-    return {
-        "broker_url": c.broker_url,
-        "always_eager": c.task_always_eager,
-        "accept_content": list(c.accept_content),
-        "task_serializer": c.task_serializer,
-        "result_serializer": c.result_serializer,
-        "timezone": c.timezone,
-        "track_started": c.task_track_started,
-        "time_limit": c.task_time_limit,
-        "soft_time_limit": c.task_soft_time_limit,
-        "result_expires": getattr(c.result_expires, "total_seconds", lambda: c.result_expires)(),
-        "result_backend": c.result_backend,
-        "default_queue": c.task_default_queue,
-        "queues": sorted(q.name for q in c.task_queues),
-        "beat_scheduler": c.beat_scheduler,
-    }
-
-
-def probe(s: Any) -> dict:
-    """The values a process with settings ``s`` has, as JSON would carry them."""
-    from portal.storage import site_url
-
-    # boot.celery's app, built the same way: CELERY_* names of the settings.
-    app = Celery("settings-probe", set_as_current=False, fixups=[])
-    app.config_from_object(s, namespace="CELERY")
-    with django_settings(s):
-        site_url_without_request = site_url()
-    db = s.DATABASES["default"]
-    values = {
-        **celery_values(app.conf),
-        "db_name": db["NAME"],
-        "db_port": db["PORT"],
-        "debug": s.DEBUG,
-        "ttl": s.FILE_UPLOAD_TTL_HOURS,
-        "prepare_threshold": db.get("OPTIONS", {}).get("prepare_threshold"),
-        "hsts": s.SECURE_HSTS_SECONDS,
-        "hsts_subdomains": s.SECURE_HSTS_INCLUDE_SUBDOMAINS,
-        "ssl_redirect": s.SECURE_SSL_REDIRECT,
-        "proxy_ssl_header": s.SECURE_PROXY_SSL_HEADER,
-        "cors_all": s.CORS_ALLOW_ALL_ORIGINS,
-        "cors_origins": s.CORS_ALLOWED_ORIGINS,
-        "cors_credentials": s.CORS_ALLOW_CREDENTIALS,
-        "site_url_without_request": site_url_without_request,
-    }
-    return json.loads(json.dumps(values))
-
-
-def clean_env(**env: str) -> dict[str, str]:
-    """This process's environment without what configures Doorito, plus ``env``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-    clean.pop("DATABASE_URL", None)
-    clean.update(env)
-    return clean
-
-
-def load(configuration: str, **env: str) -> dict:
-    return probe(resolve_settings(configuration, clean_env(**env)))
-
-
-@pytest.fixture(autouse=True)
-def _nothing_leaks() -> Iterator[None]:
-    """Loading a configuration leaves this process's settings, modules and environment alone."""
-    from django.conf import settings
-
-    import boot
-
-    def state() -> tuple:
-        env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-        return sys.modules[SETTINGS_MODULE], vars(boot)["settings"], settings._wrapped, env
-
-    before = state()
-    yield
-    after = state()
-    assert after[:3] == before[:3]
-    assert after[3] == before[3]
+pytestmark = pytest.mark.usefixtures("nothing_leaks")
 
 
 def test_the_probe_reads_celery_settings_as_boot_celery_does():
@@ -179,153 +42,6 @@ def test_the_probe_reads_celery_settings_as_boot_celery_does():
     live = json.loads(json.dumps(celery_values(app.conf)))
     assert {k: conf[k] for k in live} == live
     assert conf["broker_url"] == settings.CELERY_BROKER_URL
-
-
-# --- Entry points, each in a fresh process ------------------------------------
-
-ENTRY_POINT_RUNNER = r'''
-import json, os, runpy, signal, sys, tempfile, traceback
-
-# Third-party modules the entry points import, loaded once before forking.
-# None reads Django's settings or a variable the cases set when imported;
-# the project's modules, Django's settings and django-configurations'
-# importer are each child's to load, as in a fresh interpreter.
-import celery.app.base, kombu.transport.sqlalchemy, psycopg, sqlalchemy.orm
-import django.core.management, django.db.models, django.http, django.urls
-from django.conf import settings
-
-assert not settings.configured and "boot" not in sys.modules
-assert not any(type(f).__name__ == "ConfigurationImporter" for f in sys.meta_path)
-
-
-def run(args, env, out, err):
-    """What `python <args>` does, in this already forked child."""
-    os.environ.clear()
-    os.environ.update(env)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    signal.alarm(100)
-    if args[0] == "-c":
-        sys.argv = ["-c", *args[2:]]
-        exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
-    else:
-        sys.argv = list(args)
-        runpy.run_path(args[0], run_name="__main__")
-
-
-cases = json.load(sys.stdin)
-children = {}
-with tempfile.TemporaryDirectory() as tmp:
-    for n, (key, (args, env)) in enumerate(cases.items()):
-        paths = [os.path.join(tmp, f"{n}.{stream}") for stream in ("out", "err")]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                run(args, env, *(os.open(p, os.O_WRONLY | os.O_CREAT) for p in paths))
-                code = 0
-            except SystemExit as exc:
-                if exc.code is None or isinstance(exc.code, int):
-                    code = exc.code or 0
-                else:
-                    print(exc.code, file=sys.stderr)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
-        children[key] = (pid, paths)
-    results = {}
-    for key, (pid, paths) in children.items():
-        _, status = os.waitpid(pid, 0)
-        out, err = (open(p, errors="replace").read() for p in paths)
-        code = os.waitstatus_to_exitcode(status)
-        results[key] = {"returncode": code, "stdout": out, "stderr": err}
-print(json.dumps(results))
-'''
-
-# What docs/operations.md ("Running in production") sets, besides
-# DATABASE_URL, which the checks below do not need.
-PRODUCTION_ENV = {
-    "DJANGO_CONFIGURATION": "Production",
-    "SECRET_KEY": "q7Yb2-production-example-key-0123456789-abcdefghijklmnop",
-    "ALLOWED_HOSTS": "files.example.com",
-    "CSRF_TRUSTED_ORIGINS": "https://files.example.com",
-    "SITE_URL": "https://files.example.com",
-}
-
-REFUSALS = [
-    ({"SECRET_KEY": "dev-insecure-secret-key-change-me"}, "published development key"),
-    ({"DEBUG": "true"}, "DEBUG=true is refused in Production"),
-]
-REFUSING_ENTRY_POINTS = (["-c", "import boot.wsgi"], ["manage.py", "check"])
-CHECK_DEPLOY = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
-
-
-def _env(**env: str) -> dict[str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "CELERY_", "SECURE_", "CORS_"))
-        and k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")
-    }
-    clean.update({"DJANGO_SETTINGS_MODULE": "boot.settings", **env})
-    return clean
-
-
-def refusal(args: list[str], message: str) -> str:
-    return f"{' '.join(args)} refusing: {message}"
-
-
-def entry_point_cases() -> dict[str, tuple[list[str], dict[str, str]]]:
-    """Every `python` command the tests below run: (arguments, environment) by name."""
-    without_secrets = {
-        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")
-    }
-    without_secrets.update(
-        {"DJANGO_SETTINGS_MODULE": "boot.settings", "DJANGO_CONFIGURATION": "Production"}
-    )
-    cases = {
-        "import boot without secrets": (["-c", "import boot"], without_secrets),
-        "check --deploy": (CHECK_DEPLOY, _env(**PRODUCTION_ENV)),
-    }
-    for env, message in REFUSALS:
-        for args in REFUSING_ENTRY_POINTS:
-            cases[refusal(args, message)] = (args, _env(**{**PRODUCTION_ENV, **env}))
-    return cases
-
-
-@pytest.fixture(scope="module")
-def entry_points() -> dict[str, subprocess.CompletedProcess]:
-    """The outcome of each case of ``entry_point_cases``, by name.
-
-    One interpreter imports the heavy libraries once and forks a child per
-    case (in parallel); a child is a fresh process for everything of the
-    project, and runs the command as ``python <args>`` would.
-    """
-    cases = entry_point_cases()
-    runner_env = {k: v for k, v in _env().items() if not k.startswith("DJANGO_")}
-    done = subprocess.run(
-        [sys.executable, "-c", ENTRY_POINT_RUNNER],
-        cwd=ROOT,
-        env=runner_env,
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
-        name: subprocess.CompletedProcess(cases[name][0], **outcome)
-        for name, outcome in results.items()
-    }
 
 
 @pytest.mark.parametrize("configuration", ["Dev", "Test"])
@@ -350,12 +66,6 @@ def test_dev_is_eager_by_default_and_overridable():
     assert load("Dev", CELERY_TASK_ALWAYS_EAGER="false")["always_eager"] is False
     assert load("Test")["always_eager"] is False
     assert load("Test", CELERY_TASK_ALWAYS_EAGER="true")["always_eager"] is True
-
-
-def test_production_requires_secret_key_and_hosts(entry_points):
-    out = entry_points["import boot without secrets"]
-    assert out.returncode != 0
-    assert "SECRET_KEY" in out.stderr or "ALLOWED_HOSTS" in out.stderr
 
 
 def test_production_loads_with_required_env_and_is_never_eager():
@@ -427,9 +137,11 @@ def created_test_database(s: Any, *, xdist_worker: str | None) -> str:
 
 
 @pytest.mark.parametrize("worker", [None, "gw0", "gw11"])
-def test_test_broker_names_the_database_pytest_django_creates(monkeypatch, worker):
-    """In the pytest-xdist worker gw0, pytest-django runs against test_<name>_gw0."""
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+def test_test_broker_names_the_database_pytest_django_creates(worker):
+    """In the pytest-xdist worker gw0, pytest-django runs against test_<name>_gw0.
+
+    ``clean_env`` leaves out this run's own worker id, so only ``worker`` counts.
+    """
     env = {"DATABASE_URL": "postgres://u:p%40w@db.internal:5433/files"}
     if worker:
         env["PYTEST_XDIST_WORKER"] = worker
@@ -457,8 +169,9 @@ def test_prepared_statements_are_on_unless_switched_off():
 
 
 def env_names_read() -> set[str]:
-    """Every environment name boot/settings.py reads, found in its source."""
-    source = (ROOT / "boot" / "settings.py").read_text()
+    """Every environment name boot/settings.py and its parts read, found in their source."""
+    paths = [ROOT / "boot" / "settings.py", *sorted(ROOT.glob("boot/settings_parts/*.py"))]
+    source = "\n".join(path.read_text() for path in paths)
     names = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+) = (?:env|values\.\w+)\(", source, re.M))
     names |= set(re.findall(r'environ_name="([A-Z0-9_]+)"', source))
     names = {n for n in names if not n.endswith("_FROM_ENV")}
@@ -471,13 +184,6 @@ def test_readme_lists_every_env_name_read():
     assert {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER"} <= names
     missing = sorted(n for n in names if f"| `{n}`" not in readme)
     assert not missing, f"README configuration table lacks {missing}"
-
-
-def test_check_deploy_is_clean_with_the_documented_production_settings(entry_points):
-    out = entry_points["check --deploy"]
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "System check identified no issues" in out.stdout
-    assert "WARNINGS" not in out.stdout + out.stderr
 
 
 def test_production_defaults_are_https_only():
@@ -503,14 +209,6 @@ def test_production_https_settings_come_from_the_environment():
     )
     assert (conf["hsts"], conf["hsts_subdomains"], conf["ssl_redirect"]) == (60, True, False)
     assert conf["proxy_ssl_header"] == []
-
-
-@pytest.mark.parametrize(("env", "message"), REFUSALS)
-def test_production_refuses_to_start_with_dev_key_or_debug(entry_points, env, message):
-    for args in REFUSING_ENTRY_POINTS:
-        out = entry_points[refusal(args, message)]
-        assert out.returncode != 0
-        assert "ImproperlyConfigured" in out.stderr and message in out.stderr
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from common.models import OutboxEvent
 from portal.services.uploads import upload_file_create
 from portal.storage import site_url
 from portal.tests.streams import BytesStream
-from tests.test_settings import load
+from tests.settings_probe import load
 
 
 @pytest.fixture
