@@ -20,15 +20,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.exceptions import ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError
+from common.exceptions import ApplicationError, ConflictError, UnsupportedMediaTypeError
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
 from portal.services.content_types import upload_file_content_type
-from portal.services.file_records import (
-    clean_filename,
-    file_record_stored,
-    upload_file_record_failed,
-)
+from portal.services.file_records import clean_filename, file_record_stored
 from portal.services.hashing import (
     BinaryStream,
     HashingReader,
@@ -36,6 +32,7 @@ from portal.services.hashing import (
     as_file,
     read_head,
 )
+from portal.services.refusals import refusal_recorded, too_large_error
 from portal.services.stored_objects import delete_objects
 from portal.signals import file_stored
 from portal.storage import file_storage, generate_storage_key
@@ -111,16 +108,9 @@ def upload_file_create(
             head=head, filename=filename, declared=content_type
         )
     except UnsupportedMediaTypeError as exc:
-        failed = upload_file_record_failed(
-            owner=owner,
-            filename=filename,
-            content_type=exc.details.get("content_type", ""),
-            batch=batch,
-            metadata=metadata,
-            error_message=exc.message,
-        )
-        exc.details["file_id"] = str(failed.id)
-        raise
+        raise refusal_recorded(
+            exc, owner=owner, filename=filename, batch=batch, metadata=metadata
+        ) from None
 
     file = _reserve(
         owner=owner, batch=batch, filename=filename, content_type=detected_type, metadata=metadata
@@ -134,12 +124,7 @@ def upload_file_create(
             heartbeat=lambda: upload_file_touch(file),
         )
     except TooLargeError:
-        limit = int(settings.FILE_UPLOAD_MAX_SIZE)
-        message = f"The file is larger than the limit of {limit} bytes."
-        _fail_reserved(file, message)
-        raise PayloadTooLargeError(
-            message, details={"max_size": limit, "file_id": str(file.id)}
-        ) from None
+        raise _fail_reserved(file, too_large_error()) from None
     except Exception as exc:
         if not _still_reserved(file):
             # The stale sweep took it (and its object) while it was written.
@@ -223,38 +208,22 @@ def upload_file_create_streamed(
     metadata = clean_metadata(metadata)
     if batch is not None:
         batch_check_open(batch=batch, owner=owner)
+    refused = {"owner": owner, "batch": batch, "metadata": metadata}
     if upload.refusal is not None:
         exc = upload.refusal
         if isinstance(exc, UnsupportedMediaTypeError):
-            failed = upload_file_record_failed(
-                owner=owner,
-                filename=clean_filename(upload.name),
-                content_type=exc.details.get("content_type", ""),
-                batch=batch,
-                metadata=metadata,
-                error_message=exc.message,
-            )
-            exc.details["file_id"] = str(failed.id)
+            raise refusal_recorded(exc, filename=clean_filename(upload.name), **refused)
         raise exc
     if upload.too_large:
-        limit = int(settings.FILE_UPLOAD_MAX_SIZE)
-        message = f"The file is larger than the limit of {limit} bytes."
         file = upload.record
         if file is None:  # over the limit within its first bytes
-            file = upload_file_record_failed(
-                owner=owner,
-                filename=clean_filename(upload.name),
-                content_type="",
-                batch=batch,
-                metadata=metadata,
-                error_message=message,
+            raise refusal_recorded(
+                too_large_error(), filename=clean_filename(upload.name), **refused
             )
-        else:
-            upload.claimed = True
-            file.batch = batch
-            file.metadata = metadata
-            _fail_reserved(file, message)
-        raise PayloadTooLargeError(message, details={"max_size": limit, "file_id": str(file.id)})
+        upload.claimed = True
+        file.batch = batch
+        file.metadata = metadata
+        raise _fail_reserved(file, too_large_error())
     file = upload.record
     if upload.write_error is not None:
         if isinstance(upload.write_error, Exception) and not _still_reserved(file):
@@ -322,9 +291,14 @@ def upload_file_touch(file: UploadFile) -> None:
         logger.warning("Could not touch the uploading record %s", file.id, exc_info=True)
 
 
-def _fail_reserved(file: UploadFile, message: str) -> None:
-    """A reserved upload refused while streaming: failed, no bytes, no event."""
+def _fail_reserved(file: UploadFile, error: ApplicationError) -> ApplicationError:
+    """A reserved upload refused while streaming: failed, no bytes, no event.
+
+    The record already exists, so it becomes the refusal's failed record
+    (``refusals.refusal_recorded`` makes one for uploads refused earlier).
+    """
     delete_objects([file.storage_key])
+    message = error.message
     with transaction.atomic(durable=True):
         file.status = UploadFile.Status.FAILED
         file.error_message = message
@@ -342,6 +316,8 @@ def _fail_reserved(file: UploadFile, message: str) -> None:
         if file.batch_id is not None:
             batch_record_file_ended(batch_id=file.batch_id, stored=False)
     logger.info("Upload of %r refused: %s (file %s)", file.filename, message, file.id)
+    error.details["file_id"] = str(file.id)
+    return error
 
 
 def _forget_reserved(file: UploadFile) -> None:

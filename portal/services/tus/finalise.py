@@ -19,9 +19,9 @@ from portal.models import UploadSession
 from portal.services.content_types import upload_file_content_type
 from portal.services.file_records import (
     clean_filename,
-    upload_file_record_failed,
     upload_file_record_stored,
 )
+from portal.services.refusals import refusal_recorded
 from portal.services.tus.metadata import file_metadata
 from portal.services.tus.parts import part_store, upload_objects
 from portal.services.tus.running_hashes import running_hashes
@@ -137,21 +137,20 @@ def _fail(
     record: bool = True,
 ) -> None:
     """End a refused upload: a failed file record (no bytes, no event), parts deleted."""
-    file = None
+    file_id = None
     if record:
-        # The same failed record a refused simple upload gets.
-        file = upload_file_record_failed(
+        refusal_recorded(
+            error,
             owner=session.owner,
             filename=session.filename or clean_filename(""),
-            content_type=str(error.details.get("content_type", session.filetype))[:255],
             batch=session.batch,
             metadata=file_metadata(session),
-            error_message=error.message,
+            content_type=session.filetype,
             size=session.length or 0,
         )
-        error.details["file_id"] = str(file.id)
+        file_id = error.details["file_id"]
     with transaction.atomic(durable=True):
-        session.file = file
+        session.file_id = file_id
         session.status = UploadSession.Status.FAILED
         session.error_message = error.message
         session.save(update_fields=["file", "status", "error_message", "updated_at"])
