@@ -67,6 +67,12 @@ PROCESSES = "processes"
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group markers
 def pytest_collection_modifyitems(config, items) -> None:
+    # pytest-xdist tells items apart by node id: of two with one id it runs
+    # one and says nothing about the other.
+    seen: set[str] = set()
+    twins = sorted({item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)})
+    if twins:
+        raise pytest.UsageError(f"tests share a node id (xdist would run only one): {twins[:5]}")
     for item in items:
         if "celery_worker" in getattr(item, "fixturenames", ()):
             item.add_marker(PROCESSES)

@@ -27,6 +27,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     body: bytes = b"ok"
+    # Held until the test sets it (at most a minute): a reply timed by what
+    # the test did, not by a guess at how long that takes.
+    gate: threading.Event | None = None
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Receiver:
                 try:
                     if reply.delay:
                         time.sleep(reply.delay)
+                    if reply.gate is not None:
+                        reply.gate.wait(timeout=60)
                     self.send_response(reply.status)
                     for k, v in reply.headers.items():
                         self.send_header(k, v)

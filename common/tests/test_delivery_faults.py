@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import threading
 import time
 from collections import Counter
 
@@ -90,8 +91,9 @@ def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once
     receiver, tmp_path, private_database
 ):
     """A private cluster is stopped while ten requests are open at the receiver
-    and stays down past their leases (4 s timeout + 10 s). The requests return
-    during the outage; the worker holds their outcomes and writes them when
+    and stays down past their leases (8 s timeout + 10 s). The requests return
+    during the outage (the receiver answers once the stop has returned); the
+    worker holds their outcomes and writes them when
     the database is back, and no run takes those claims again first (expired
     leases wait ``RECLAIM_AFTER_RESTART_SECONDS`` after a restart). Before,
     the holder gave up at the lease and every one of them was sent twice."""
@@ -102,14 +104,15 @@ def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once
         tmp_path / "media",
         CELERY_TASK_ALWAYS_EAGER="false",
         CELERY_BROKER_URL=broker,
-        WEBHOOK_TIMEOUT_SECONDS="4",
+        WEBHOOK_TIMEOUT_SECONDS="8",
     )
-    receiver.always("/hold", Reply(delay=2.5))
+    answer = threading.Event()
+    receiver.always("/hold", Reply(gate=answer))
     worker = start_worker(
         tmp_path,
         DATABASE_URL=cluster.url,
         CELERY_BROKER_URL=broker,
-        WEBHOOK_TIMEOUT_SECONDS="4",
+        WEBHOOK_TIMEOUT_SECONDS="8",
         DATABASE_CONN_MAX_AGE="60",
     )
     try:
@@ -127,7 +130,8 @@ def test_outcomes_held_through_an_outage_longer_than_the_lease_are_recorded_once
         receiver.wait_for(10, "/hold", timeout=60)
         cluster.stop()
         stopped_at = time.monotonic()
-        time.sleep(4 + 10 + 4)  # past every lease
+        answer.set()  # the requests return while the database is down
+        time.sleep(8 + 10 + 2)  # past every lease (taken before the stop)
         cluster.start()
         back_at = time.monotonic()
         wait_until(
