@@ -19,6 +19,9 @@ fi
 "$UV" run --frozen mypy .
 "$UV" run --frozen lint-imports --no-cache
 "$UV" run --frozen python manage.py makemigrations --check --dry-run
+# The project's own bytecode too (PYTHONDONTWRITEBYTECODE keeps Python from
+# caching it, and the tests start a few hundred Python processes).
+"$UV" run --frozen python -m compileall -q -j 0 accounts api boot broker common frontend monitoring portal web scripts tests conftest.py manage.py >/dev/null
 # Each xdist worker has its own test database (test_doorito_gw0, …) and SQL
 # broker; tests marked `processes` run one after another in one group
 # (conftest.py). Arguments given last win: `make test PYTEST_ARGS="-n 0"`.
