@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,8 +70,8 @@ PROCESSES = "processes"
 def pytest_collection_modifyitems(config, items) -> None:
     # pytest-xdist tells items apart by node id: of two with one id it runs
     # one and says nothing about the other.
-    seen: set[str] = set()
-    twins = sorted({item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)})
+    counts = Counter(item.nodeid for item in items)
+    twins = sorted(nodeid for nodeid, n in counts.items() if n > 1)
     if twins:
         raise pytest.UsageError(f"tests share a node id (xdist would run only one): {twins[:5]}")
     for item in items:

@@ -101,7 +101,10 @@ def settled_server(live_server, transactional_db) -> Iterator[str]:
 # One test per operation, named by it ("GET /api/files"). schemathesis's own
 # ``schema.parametrize()`` gives all of them one node id, and pytest-xdist
 # tells items apart by node id: it ran one operation of the 26.
-OPERATIONS = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
+OPERATIONS = {
+    op.label: op
+    for op in (result.ok() for result in schema.get_all_operations())  # type: ignore[union-attr]
+}
 
 
 @pytest.mark.slow
