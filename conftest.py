@@ -59,11 +59,41 @@ def receiver():
 
 
 # Tests that start processes (Celery workers, beat, gunicorn, PostgreSQL
-# clusters, make, a fresh interpreter) carry this marker and run one after
-# another in one xdist group, so they neither starve each other of the two
-# cores nor share the Redis/RabbitMQ queues; everything else runs in
-# parallel. ``_spawning_is_marked`` fails a test that spawns without it.
+# clusters, make, a fresh interpreter) carry this marker. They run in
+# PROCESS_LANES xdist groups, each one test after another, so at most that
+# many run at once beside the in-process tests: they neither starve each
+# other of the two cores nor race for the Redis/RabbitMQ queues.
+# ``_spawning_is_marked`` fails a test that spawns without the marker.
 PROCESSES = "processes"
+PROCESS_LANES = 2
+# Rough seconds each module's process tests take (``--durations``), to
+# balance the lanes; a module not named counts 10.
+PROCESS_MODULE_SECONDS = {
+    "tests/test_database_restart.py": 95,
+    "common/tests/test_delivery_faults.py": 90,
+    "tests/test_beat.py": 80,
+    "tests/test_scale_out.py": 55,
+    "common/tests/test_isolation.py": 50,
+    "tests/test_ensure_db.py": 47,
+    "frontend/tests/test_browser_journey.py": 41,
+    "tests/test_run_command.py": 40,
+    "common/tests/test_worker.py": 40,
+    "monitoring/tests/test_status.py": 34,
+    "tests/test_brokers.py": 26,
+    "tests/test_worker.py": 25,
+    "tests/test_make.py": 20,
+}
+
+
+def _process_lanes(modules: set[str]) -> dict[str, str]:
+    """Each module's lane: the heaviest first, each to the lane with least so far."""
+    load = [0] * PROCESS_LANES
+    lanes = {}
+    for module in sorted(modules, key=lambda m: (-PROCESS_MODULE_SECONDS.get(m, 10), m)):
+        lane = load.index(min(load))
+        load[lane] += PROCESS_MODULE_SECONDS.get(module, 10)
+        lanes[module] = f"{PROCESSES}-{lane + 1}"
+    return lanes
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group markers
@@ -77,8 +107,10 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "celery_worker" in getattr(item, "fixturenames", ()):
             item.add_marker(PROCESSES)
-        if item.get_closest_marker(PROCESSES):
-            item.add_marker(pytest.mark.xdist_group(PROCESSES))
+    spawning = [item for item in items if item.get_closest_marker(PROCESSES)]
+    lanes = _process_lanes({item.nodeid.split("::")[0] for item in spawning})
+    for item in spawning:
+        item.add_marker(pytest.mark.xdist_group(lanes[item.nodeid.split("::")[0]]))
 
 
 @pytest.fixture(autouse=True)
