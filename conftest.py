@@ -145,7 +145,7 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_broker_connections(django_db_setup) -> Iterator[None]:
+def _broker_is_the_test_database(django_db_setup) -> Iterator[None]:
     """The broker is this run's test database; its pooled connections go at the end.
 
     Under pytest-xdist each worker has a database of its own
