@@ -151,12 +151,13 @@ def _broker_is_the_test_database(django_db_setup) -> Iterator[None]:
     Under pytest-xdist each worker has a database of its own
     (``test_<name>_gw0``, …); the SQL broker must name the same one, so that
     a worker subprocess and the test share one message table, and two
-    xdist workers never share one. Closing the pool lets pytest-django drop
-    the database at the end.
+    xdist workers never share one. Closing the pool (and the upload locks'
+    connection) lets pytest-django drop the database at the end.
     """
     from boot.celery import app
     from boot.settings import broker_url_for
     from broker import dispose_engines
+    from portal.services.tus.locks import close_lock_connection
 
     if app.conf.broker_url.startswith("sqla+"):
         url = broker_url_for(database_url_for_tests())
@@ -166,6 +167,7 @@ def _broker_is_the_test_database(django_db_setup) -> Iterator[None]:
 
     app.pool.force_close_all()
     dispose_engines()
+    close_lock_connection()
 
 
 def database_url_for_tests() -> str:

@@ -1,21 +1,26 @@
-"""Slow clients against the production web command.
+"""Slow and silent clients against the production web command.
 
 Starts the documented production command (``gunicorn -c
 deploy/gunicorn.conf.py boot.wsgi``, ``DJANGO_CONFIGURATION=Production``) on
-127.0.0.1 against a private PostgreSQL cluster (so 100+ connections never
-touch a shared server), then:
+127.0.0.1 against a private PostgreSQL cluster with the default
+``max_connections`` (100), then runs these phases one after another:
 
-1. **alone**: 20 normal uploaders, each posting 1 MiB files to
-   ``POST /api/files`` in a loop;
-2. **with slow clients**: 50 clients each holding a tus ``PATCH`` open and
-   sending it at 2 KB/s, and the same 20 normal uploaders beside them.
+1. **alone**: 20 normal uploaders (half ``POST /api/files``, half tus
+   create + PATCH), 1 MiB files in a loop;
+2. **slowloris**: 150 sockets sending ``GET /healthz`` heads one header line
+   every 5 s (reopened at once when the server closes one), then the same
+   20 uploaders beside them;
+3. **slow bodies**: 150 tus ``PATCH``es sending 2 KB a second, the 150
+   slowloris sockets still open, then the 20 uploaders beside them all.
 
-Throughout, a prober requests ``/healthz`` every 20 ms. Prints the normal
-uploaders' MB/s with slow clients as a ratio of alone (target >= 0.8), the
-``/healthz`` p50/p99/max per phase (target p99 < 100 ms), and the server's
-memory (sum of RSS of the master and its workers; should stay flat).
+Throughout, a prober requests ``/healthz`` every 20 ms. Prints the
+uploaders' MB/s per phase as a ratio of alone (target >= 0.8) and their
+5xx count (target 0), the ``/healthz`` p50/p99/max per phase (target p99
+<= 2 s), the sockets the server closed for an unfinished head, the server's
+PostgreSQL connections at their peak (target <= 80 with everything) and
+its memory (sum of RSS of the master and its workers).
 
-Only loopback traffic; about a minute and a half.
+Only loopback traffic; about two and a half minutes.
 
     .venv/bin/python bench/slow_clients.py
 """
@@ -23,30 +28,26 @@ Only loopback traffic; about a minute and a half.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import psycopg
 from gunicorn_server import manage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.private_cluster import PrivateCluster, free_port  # noqa: E402
+from tests.load import ConnectionCounter, Uploaders, slow_tus_bodies, slowloris  # noqa: E402
 
 NORMAL_UPLOADERS = 20
-SLOW_CLIENTS = 50
-SLOW_RATE = 2048  # bytes per second per slow client
+SLOW_CLIENTS = 150
 FILE_SIZE = 1024 * 1024
 PHASE_SECONDS = 20
 PROBE_EVERY = 0.02
@@ -126,28 +127,6 @@ def probe(url: str, out: str) -> None:
             time.sleep(max(0.0, PROBE_EVERY - (time.perf_counter() - started)))
 
 
-class ConnectionCounter(threading.Thread):
-    """The server's open PostgreSQL connections, sampled every half second."""
-
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url = url.replace("postgres://", "postgresql://")
-        self.samples: list[tuple[float, int]] = []
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stopped.wait(0.5):
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                ).fetchone()
-                self.samples.append((time.time(), int(row[0]) if row else 0))
-
-    def peak(self, started: float, ended: float) -> int:
-        return max((n for at, n in self.samples if started <= at <= ended), default=0)
-
-
 class Prober:
     def __init__(self, url: str, out: Path):
         self.out = out
@@ -178,97 +157,11 @@ class Prober:
         )
 
 
-def normal_uploaders(url: str, token: str, seconds: float) -> tuple[float, int, int]:
-    """20 clients posting 1 MiB files for ``seconds``; returns (MB/s, files, errors)."""
-    data = os.urandom(FILE_SIZE)
-    stored = [0] * NORMAL_UPLOADERS
-    errors = [0] * NORMAL_UPLOADERS
-    deadline = time.monotonic() + seconds
-
-    def run(i: int) -> None:
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-        ) as client:
-            while time.monotonic() < deadline:
-                try:
-                    r = client.post(
-                        "/api/files",
-                        files={"file": (f"f{i}.bin", data, "application/octet-stream")},
-                    )
-                    if r.status_code == 201:
-                        stored[i] += 1
-                    else:
-                        errors[i] += 1
-                except httpx.HTTPError:
-                    errors[i] += 1
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(NORMAL_UPLOADERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
-    return sum(stored) * FILE_SIZE / elapsed / 1e6, sum(stored), sum(errors)
-
-
-class SlowClients(threading.Thread):
-    """50 tus uploads, each one open PATCH sending 2 KB every second."""
-
-    def __init__(self, url: str, token: str):
-        super().__init__(daemon=True)
-        self.port = int(url.rsplit(":", 1)[1])
-        self.token = token
-        self.url = url
-        self.socks: list[socket.socket] = []
-        self.sent = 0
-        self.broken = 0
-        self.stopped = threading.Event()
-        self.ready = threading.Event()
-
-    def _open(self, client: httpx.Client, i: int) -> socket.socket:
-        name = base64.b64encode(f"slow{i}.bin".encode()).decode()
-        r = client.post(
-            "/api/tus/",
-            headers={
-                "Tus-Resumable": "1.0.0",
-                "Upload-Length": str(FILE_SIZE),
-                "Upload-Metadata": f"filename {name}",
-            },
-        )
-        r.raise_for_status()
-        path = httpx.URL(r.headers["Location"]).path
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        sock.sendall(
-            (
-                f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Authorization: Bearer {self.token}\r\nTus-Resumable: 1.0.0\r\n"
-                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
-                f"Content-Length: {FILE_SIZE}\r\n\r\n"
-            ).encode()
-        )
-        return sock
-
-    def run(self) -> None:
-        with httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
-        ) as client:
-            self.socks = [self._open(client, i) for i in range(SLOW_CLIENTS)]
-        self.ready.set()
-        chunk = b"s" * SLOW_RATE
-        while not self.stopped.wait(1.0):
-            for sock in self.socks:
-                try:
-                    sock.sendall(chunk)
-                    self.sent += len(chunk)
-                except OSError:
-                    self.broken += 1
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.join(timeout=5)
-        for sock in self.socks:
-            sock.close()
+def uploaders(url: str, token: str, seconds: float) -> Uploaders:
+    load = Uploaders(url, token, n=NORMAL_UPLOADERS, size=FILE_SIZE).start()
+    time.sleep(seconds)
+    load.stop()
+    return load
 
 
 def main() -> None:
@@ -279,12 +172,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=PHASE_SECONDS)
     args = parser.parse_args()
 
-    cluster = PrivateCluster(dbname="doorito_slowbench", max_connections=400)
+    cluster = PrivateCluster(dbname="doorito_slowbench", max_connections=100)
     server = None
     logdir = Path(cluster.base) / "logs"
     logdir.mkdir()
+    attacks = []
     try:
-        say(f"private PostgreSQL on port {cluster.port} (max_connections 400)")
+        say(f"private PostgreSQL on port {cluster.port} (max_connections 100)")
         cluster.start()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
         env.update(
@@ -298,7 +192,6 @@ def main() -> None:
                 "DATABASE_URL": cluster.url,
                 "MEDIA_ROOT": str(cluster.base / "media"),
                 "STATIC_ROOT": str(cluster.base / "static"),
-                "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
             }
         )
         manage(env, "migrate", "--noinput")
@@ -306,68 +199,89 @@ def main() -> None:
         token = manage(env, "create_token", "bench@example.com", "bench").strip().splitlines()[-1]
         server = Server(env, logdir / "web.log")
         say(
-            f"web: gunicorn {' '.join(PRODUCTION)} boot.wsgi "
-            f"({os.cpu_count()} cores, WEB_CONCURRENCY={env['WEB_CONCURRENCY']}, "
+            f"web: gunicorn {' '.join(PRODUCTION)} boot.wsgi ({os.cpu_count()} cores, "
+            f"WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'default')}, "
             f"WEB_THREADS={os.environ.get('WEB_THREADS', 'default')})"
         )
 
         for _ in range(20):  # every worker past its first request (lazy imports)
             httpx.get(server.url + "/healthz", timeout=10)
-        connections = ConnectionCounter(cluster.url)
+        connections = ConnectionCounter(cluster.url, every=0.5)
         connections.start()
         prober = Prober(server.url, logdir / "probes.txt")
         memory = {"start": server.rss_mib()}
+        loads: dict[str, Uploaders] = {}
         time.sleep(1)
         t0 = time.time()
         time.sleep(3)
         prober.phase("idle", t0, time.time())
 
         t0 = time.time()
-        alone, alone_files, alone_errors = normal_uploaders(server.url, token, args.seconds)
+        loads["alone"] = uploaders(server.url, token, args.seconds)
         prober.phase("alone", t0, time.time())
         memory["after alone"] = server.rss_mib()
 
-        slow = SlowClients(server.url, token)
+        heads = slowloris(server.port, SLOW_CLIENTS)
+        attacks.append(heads)
         t0 = time.time()
-        slow.start()
-        slow.ready.wait(timeout=60)
-        time.sleep(3)
-        prober.phase("slow clients only", t0, time.time())
-        memory["slow clients connected"] = server.rss_mib()
+        heads.start()
+        heads.ready.wait(timeout=60)
+        time.sleep(5)
+        prober.phase("slowloris", t0, time.time())
         t0 = time.time()
-        loaded, loaded_files, loaded_errors = normal_uploaders(server.url, token, args.seconds)
-        prober.phase("with slow clients", t0, time.time())
-        memory["after with slow clients"] = server.rss_mib()
+        loads["slowloris"] = uploaders(server.url, token, args.seconds)
+        prober.phase("slowloris + uploads", t0, time.time())
+        memory["slowloris"] = server.rss_mib()
+
+        bodies = slow_tus_bodies(server.url, token, SLOW_CLIENTS)
+        attacks.append(bodies)
+        t0 = time.time()
+        bodies.start()
+        bodies.ready.wait(timeout=60)
+        time.sleep(5)
+        prober.phase("+ slow bodies", t0, time.time())
+        t0 = time.time()
+        loads["slowloris + slow bodies"] = uploaders(server.url, token, args.seconds)
+        prober.phase("+ slow bodies + uploads", t0, time.time())
+        memory["slowloris + slow bodies"] = server.rss_mib()
         prober.stop()
-        slow.close()
+        for attack in attacks:
+            attack.close()
+        connections.stop()
 
         say("")
         say(
-            f"normal uploaders ({NORMAL_UPLOADERS} x 1 MiB files, POST /api/files, "
-            f"{args.seconds:.0f} s each)"
+            f"normal uploaders ({NORMAL_UPLOADERS} x 1 MiB files, half POST /api/files, "
+            f"half tus; {args.seconds:.0f} s each)"
         )
-        say(f"  alone              {alone:7.1f} MB/s  {alone_files} files, {alone_errors} errors")
+        alone = loads["alone"].mb_per_s()
+        for name, load in loads.items():
+            ratio = load.mb_per_s() / alone if alone else 0.0
+            say(
+                f"  {name:26} {load.mb_per_s():7.1f} MB/s  {ratio:5.2f}x  "
+                f"{load.stored} files  {dict(load.outcomes)}"
+            )
+        say("  (target: >= 0.8x of alone, no 5xx)")
         say(
-            f"  with {SLOW_CLIENTS} slow tus   {loaded:7.1f} MB/s  {loaded_files} files, "
-            f"{loaded_errors} errors"
+            f"slowloris: {SLOW_CLIENTS} heads open, {heads.closed} closed by the server "
+            f"(unfinished after WEB_HEADER_TIMEOUT) and reopened"
         )
-        ratio = loaded / alone if alone else 0.0
-        say(f"  ratio              {ratio:7.2f}x  (target >= 0.8)")
         say(
-            f"slow clients: {SLOW_CLIENTS} PATCHes at {SLOW_RATE} B/s, "
-            f"{slow.sent / 1e6:.1f} MB sent, {slow.broken} send errors"
+            f"slow bodies: {SLOW_CLIENTS} tus PATCHes at 2 KB/s, "
+            f"{bodies.sent / 1e6:.1f} MB sent, {bodies.closed} cut off"
         )
-        say("/healthz (every 20 ms; failures count as 5 s)")
-        for phase in ("idle", "alone", "slow clients only", "with slow clients"):
-            say(f"  {phase:20} {prober.summary(phase)}")
-        say("server's PostgreSQL connections, peak")
+        say("/healthz (every 20 ms; failures count as 5 s; target p99 <= 2 s)")
+        for name, _, _ in prober.phases:
+            say(f"  {name:26} {prober.summary(name)}")
+        say("PostgreSQL client connections on the server, peak (target <= 80)")
         for name, started, ended in prober.phases:
-            say(f"  {name:20} {connections.peak(started, ended):4d}")
-        connections.stopped.set()
+            say(f"  {name:26} {connections.peak(started, ended):4d}")
         say("server memory (RSS of master + workers)")
         for name, value in memory.items():
-            say(f"  {name:24} {value:7.1f} MiB")
+            say(f"  {name:26} {value:7.1f} MiB")
     finally:
+        for attack in attacks:
+            attack.close()
         if server is not None:
             server.stop()
         cluster.destroy()

@@ -3,15 +3,20 @@
 Why threads (``gthread``) and not the default sync workers: an upload holds
 its worker for as long as its client takes to send the body, and a tus
 ``PATCH`` from a phone on a bad link can take minutes. With 4 sync workers,
-four clients sending 2 KB/s took the whole web tier down (``/healthz`` timed
-out at 15 s, 20 other uploaders stalled). A thread waiting on a socket costs
-a little memory and no CPU, so each worker runs ``WEB_THREADS`` of them and
-slow bodies use up threads, not the server (``bench/slow_clients.py``: 50
-clients at 2 KB/s beside 20 normal uploaders).
+four clients sending 2 KB/s took the whole web tier down. A thread waiting
+on a socket costs a little memory and no CPU, so each worker runs
+``WEB_THREADS`` of them.
 
-A TLS proxy in front (docs/operations.md, "Web tier") can take slow
-simple-upload bodies off the application by buffering them; this file keeps
-gunicorn sound without one.
+Why a worker class of our own (``web/gunicorn_worker.py``): stock gthread
+gives a connection a thread at its first byte, so 85 sockets sending their
+headers slowly (slowloris) held every thread. Heads, and bodies up to 64
+KiB, are read by the worker's event loop; a thread only ever waits on an
+upload's body, and an upload waiting on its client holds no database
+connection (the pool below; ``common/services/connections.py``). Measured
+with 150 slowloris and 150 slow-body sockets open: ``bench/slow_clients.py``.
+
+So no proxy is needed to keep the server sound; a TLS proxy in front
+(docs/operations.md, "Web tier") is for TLS.
 Every value can be overridden on the command line or with
 ``GUNICORN_CMD_ARGS``.
 """
@@ -22,25 +27,41 @@ import multiprocessing
 import os
 
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")
-worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
-# Every thread that serves a request keeps a database connection open for
-# DATABASE_CONN_MAX_AGE (a tus PATCH holds one for its whole body), so the
-# web tier's connections are workers x threads. By default they share
-# WEB_DB_CONNECTION_BUDGET between the workers (at least 8 threads each):
-# with a Celery worker, beat and the superuser reserve that stays inside
-# PostgreSQL's default max_connections = 100 for up to ten web workers
-# (docs/operations.md, "Sizing database connections").
-WEB_DB_CONNECTION_BUDGET = 80
-threads = int(os.environ.get("WEB_THREADS", max(8, WEB_DB_CONNECTION_BUDGET // workers)))
-# A worker takes no more connections than it has threads: one whose threads
-# are all busy stops accepting, so new requests (health probes included) go
-# to a worker that can answer now instead of queueing behind slow bodies.
-worker_connections = threads
-# Idle keep-alive connections would count against that limit; uploads are
-# large and a proxy in front opens its own connections, so close after each
-# response.
-keepalive = 0
+# gthread, with request heads (and small bodies) read by the worker's event
+# loop instead of a thread: a slow or silent client costs a selector entry,
+# never a thread (web/gunicorn_worker.py; WEB_HEADER_TIMEOUT).
+worker_class = "web.gunicorn_worker.HeadFirstWorker"
+# Up to 8 by default: past that the database pools get too small to share
+# WEB_DB_CONNECTION_BUDGET (below); set it and max_connections for more.
+workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(8, multiprocessing.cpu_count()))))
+# Threads are for requests whose body streams through them (uploads); one
+# waiting on a slow client costs memory, no CPU and no database connection.
+threads = int(os.environ.get("WEB_THREADS", 128))
+# Sockets a worker holds, reading heads included. It also stops accepting
+# while all its threads are busy (web/gunicorn_worker.py), so new requests
+# go to a worker that can answer them now.
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", 1000))
+# The threads of a worker share a pool of DATABASE_POOL_SIZE connections,
+# and each worker also holds one for upload locks and up to two for the
+# broker (BROKER_POOL_SIZE x 2). By default the web tier's connections,
+# WEB_CONCURRENCY x (DATABASE_POOL_SIZE + 3), stay inside
+# WEB_DB_CONNECTION_BUDGET whatever WEB_THREADS is; with a worker (-c 4),
+# beat and PostgreSQL's reserve that is at most 71 of the default
+# max_connections = 100 (docs/operations.md, "Sizing database connections";
+# tests/test_connection_budget.py).
+WEB_DB_CONNECTION_BUDGET = int(os.environ.get("WEB_DB_CONNECTION_BUDGET", 48))
+PER_WORKER_CONNECTIONS = 1 + 2 * int(os.environ.get("BROKER_POOL_SIZE", 1))
+database_pool_size = int(
+    os.environ.get(
+        "DATABASE_POOL_SIZE",
+        max(2, WEB_DB_CONNECTION_BUDGET // workers - PER_WORKER_CONNECTIONS),
+    )
+)
+os.environ["DATABASE_POOL_SIZE"] = str(database_pool_size)
+# Keep-alive: a kept-alive connection waits in the event loop, not on a
+# thread, so it costs nothing but a socket; clients that send many requests
+# (tus PATCHes, the portal's pages) skip a TCP handshake each.
+keepalive = int(os.environ.get("WEB_KEEPALIVE", 5))
 # The arbiter's liveness check on each worker; gthread workers report in
 # from their main loop, so long requests do not trip it.
 timeout = 60

@@ -63,6 +63,21 @@ class CelerySettings:
     def CELERY_BROKER_URL(self):
         return self.BROKER_URL_FROM_ENV or broker_url_for(self.DATABASE_URL)
 
+    # Connections each process keeps to a SQL broker (SQLAlchemy's pool;
+    # up to twice as many while busy). SQLAlchemy's own default, 5 + 10,
+    # let one web process open 15 under a burst of uploads.
+    BROKER_POOL_SIZE = env(values.IntegerValue, 1)
+
+    @property
+    def CELERY_BROKER_TRANSPORT_OPTIONS(self):
+        if not self.CELERY_BROKER_URL.startswith("sqla+"):
+            return {}
+        return {
+            "pool_size": self.BROKER_POOL_SIZE,
+            "max_overflow": self.BROKER_POOL_SIZE,
+            "pool_timeout": 10,
+        }
+
     CELERY_RESULT_BACKEND = "django-db"
     CELERY_RESULT_EXTENDED = True
     CELERY_ACCEPT_CONTENT = ["json"]

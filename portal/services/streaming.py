@@ -33,6 +33,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
 
 from common.exceptions import ApplicationError
+from common.services.connections import release_connection
 from common.services.text import text_is_storable
 from portal.models import UploadFile
 from portal.services import uploads
@@ -180,6 +181,7 @@ class StreamedUpload(_UploadedFile):
             self.refusal = exc
             return
         self.content_type = self.record.content_type
+        release_connection()  # the rest of the body arrives at the client's pace
         self._pipe = _Pipe()
         self._writer = threading.Thread(
             target=self._write, name=f"upload-{self.record.id}", daemon=True
@@ -212,6 +214,7 @@ class StreamedUpload(_UploadedFile):
         if time.monotonic() >= self._beat_at:
             self._beat_at = time.monotonic() + uploads.HEARTBEAT_SECONDS
             uploads.upload_file_touch(self.record)
+            release_connection()
 
     def _stop_writer(self, *, abort: bool) -> None:
         if self._pipe is None or self._writer is None:
@@ -291,6 +294,7 @@ def parse_streaming_upload(request: HttpRequest, *, owner: Any) -> None:
     """
     handler = StorageUploadHandler(request, owner=owner)
     request.upload_handlers = [handler]
+    release_connection()  # the body arrives at the client's pace
     try:
         request.FILES  # noqa: B018 - parses the body
     except BaseException:

@@ -24,6 +24,7 @@ from common.exceptions import (
     PermissionDeniedError,
     ValidationError,
 )
+from common.services.connections import release_connection
 from portal.models import UploadPart, UploadSession
 from portal.services.hashing import BinaryStream
 from portal.services.tus.errors import (
@@ -230,7 +231,7 @@ def upload_session_append(
         raise PermissionDeniedError(
             "A final (concatenated) upload cannot be patched.", code="final_upload"
         )
-    with upload_session_lock(session.id):
+    with upload_session_lock(session.id) as lock:
         session.refresh_from_db()
         ensure_alive(session)
         if offset != session.offset:
@@ -258,6 +259,8 @@ def upload_session_append(
         running = None
         if content_length > 0:
             running = running_hashes.take(session.id, session.offset)
+            # The body may take minutes: no database connection waits for it.
+            release_connection()
             written = store.write(
                 session=session,
                 stream=stream,
@@ -266,6 +269,7 @@ def upload_session_append(
                 running=running,
             )
         try:
+            lock.check()
             _record_append(session, written=written, new_length=new_length, checksum=checksum)
         except Exception:
             if written is not None:
