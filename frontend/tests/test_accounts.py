@@ -176,3 +176,40 @@ def test_pages_carry_a_strict_content_security_policy(anon):
     assert "default-src 'self'" in policy
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+
+
+# --- Submitted credentials decide who is signed in ------------------------------
+
+
+def _session_user_id(client: PortalClient) -> str | None:
+    return client.session.get("_auth_user_id")
+
+
+def test_credentials_posted_under_someone_elses_session_sign_the_submitter_in(user, other_user):
+    browser = PortalClient()
+    browser.force_login(user)  # a session planted in this browser
+    planted = browser.cookies["sessionid"].value
+    # Opening the page while signed in still goes to the dashboard.
+    assert browser.get("/login/")["Location"] == "/"
+
+    page = browser.post_form(
+        "/login/", {"username": other_user.email, "password": PASSWORD}, page="/password/reset/"
+    )
+    assert page.status_code == 302
+    assert _session_user_id(browser) == str(other_user.pk)
+    assert browser.cookies["sessionid"].value != planted
+    assert b"bob@example.com" in browser.get("/").content
+
+
+def test_wrong_credentials_posted_under_someone_elses_session_leave_nobody_signed_in(
+    user, other_user
+):
+    browser = PortalClient()
+    browser.force_login(user)
+    page = browser.post_form(
+        "/login/", {"username": other_user.email, "password": "wrong"}, page="/password/reset/"
+    )
+    assert page.status_code == 200
+    assert b"Please enter a correct email and password" in page.content
+    assert _session_user_id(browser) is None
+    assert browser.get("/").status_code == 302
