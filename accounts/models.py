@@ -5,16 +5,28 @@ from typing import ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 
+from accounts.emails import normalize_email
 from common.models import BaseModel
 
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        """``accounts.emails.normalize_email``: the one spelling, or its ``ValidationError``.
+
+        Django's own only lowercases the domain. Code that reaches users
+        through ``get_user_model()`` (and may not import accounts) calls this.
+        """
+        return normalize_email(email or "")
+
     def _create(self, email: str, password: str | None, **extra) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        # Every creation (the services, Django's createsuperuser, tests) stores
+        # the one spelling, so the unique constraint on email stops twins.
+        user = self.model(email=self.normalize_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user

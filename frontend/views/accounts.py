@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.services.users import user_create
 from common.exceptions import ApplicationError
-from frontend.forms.accounts import EmailAuthenticationForm, RegisterForm
+from frontend.forms.accounts import EmailAuthenticationForm, EmailPasswordResetForm, RegisterForm
 from frontend.forms.errors import add_service_error
 
 TEMPLATES = "frontend/accounts"
@@ -89,6 +89,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = EmailPasswordResetForm
     template_name = f"{TEMPLATES}/password_reset.html"
     email_template_name = f"{TEMPLATES}/password_reset_email.txt"
     subject_template_name = f"{TEMPLATES}/password_reset_subject.txt"
