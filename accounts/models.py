@@ -87,3 +87,32 @@ class ApiToken(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class SignInThrottle(BaseModel):
+    """Password checks of one (account, address) pair within its cool-off window.
+
+    ``attempts`` is raised by one atomic upsert *before* each password is
+    checked (``accounts.services.sign_in_throttle``), so parallel requests
+    cannot all pass a check made before any of them was counted. A success
+    deletes the row; an expired row starts over at its next attempt and is
+    deleted by the hourly prune. ``username`` is the normalised email as
+    typed, whether or not such an account exists (so the answer does not tell
+    whether it does); ``address`` is the client's IP address, or its /64 for
+    IPv6 (one subscriber's whole allocation).
+    """
+
+    username = models.CharField(max_length=254)
+    address = models.CharField(max_length=64)
+    attempts = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["username", "address"], name="sign_in_throttle_username_address"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address}: {self.attempts}"

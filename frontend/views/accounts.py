@@ -73,7 +73,7 @@ def register(request: HttpRequest) -> HttpResponse:
         except ApplicationError as exc:
             add_service_error(form, exc)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
             messages.success(request, f"Welcome to Doorito, {user.email}.")
             return redirect("frontend:dashboard")
     return render(request, f"{TEMPLATES}/register.html", {"form": form})
