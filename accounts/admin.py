@@ -1,14 +1,48 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
+from accounts.forms import EmailAddressField
 from accounts.models import ApiToken, User
 from accounts.services.tokens import token_create, token_name_clean, token_revoke
 from common.exceptions import ApplicationError
 
 
+class AdminEmailAuthenticationForm(AdminAuthenticationForm):
+    """The admin's sign-in form with the portal's email field (same spelling, same errors)."""
+
+    username = EmailAddressField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+# The admin signs in through the same backend and throttle as /login/
+# (accounts.backends); this only makes it name a mistyped address as such.
+admin.site.login_form = AdminEmailAuthenticationForm
+
+
+class UserAddForm(AdminUserCreationForm):
+    """Django's add form; the address is stored in its one spelling
+    (``accounts.emails``), so another spelling of a taken one is refused."""
+
+    email = EmailAddressField(label="Email")
+
+    class Meta(AdminUserCreationForm.Meta):
+        model = User
+        fields = ("email",)
+
+
+class UserEditForm(UserChangeForm):
+    email = EmailAddressField(label="Email")
+
+    class Meta(UserChangeForm.Meta):
+        model = User
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = UserEditForm
+    add_form = UserAddForm
     ordering = ["email"]
     list_display = ["email", "name", "is_staff", "is_active", "date_joined"]
     search_fields = ["email", "name"]

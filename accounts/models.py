@@ -5,16 +5,28 @@ from typing import ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 
+from accounts.emails import normalize_email
 from common.models import BaseModel
 
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        """``accounts.emails.normalize_email``: the one spelling, or its ``ValidationError``.
+
+        Django's own only lowercases the domain. Code that reaches users
+        through ``get_user_model()`` (and may not import accounts) calls this.
+        """
+        return normalize_email(email or "")
+
     def _create(self, email: str, password: str | None, **extra) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        # Every creation (the services, Django's createsuperuser, tests) stores
+        # the one spelling, so the unique constraint on email stops twins.
+        user = self.model(email=self.normalize_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -75,3 +87,32 @@ class ApiToken(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class SignInThrottle(BaseModel):
+    """Password checks of one (account, address) pair within its cool-off window.
+
+    ``attempts`` is raised by one atomic upsert *before* each password is
+    checked (``accounts.services.sign_in_throttle``), so parallel requests
+    cannot all pass a check made before any of them was counted. A success
+    deletes the row; an expired row starts over at its next attempt and is
+    deleted by the hourly prune. ``username`` is the normalised email as
+    typed, whether or not such an account exists (so the answer does not tell
+    whether it does); ``address`` is the client's IP address, or its /64 for
+    IPv6 (one subscriber's whole allocation).
+    """
+
+    username = models.CharField(max_length=254)
+    address = models.CharField(max_length=64)
+    attempts = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["username", "address"], name="sign_in_throttle_username_address"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address}: {self.attempts}"

@@ -1,4 +1,4 @@
-"""Reads of API tokens (no writes here)."""
+"""Reads of users and API tokens (no writes here)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,22 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from accounts.emails import normalize_email
 from accounts.models import ApiToken, User
 from common.exceptions import NotFoundError
+
+
+def user_get_by_email(*, email: str) -> User:
+    """The account of the mailbox ``email`` names, however it is spelled.
+
+    A malformed address raises ``normalize_email``'s ``ValidationError``; no
+    such account raises ``NotFoundError``.
+    """
+    normalized = normalize_email(email)
+    try:
+        return User.objects.get(email=normalized)
+    except User.DoesNotExist as exc:
+        raise NotFoundError(f"No user with email {normalized!r}.") from exc
 
 
 def token_list(*, user: User) -> QuerySet[ApiToken]:

@@ -11,8 +11,8 @@ from configurations import importer
 # happens while Django loads ``boot.settings``, and setting Django up from
 # inside that import built a second settings object that replaced the first
 # after the apps were ready, dropping what apps wrote into settings then
-# (django-axes' defaults). Celery's Django fixup sets Django up in workers
-# and beat; web processes and manage.py do it themselves.
+# (django-axes' defaults, when it was used). Celery's Django fixup sets
+# Django up in workers and beat; web processes and manage.py do it themselves.
 importer.install()
 
 from celery import Celery, signals  # noqa: E402

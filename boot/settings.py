@@ -92,9 +92,8 @@ class Base(
         "django.contrib.staticfiles",
         "django_celery_results",
         "django_celery_beat",
-        # Failed sign-in throttling, request.htmx, and the Swagger UI's own
-        # static files (so /api/docs works offline).
-        "axes",
+        # request.htmx, and the Swagger UI's own static files (so /api/docs
+        # works offline).
         "django_htmx",
         "corsheaders",
         "ninja",
@@ -121,8 +120,8 @@ class Base(
         "django_htmx.middleware.HtmxMiddleware",
         # A database outage answers 503 + Retry-After (web/outage.py), never 500.
         "web.outage.DatabaseUnavailableMiddleware",
-        # Last, as django-axes asks: it turns a locked-out sign-in into its page.
-        "axes.middleware.AxesMiddleware",
+        # Last: it turns a locked-out sign-in (the admin's too) into its page.
+        "frontend.middleware.SignInLockoutMiddleware",
     ]
 
     ROOT_URLCONF = "boot.urls"

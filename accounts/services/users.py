@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from accounts.emails import normalize_email
 from accounts.models import User
 from common.exceptions import ConflictError, ValidationError
 
@@ -16,13 +16,11 @@ def user_create(
 ) -> User:
     """Create an active user; refuse a malformed email, a weak password or a duplicate.
 
-    A user without a password (None) can only use API tokens, not log in.
+    The address is stored in its one spelling (``normalize_email``), so any
+    other spelling of an existing account's mailbox is a duplicate. A user
+    without a password (None) can only use API tokens, not log in.
     """
-    email = (email or "").strip().lower()
-    try:
-        validate_email(email)
-    except DjangoValidationError as exc:
-        raise ValidationError("Enter a valid email address.", details={"email": email}) from exc
+    email = normalize_email(email or "")
     if password is not None:
         try:
             validate_password(password, user=User(email=email))
@@ -30,9 +28,13 @@ def user_create(
             raise ValidationError(
                 "The password is not acceptable.", details={"password": list(exc.messages)}
             ) from exc
-    if User.objects.filter(email__iexact=email).exists():
-        raise ConflictError("A user with this email already exists.", details={"email": email})
-    with transaction.atomic(durable=True):
-        if is_staff:
-            return User.objects.create_superuser(email, password, name=name)
-        return User.objects.create_user(email, password, name=name)
+    duplicate = ConflictError("A user with this email already exists.", details={"email": email})
+    if User.objects.filter(email=email).exists():
+        raise duplicate
+    try:
+        with transaction.atomic(durable=True):
+            if is_staff:
+                return User.objects.create_superuser(email, password, name=name)
+            return User.objects.create_user(email, password, name=name)
+    except IntegrityError as exc:  # the same address registered a moment ago
+        raise duplicate from exc

@@ -50,3 +50,44 @@ def test_token_add_goes_through_the_service_and_shows_the_value_once(client):
     again = client.get("/admin/accounts/apitoken/").text
     assert shown[0] not in again
     assert shown[0] not in client.get(f"/admin/accounts/apitoken/{token.pk}/change/").text
+
+
+def test_user_add_and_edit_store_the_one_spelling_and_refuse_twins(client):
+    admin = User.objects.create_superuser("admin@example.com", "pw-123456")
+    client.force_login(admin)
+    password = {"password1": "a-long-admin-passphrase", "password2": "a-long-admin-passphrase"}
+
+    added = client.post("/admin/accounts/user/add/", {"email": "Bob@Bücher.example", **password})
+    assert added.status_code == 302, added.content
+    bob = User.objects.get(email="bob@xn--bcher-kva.example")
+
+    twin = client.post(
+        "/admin/accounts/user/add/", {"email": "bob@xn--bcher-kva.example", **password}
+    )
+    assert twin.status_code == 200
+    assert "already exists" in twin.text
+    invisible = client.post(
+        "/admin/accounts/user/add/", {"email": "eve@example.com\u200b", **password}
+    )
+    assert "invisible character (U+200B" in invisible.text
+    assert User.objects.count() == 2
+
+    change = {"email": "\uff42ob@bücher.example.", "name": "", "is_active": "on"}
+    edited = client.post(f"/admin/accounts/user/{bob.pk}/change/", change)
+    assert edited.status_code == 302, edited.content
+    bob.refresh_from_db()
+    assert bob.email == "bob@xn--bcher-kva.example"
+    taken = client.post(
+        f"/admin/accounts/user/{bob.pk}/change/", {**change, "email": "ADMIN@example.com"}
+    )
+    assert taken.status_code == 200
+    assert "already exists" in taken.text
+
+
+def test_admin_sign_in_finds_the_account_by_another_spelling(client):
+    User.objects.create_superuser("root@xn--bcher-kva.example", "pw-123456")
+    page = client.post(
+        "/admin/login/?next=/admin/", {"username": "Root@Bücher.example", "password": "pw-123456"}
+    )
+    assert page.status_code == 302
+    assert client.get("/admin/").status_code == 200

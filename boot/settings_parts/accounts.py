@@ -1,10 +1,9 @@
 """Signing in: the user model, registration, failed sign-in throttling
-(django-axes; its middleware is in ``boot.settings.Base.MIDDLEWARE``),
-password rules and the password-reset mail."""
+(``accounts.backends``; the lock-out page's middleware is in
+``boot.settings.Base.MIDDLEWARE``), which proxies to believe about the client's
+address, password rules and the password-reset mail."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from configurations import values
 
@@ -16,29 +15,24 @@ class AccountSettings:
     LOGIN_URL = "/login/"
     LOGIN_REDIRECT_URL = "/"
     LOGOUT_REDIRECT_URL = "/login/"
-    AUTHENTICATION_BACKENDS = [
-        "axes.backends.AxesStandaloneBackend",
-        "django.contrib.auth.backends.ModelBackend",
-    ]
+    # The only backend: Django's password check, counted by the sign-in
+    # throttle before it runs (a second backend could check passwords uncounted).
+    AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
     # Whether anyone may create an account at /register/ (staff create users
     # with `make manage ARGS="create_user …"` either way).
     REGISTRATION_OPEN = env(values.BooleanValue, True)
 
-    # Failed sign-ins are counted per (account, address) pair: after
+    # Sign-in attempts are counted per (account, address) pair before the
+    # password is checked (accounts/services/sign_in_throttle.py): after
     # AXES_FAILURE_LIMIT failures that pair is locked out for
-    # AXES_COOLOFF_MINUTES, without locking the owner out from elsewhere.
+    # AXES_COOLOFF_MINUTES, without locking the owner out from elsewhere. The
+    # names are django-axes', which did this before, so deployments keep them.
     AXES_FAILURE_LIMIT = env(values.IntegerValue, 5)
     AXES_COOLOFF_MINUTES = env(values.IntegerValue, 15)
-    AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-    AXES_RESET_ON_SUCCESS = True
-    # Django's sign-in form calls the email field "username".
-    AXES_USERNAME_FORM_FIELD = "username"
-    AXES_LOCKOUT_TEMPLATE = "frontend/accounts/locked_out.html"
-    AXES_VERBOSE = False
-
-    @property
-    def AXES_COOLOFF_TIME(self):
-        return timedelta(minutes=self.AXES_COOLOFF_MINUTES)
+    # Peers (IPs or CIDRs) whose X-Forwarded-For names the client: the TLS
+    # proxy in front of the web processes. Empty: the connection's address is
+    # the client's (accounts/client_address.py).
+    TRUSTED_PROXIES = env(values.ListValue, [])
 
     # Password-reset mail. Dev prints it on the console; Production sends it
     # through the SMTP server below.

@@ -99,6 +99,7 @@ class CelerySettings:
         "portal.tasks.cleanup_expired_upload_files_task": {"queue": "default"},
         "portal.tasks.notify_expiring_files_task": {"queue": "default"},
         "portal.tasks.expire_stale_upload_sessions_task": {"queue": "default"},
+        "accounts.tasks.prune_sign_in_throttles_task": {"queue": "default"},
     }
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -142,6 +143,11 @@ class CelerySettings:
             "expire-stale-upload-sessions": {
                 "task": "portal.tasks.expire_stale_upload_sessions_task",
                 "schedule": crontab(minute=15),
+                "options": {"queue": "default"},
+            },
+            "prune-sign-in-throttles": {
+                "task": "accounts.tasks.prune_sign_in_throttles_task",
+                "schedule": crontab(minute=45),
                 "options": {"queue": "default"},
             },
         }

@@ -1,30 +1,42 @@
-"""Sign-in and registration forms: email is the username."""
+"""Sign-in, registration and password-reset forms: email is the username,
+always in ``accounts.emails.normalize_email``'s one spelling."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.auth.password_validation import (
     password_validators_help_text_html,
     validate_password,
 )
 
+from accounts.forms import EmailAddressField
 from accounts.models import User
 
 
 class EmailAuthenticationForm(AuthenticationForm):
-    """Django's sign-in form, with the username field presented as what it is."""
+    """Django's sign-in form, with the username field an email address.
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["username"].label = "Email"
-        self.fields["username"].widget = forms.EmailInput(
-            attrs={"autocomplete": "email", "autofocus": True}
-        )
+    A mistyped address (an invisible character in it) is named as such
+    instead of "wrong email or password"; the backend normalises again for
+    sign-ins that do not come through this form (the admin's).
+    """
+
+    username = EmailAddressField(
+        label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
+
+
+class EmailPasswordResetForm(PasswordResetForm):
+    """Django's reset form, finding the account whichever spelling was typed."""
+
+    email = EmailAddressField(
+        label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
 
 
 class RegisterForm(forms.Form):
-    email = forms.EmailField(
+    email = EmailAddressField(
         label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
     )
     password1 = forms.CharField(
@@ -38,9 +50,6 @@ class RegisterForm(forms.Form):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
-
-    def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
 
     def clean(self):
         cleaned = super().clean()

@@ -176,3 +176,96 @@ def test_pages_carry_a_strict_content_security_policy(anon):
     assert "default-src 'self'" in policy
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+
+
+# --- One account per mailbox (accounts/emails.py) ------------------------------
+
+ZWSP = "\u200b"
+
+
+def _register(client: PortalClient, email: str):
+    return client.post_form(
+        "/register/", {"email": email, "password1": PASSWORD, "password2": PASSWORD}
+    )
+
+
+@pytest.mark.parametrize(
+    "twin",
+    [
+        "user@xn--bcher-kva.example",
+        "USER@Bücher.example",
+        "\uff55ser@bücher.example",  # a fullwidth "u"
+        "user@bücher.example.",
+    ],
+)
+def test_register_refuses_every_other_spelling_of_a_taken_mailbox(twin):
+    assert _register(PortalClient(), "user@bücher.example").status_code == 302
+    page = _register(PortalClient(), twin)
+    assert page.status_code == 200
+    assert b"already exists" in page.content
+    assert list(User.objects.values_list("email", flat=True)) == ["user@xn--bcher-kva.example"]
+
+
+def test_register_refuses_a_zero_width_space_by_name(anon):
+    page = _register(anon, f"new@example.com{ZWSP}")
+    assert page.status_code == 200
+    assert b"invisible character (U+200B ZERO WIDTH SPACE)" in page.content
+    assert not User.objects.exists()
+
+
+def test_sign_in_with_another_spelling_of_the_mailbox(anon):
+    User.objects.create_user("user@xn--bcher-kva.example", PASSWORD)
+    page = anon.post_form("/login/", {"username": "User@Bücher.example", "password": PASSWORD})
+    assert page.status_code == 302
+    assert b"user@xn--bcher-kva.example" in anon.get("/").content
+
+
+def test_sign_in_names_an_invisible_character(anon, user):
+    page = anon.post_form("/login/", {"username": f"{user.email}{ZWSP}", "password": PASSWORD})
+    assert page.status_code == 200
+    assert b"invisible character (U+200B" in page.content
+    assert anon.get("/").status_code == 302
+
+
+def test_password_reset_finds_the_account_by_another_spelling(anon):
+    User.objects.create_user("user@xn--bcher-kva.example", PASSWORD)
+    page = anon.post_form("/password/reset/", {"email": "user@bücher.example"})
+    assert page.status_code == 302
+    assert [m.to for m in mail.outbox] == [["user@xn--bcher-kva.example"]]
+
+
+# --- Submitted credentials decide who is signed in ------------------------------
+
+
+def _session_user_id(client: PortalClient) -> str | None:
+    return client.session.get("_auth_user_id")
+
+
+def test_credentials_posted_under_someone_elses_session_sign_the_submitter_in(user, other_user):
+    browser = PortalClient()
+    browser.force_login(user)  # a session planted in this browser
+    planted = browser.cookies["sessionid"].value
+    # Opening the page while signed in still goes to the dashboard.
+    assert browser.get("/login/")["Location"] == "/"
+
+    page = browser.post_form(
+        "/login/", {"username": other_user.email, "password": PASSWORD}, page="/password/reset/"
+    )
+    assert page.status_code == 302
+    assert _session_user_id(browser) == str(other_user.pk)
+    assert browser.cookies["sessionid"].value != planted
+    assert b"bob@example.com" in browser.get("/").content
+
+
+def test_wrong_credentials_posted_under_someone_elses_session_leave_nobody_signed_in(
+    user, other_user
+):
+    browser = PortalClient()
+    browser.force_login(user)
+    page = browser.post_form(
+        "/login/", {"username": other_user.email, "password": "wrong"}, page="/password/reset/"
+    )
+    assert page.status_code == 200
+    assert b"Please enter a correct email and password" in page.content
+    assert _session_user_id(browser) is None
+    assert browser.get("/").status_code == 302

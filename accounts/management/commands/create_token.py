@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
+from accounts.selectors import user_get_by_email
 from accounts.services.tokens import token_create
 from common.exceptions import ApplicationError
 
@@ -17,9 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("name", help="what the token is for, e.g. 'ci' or 'runner-1'")
 
     def handle(self, *args, email, name, **options):
-        user = User.objects.filter(email__iexact=email.strip()).first()
-        if user is None:
-            raise CommandError(f"No user with email {email!r}.")
+        try:
+            user = user_get_by_email(email=email)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
         if not user.is_active:
             raise CommandError(f"User {user.email} is inactive.")
         try:

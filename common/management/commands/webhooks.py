@@ -80,8 +80,15 @@ class Command(BaseCommand):
         if owner:
             from django.contrib.auth import get_user_model
 
+            from common.exceptions import ApplicationError
+
+            users = get_user_model().objects
             try:
-                owner_obj = get_user_model().objects.get(email__iexact=owner)
+                # The user manager's normalize_email is the accounts app's one
+                # spelling of an address (common may not import accounts).
+                owner_obj = users.get(email=users.normalize_email(owner))
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from exc
             except get_user_model().DoesNotExist as exc:
                 raise CommandError(f"No user with email {owner!r}") from exc
         types = [t.strip() for t in events.split(",") if t.strip()]
