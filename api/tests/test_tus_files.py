@@ -177,19 +177,6 @@ def test_a_partial_may_appear_twice_in_one_final_upload(tus, settings):
     assert part_objects(settings) == []
 
 
-def test_a_consumed_partial_named_again_is_409_partial_consumed(tus):
-    first = tus.create(3, **{"Upload-Concat": "partial"})
-    assert tus.patch(first, b"abc", 0).status_code == 204
-    assert tus.request("POST", headers={"Upload-Concat": f"final;{first}"}).status_code == 201
-    again = tus.request("POST", headers={"Upload-Concat": f"final;{first}"})
-    assert again.status_code == 409, again.text
-    error = again.json()["error"]
-    assert error["code"] == "partial_consumed"
-    assert error["details"] == {"upload_id": str(session_for(first).id)}
-    assert UploadFile.objects.count() == 1
-    assert UploadSession.objects.filter(concat="final").count() == 1
-
-
 @pytest.mark.parametrize("offset", [0, 3, 4])
 def test_patch_on_a_final_upload_is_403_whatever_the_offset(tus, offset):
     first = tus.create(3, **{"Upload-Concat": "partial"})

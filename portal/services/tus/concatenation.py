@@ -9,7 +9,7 @@ from django.db import transaction
 
 from common.exceptions import ConflictError, ValidationError
 from portal.models import UploadPart, UploadSession
-from portal.services.tus.errors import ConsumedPartialError
+from portal.services.tus.errors import ConsumedPartialError, FinalUploadFailedError
 from portal.services.tus.finalise import upload_session_finalise
 from portal.services.tus.locks import upload_session_lock, upload_session_locks
 from portal.services.tus.metadata import session_fields
@@ -28,47 +28,97 @@ def upload_session_concatenate(
 
     A partial upload may be named more than once (the tus spec allows it); its
     bytes then appear that often. Partial uploads are consumed: their data is
-    deleted once the final upload is made, so naming one again is a 409.
+    deleted once the final upload is made, so naming one in another final
+    upload is a 409.
+
+    Asking again with the same partial uploads in the same order answers with
+    the final upload they already became: a client whose answer was lost (a
+    reloaded page, a dropped connection) asks again, and must get the upload
+    it made, not a refusal it cannot get past, and never a second file.
     """
     partials = _partials(owner=owner, partial_ids=partial_ids)
-    for partial in partials:
-        ensure_alive(partial)
-        _ensure_not_consumed(partial)
-        if partial.status != UploadSession.Status.COMPLETE:
-            raise ValidationError(
-                "Every partial upload must be complete before the final upload is created.",
-                code="partial_incomplete",
-                details={"upload_id": str(partial.id), "offset": partial.offset},
-            )
+    earlier = _earlier_final(owner=owner, partial_ids=partial_ids)
+    if earlier is not None and earlier.status != UploadSession.Status.ACTIVE:
+        return _answer(earlier)
+    if earlier is None:
+        _ensure_usable(partials)
     length = sum(p.length or 0 for p in partials)
     check_upload_length(length)
     fields = session_fields(owner=owner, metadata=metadata)
     with upload_session_locks(sorted(set(partial_ids))):
-        for partial in partials:
-            partial.refresh_from_db()
-            _ensure_not_consumed(partial)
-            if partial.status != UploadSession.Status.COMPLETE:
-                raise ConflictError(
-                    "A partial upload changed while the final upload was created.",
-                    details={"upload_id": str(partial.id)},
+        # Under the partials' locks nobody else can make their final upload,
+        # so what is found now decides: answer it, finish it, or make it.
+        earlier = _earlier_final(owner=owner, partial_ids=partial_ids)
+        if earlier is not None and earlier.status != UploadSession.Status.ACTIVE:
+            return _answer(earlier)
+        if earlier is None:
+            for partial in partials:
+                partial.refresh_from_db()
+            _ensure_usable(partials, changed=True)
+            with transaction.atomic(durable=True):
+                session = UploadSession.objects.create(
+                    owner=owner,
+                    length=length,
+                    concat=UploadSession.Concat.FINAL,
+                    partial_ids=[str(pid) for pid in partial_ids],
+                    raw_metadata=metadata.raw,
+                    metadata=metadata.values,
+                    expires_at=session_expiry(),
+                    **fields,
                 )
-        with transaction.atomic(durable=True):
-            session = UploadSession.objects.create(
-                owner=owner,
-                length=length,
-                concat=UploadSession.Concat.FINAL,
-                partial_ids=[str(pid) for pid in partial_ids],
-                raw_metadata=metadata.raw,
-                metadata=metadata.values,
-                expires_at=session_expiry(),
-                **fields,
-            )
+        else:
+            # Made before, but its finalisation broke off (a database outage):
+            # the partials still hold the bytes, so finish that one.
+            session = earlier
         with upload_session_lock(session.id):
             upload_session_finalise(
                 session, part_keys=_part_keys(partial_ids), source_ids=[*partial_ids]
             )
     session.refresh_from_db()
     return session
+
+
+def _earlier_final(*, owner: User, partial_ids: list[UUID]) -> UploadSession | None:
+    """The owner's final upload of exactly these partials in this order, if one was made."""
+    return (
+        UploadSession.objects.filter(
+            owner=owner,
+            concat=UploadSession.Concat.FINAL,
+            partial_ids=[str(pid) for pid in partial_ids],
+        )
+        .exclude(status__in=[UploadSession.Status.TERMINATED, UploadSession.Status.EXPIRED])
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def _answer(final: UploadSession) -> UploadSession:
+    """The earlier final upload as the answer: it, or the refusal it ended in."""
+    if final.status == UploadSession.Status.FAILED:
+        raise FinalUploadFailedError(
+            f"This upload was refused: {final.error_message}",
+            details={"upload_id": str(final.id)},
+        )
+    return final
+
+
+def _ensure_usable(partials: list[UploadSession], *, changed: bool = False) -> None:
+    """Each partial is alive, complete and not yet used by another final upload."""
+    for partial in partials:
+        ensure_alive(partial)
+        _ensure_not_consumed(partial)
+        if partial.status == UploadSession.Status.COMPLETE:
+            continue
+        if changed:
+            raise ConflictError(
+                "A partial upload changed while the final upload was created.",
+                details={"upload_id": str(partial.id)},
+            )
+        raise ValidationError(
+            "Every partial upload must be complete before the final upload is created.",
+            code="partial_incomplete",
+            details={"upload_id": str(partial.id), "offset": partial.offset},
+        )
 
 
 def _partials(*, owner: User, partial_ids: list[UUID]) -> list[UploadSession]:

@@ -34,3 +34,10 @@ class ChecksumMismatchError(ApplicationError):
     code = "checksum_mismatch"
     status_code = 460
     default_message = "The checksum of the received bytes does not match Upload-Checksum."
+
+
+class FinalUploadFailedError(GoneError):
+    """A final upload asked for again whose first attempt ended without a file."""
+
+    code = "upload_failed"
+    default_message = "This upload was refused and its data is gone; start a new one."
