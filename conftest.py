@@ -76,6 +76,7 @@ PROCESS_MODULE_SECONDS = {
     "common/tests/test_isolation.py": 50,
     "tests/test_ensure_db.py": 47,
     "frontend/tests/test_browser_journey.py": 41,
+    "frontend/tests/test_browser_upload_resume.py": 35,
     "tests/test_run_command.py": 40,
     "common/tests/test_worker.py": 40,
     "monitoring/tests/test_status.py": 34,

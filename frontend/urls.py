@@ -26,6 +26,7 @@ urlpatterns = [
     path("upload/", uploads.upload, name="upload"),
     path("upload/simple/", uploads.upload_simple, name="upload_simple"),
     path("upload/done/<uuid:upload_id>/", uploads.upload_result, name="upload_result"),
+    path("upload/status/<uuid:upload_id>/", uploads.upload_status, name="upload_status"),
     path("files/", files.file_list, name="file_list"),
     path("files/<uuid:file_id>/", files.file_detail, name="file_detail"),
     path("files/<uuid:file_id>/download/", files.file_download, name="file_download"),

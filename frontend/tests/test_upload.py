@@ -11,10 +11,15 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from api.tus.headers import parse_metadata
+from common.exceptions import ApplicationError
 from frontend.tests.helpers import make_batch, make_file
-from portal.models import UploadBatch, UploadFile
+from portal.models import UploadBatch, UploadFile, UploadSession
 from portal.services.batches import batch_close
-from portal.services.tus.sessions import upload_session_append, upload_session_create
+from portal.services.tus.sessions import (
+    upload_session_append,
+    upload_session_create,
+    upload_session_terminate,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +30,13 @@ def attr(page, name: str) -> str | None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/upload/", "/upload/simple/", "/upload/done/00000000-0000-0000-0000-000000000001/"]
+    "path",
+    [
+        "/upload/",
+        "/upload/simple/",
+        "/upload/done/00000000-0000-0000-0000-000000000001/",
+        "/upload/status/00000000-0000-0000-0000-000000000001/",
+    ],
 )
 def test_anonymous_visitors_are_sent_to_sign_in(anon, path):
     page = anon.get(path)
@@ -48,7 +59,9 @@ def test_page_shows_limits_and_configures_uppy(client_user, settings):
     assert attr(page, "data-max-size") == str(2 * 1024**3)
     assert attr(page, "data-allowed-types") == "image/*,application/pdf"
     assert attr(page, "data-endpoint") == "/api/tus/"
-    assert attr(page, "data-chunk-size") == str(5 * 1024 * 1024)
+    assert attr(page, "data-chunk-size") == str(50 * 1024 * 1024)
+    assert "data-parallel" not in body  # one tus upload per file, never concatenated
+    assert attr(page, "data-status-url") == "/upload/status/00000000-0000-0000-0000-000000000000/"
     assert attr(page, "data-csrf-token")
     # Uppy only on this page; no inline script or style (CSP).
     assert "vendor/uppy/uppy.min.js" in body
@@ -187,6 +200,71 @@ def test_upload_result_leads_to_the_file_of_a_finished_tus_upload(client_user, c
     assert response.status_code == 302
     assert response["Location"] == f"/files/{file.id}/"
     assert client_other.get(f"/upload/done/{session.id}/").status_code == 404
+
+
+def _tus_session(owner, data: bytes = b"resumable bytes", **kwargs):
+    metadata = parse_metadata("filename " + base64.b64encode(b"r.txt").decode())
+    return upload_session_create(owner=owner, length=len(data), metadata=metadata, **kwargs)
+
+
+def _status(client, session_id) -> dict:
+    response = client.get(f"/upload/status/{session_id}/")
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/json"
+    return response.json()
+
+
+def test_upload_status_of_a_stored_upload_names_its_file(client_user, client_other, user):
+    data = b"resumable bytes"
+    session = _tus_session(user, data)
+    upload_session_append(
+        owner=user, upload_id=session.id, offset=0, stream=io.BytesIO(data), content_length=15
+    )
+    file = UploadFile.objects.get(upload_session=session)
+    assert _status(client_user, session.id) == {"state": "stored", "file_url": f"/files/{file.id}/"}
+    # Someone else's upload is no upload at all.
+    other = client_other.get(f"/upload/status/{session.id}/")
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "not_found"
+
+
+def test_upload_status_of_an_upload_still_receiving(client_user, user):
+    session = _tus_session(user)
+    assert _status(client_user, session.id) == {"state": "receiving", "offset": 0, "length": 15}
+
+
+def test_upload_status_while_another_request_finishes_the_upload(client_user, user):
+    """Every byte is in and the request that took the last one holds the upload: finishing."""
+    from portal.services.tus.locks import upload_session_lock
+
+    session = _tus_session(user)
+    UploadSession.objects.filter(pk=session.pk).update(offset=15)
+    with upload_session_lock(session.id):
+        assert _status(client_user, session.id) == {"state": "finishing"}
+
+
+def test_upload_status_of_a_refused_upload_gives_the_reason(client_user, user, settings):
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png"]
+    session = _tus_session(user, b"#!/bin/sh\nls")
+    with pytest.raises(ApplicationError):
+        upload_session_append(
+            owner=user, upload_id=session.id, offset=0, stream=io.BytesIO(b"#!/bin/sh\nls"),
+            content_length=12,
+        )  # fmt: skip
+    state = _status(client_user, session.id)
+    assert state["state"] == "failed"
+    assert "not accepted" in state["message"]
+
+
+def test_upload_status_of_a_terminated_upload_is_gone(client_user, user):
+    session = _tus_session(user)
+    upload_session_terminate(owner=user, upload_id=session.id)
+    assert _status(client_user, session.id) == {"state": "gone"}
+
+
+def test_upload_status_of_a_partial_upload_is_never_a_file(client_user, user):
+    session = _tus_session(user, partial=True)
+    assert _status(client_user, session.id) == {"state": "partial", "offset": 0, "length": 15}
 
 
 def test_upload_page_query_count(client_user, user, django_assert_max_num_queries):

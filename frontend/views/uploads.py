@@ -7,8 +7,9 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
@@ -16,15 +17,16 @@ from accounts.http import AuthenticatedHttpRequest
 from common.exceptions import ApplicationError, PayloadTooLargeError, UnsupportedMediaTypeError
 from frontend.forms.errors import add_service_error
 from frontend.forms.files import BatchCreateForm, SimpleUploadForm
-from portal.models import UploadBatch
+from portal.models import UploadBatch, UploadSession
 from portal.selectors import files_for_user, open_batches_for_owner
 from portal.services.streaming import parse_streaming_upload
+from portal.services.tus.sessions import upload_session_is_gone, upload_session_status
 from portal.services.uploads import upload_file_create_streamed
 
-# Parallel tus requests (concatenation) pay off from this size on.
-PARALLEL_FROM_BYTES = 16 * 1024 * 1024
-CHUNK_SIZE = 5 * 1024 * 1024
-PARALLEL_UPLOADS = 3
+# One tus upload per file, sent in PATCHes of this size (docs/tus.md, "Browser"):
+# big enough that a PATCH's fixed cost is lost in its bytes, and no parallel
+# partial uploads, so the server never has to join them.
+CHUNK_SIZE = 50 * 1024 * 1024
 
 
 def _selected_batch(request: AuthenticatedHttpRequest) -> UploadBatch | None:
@@ -74,8 +76,6 @@ def _render_upload(
         "limits": limits,
         "allowed_types_attr": ",".join(limits["allowed_types"]),
         "chunk_size": CHUNK_SIZE,
-        "parallel_from": PARALLEL_FROM_BYTES,
-        "parallel_uploads": PARALLEL_UPLOADS,
     }
     return render(request, "frontend/uploads/upload.html", context, status=status)
 
@@ -137,3 +137,40 @@ def upload_result(request: AuthenticatedHttpRequest, upload_id: UUID) -> HttpRes
     if file is None:
         raise Http404("No file for this upload.")
     return redirect("frontend:file_detail", file_id=file.id)
+
+
+@login_required
+@require_GET
+def upload_status(request: AuthenticatedHttpRequest, upload_id: UUID) -> JsonResponse:
+    """Where one of your tus uploads stands, for the upload page after a reload.
+
+    The page restores its files after a reload or a closed tab; one whose
+    last request was in flight may already be a stored file (its answer was
+    lost), may still be turning into one, or may have been refused. tus's
+    ``HEAD`` says "every byte is here" in all three cases, so the page asks
+    this instead before it resumes anything. Like ``HEAD``, asking finishes an
+    upload whose bytes are all in but whose finalisation broke off.
+    """
+    try:
+        session = upload_session_status(owner=request.user, upload_id=upload_id)
+    except ApplicationError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status_code)
+    return JsonResponse(_upload_state(session))
+
+
+def _upload_state(session: UploadSession) -> dict:
+    status = UploadSession.Status
+    if session.concat == UploadSession.Concat.PARTIAL:
+        # Never a file on its own (the page never makes one; API clients may).
+        return {"state": "partial", "offset": session.offset, "length": session.length}
+    if session.status == status.COMPLETE and session.file_id is not None:
+        url = reverse("frontend:file_detail", args=[session.file_id])
+        return {"state": "stored", "file_url": url}
+    if session.status == status.FAILED:
+        return {"state": "failed", "message": session.error_message}
+    if upload_session_is_gone(session):
+        return {"state": "gone"}
+    if session.length is not None and session.offset == session.length:
+        # Every byte is in and another request is making the file right now.
+        return {"state": "finishing"}
+    return {"state": "receiving", "offset": session.offset, "length": session.length}

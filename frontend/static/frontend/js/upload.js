@@ -1,6 +1,14 @@
 // The upload page: Uppy's Dashboard over tus (/api/tus/), resumable across
 // reloads (GoldenRetriever), configured from the data- attributes of
 // [data-uploader]. Without JavaScript the page's plain form is used instead.
+//
+// One tus upload per file, in large chunks (data-chunk-size; docs/tus.md,
+// "Browser"). The last step is made safe here: a file whose last request was
+// in flight when the page was reloaded, closed or paused may already be
+// stored, may still be turning into its file, or may have been refused, and
+// tus's HEAD answers "every byte is here" for all three. So before a restored
+// file resumes, and before a finished one is listed, the page asks the server
+// (data-status-url) what became of that upload, and shows exactly that.
 "use strict";
 
 (function () {
@@ -8,10 +16,14 @@
   if (!root || typeof window.Uppy === "undefined") return; // keep the plain form
 
   const data = root.dataset;
+  const ZERO_ID = "00000000-0000-0000-0000-000000000000";
+  const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  // This tab's finished uploads, kept across reloads (sessionStorage ends
+  // with the tab) for a day, the files' default lifetime.
+  const RESULTS_KEY = "doorito-upload-results";
+  const RESULTS_KEPT_MS = 24 * 60 * 60 * 1000;
   const maxSize = Number(data.maxSize) || null;
-  const chunkSize = Number(data.chunkSize) || 5 * 1024 * 1024;
-  const parallelFrom = Number(data.parallelFrom) || 16 * 1024 * 1024;
-  const parallelUploads = Number(data.parallelUploads) || 3;
+  const chunkSize = Number(data.chunkSize) || 50 * 1024 * 1024;
   const allowedTypes = (data.allowedTypes || "")
     .split(",")
     .map((t) => t.trim())
@@ -74,28 +86,188 @@
   });
 
   // Per-file tus options (kept with the file, so a file restored after a
-  // reload keeps its batch even on a page opened without ?batch=). Large
-  // files go up as parallel partial uploads that the server concatenates.
+  // reload keeps its batch even on a page opened without ?batch=).
   uppy.on("file-added", (file) => {
-    const tus = { ...(file.tus || {}) };
-    if ((file.size || 0) >= parallelFrom) tus.parallelUploads = parallelUploads;
-    if (batchId) {
-      uppy.setFileMeta(file.id, { batch: batchId });
-      tus.allowedMetaFields = ["name", "type", "batch"];
-    }
-    uppy.setFileState(file.id, { tus: tus });
+    if (!batchId) return;
+    uppy.setFileMeta(file.id, { batch: batchId });
+    uppy.setFileState(file.id, {
+      tus: { ...(file.tus || {}), allowedMetaFields: ["name", "type", "batch"] },
+    });
   });
 
-  // After a reload GoldenRetriever brings the files back; carry on without a click.
-  // ("restore-confirmed" is what the Dashboard's own Resume button emits: it
-  // resumes the interrupted uploads from their tus offsets.)
-  uppy.on("restored", () => {
+  // --- what the server says became of an upload -------------------------------
+
+  function uploadIdOf(url) {
+    const id = String(url || "").replace(/\/+$/, "").split("/").pop();
+    return UPLOAD_ID.test(id) ? id : null;
+  }
+
+  const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // {state: "stored", file_url} | {state: "failed", message} | {state: "receiving"
+  // | "gone" | ...}, or null when there is nothing to ask about. While another
+  // request is still turning the bytes into the file ("finishing") it asks
+  // again; an outage or a dropped connection is asked through the same way.
+  async function serverState(uploadUrl) {
+    const id = uploadIdOf(uploadUrl);
+    if (!id) return null;
+    const url = data.statusUrl.replace(ZERO_ID, id);
+    for (let attempt = 0; attempt < 120; attempt += 1) {
+      if (attempt) await wait(Math.min(5000, 250 * 2 ** attempt));
+      let answer;
+      try {
+        answer = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+      } catch (e) {
+        continue; // offline for a moment: ask again
+      }
+      if (answer.status >= 500) continue; // the database is restarting: ask again
+      if (!answer.ok) return null;
+      const state = await answer.json();
+      if (state.state !== "finishing") return state;
+    }
+    return null;
+  }
+
+  // An upload that ended without a file: a Retry must start a new one (which
+  // the server judges afresh), not resume the old one, whose HEAD would say
+  // "complete".
+  function forgetUpload(fileId) {
+    const file = uppy.getFile(fileId);
+    const url = file?.tus?.uploadUrl || file?.response?.uploadURL;
+    uppy.setFileState(fileId, { tus: { ...(file?.tus || {}), uploadUrl: null } });
+    try {
+      for (let i = localStorage.length - 1; i >= 0; i -= 1) {
+        const key = localStorage.key(i);
+        if (!key || !key.startsWith("tus::")) continue;
+        const entry = JSON.parse(localStorage.getItem(key) || "null");
+        if (entry && entry.uploadUrl === url) localStorage.removeItem(key);
+      }
+    } catch (e) {
+      // no storage: nothing was kept there either
+    }
+  }
+
+  function showRefusal(fileId, message) {
+    const file = uppy.getFile(fileId);
+    if (!file) return;
+    forgetUpload(fileId);
+    uppy.setFileState(fileId, {
+      error: message || "The server did not store this file.",
+      progress: { ...file.progress, uploadComplete: false, complete: false },
+    });
+    uppy.info(`${file.name}: ${message}`, "error", 8000);
+  }
+
+  // --- the list of finished files ------------------------------------------------
+
+  function savedResults() {
+    try {
+      const kept = JSON.parse(sessionStorage.getItem(RESULTS_KEY) || "[]");
+      return kept.filter((e) => e && UPLOAD_ID.test(e.uploadId || "") && Date.now() - e.at < RESULTS_KEPT_MS);
+    } catch (e) {
+      return [];
+    }
+  }
+
+  // The upload ids are checked against UPLOAD_ID before they get here.
+  const listed = (uploadId) => results.querySelector(`[data-upload-id="${uploadId}"]`);
+
+  function showResult(entry) {
+    if (!entry || !entry.name) return;
+    let item = listed(entry.uploadId);
+    if (!item) {
+      item = document.createElement("li");
+      item.dataset.uploadId = entry.uploadId;
+      item.append(document.createElement("a"));
+      results.append(item);
+    }
+    const link = item.querySelector("a");
+    link.textContent = entry.name;
+    // Until the server has named the file, its upload's page redirects to it.
+    link.href = entry.fileUrl || data.resultUrl.replace(ZERO_ID, entry.uploadId);
+    resultsSection.hidden = false;
+  }
+
+  function saveResults(list) {
+    try {
+      sessionStorage.setItem(RESULTS_KEY, JSON.stringify(list.slice(-100)));
+    } catch (e) {
+      // no storage: the list lasts as long as the page
+    }
+  }
+
+  function keepResult(entry) {
+    showResult(entry);
+    saveResults([...savedResults().filter((e) => e.uploadId !== entry.uploadId), entry]);
+  }
+
+  function dropResult(uploadId) {
+    listed(uploadId)?.remove();
+    resultsSection.hidden = !results.children.length;
+    saveResults(savedResults().filter((e) => e.uploadId !== uploadId));
+  }
+
+  savedResults().forEach(showResult);
+
+  // A file counts as uploaded when the server says it is stored. The last
+  // PATCH answers only then; a resumed upload whose HEAD found every byte in
+  // (its last PATCH's answer was lost) may still be finishing, or refused.
+  uppy.on("upload-success", async (file, response) => {
+    const uploadUrl = (response && response.uploadURL) || "";
+    const uploadId = uploadIdOf(uploadUrl);
+    if (!file || !uploadId) return;
+    // Listed at once (a reload a moment later still shows it), then checked.
+    keepResult({ uploadId, name: file.name, fileUrl: "", at: Date.now() });
+    const state = await serverState(uploadUrl);
+    if (state && state.state === "failed") {
+      dropResult(uploadId);
+      if (uppy.getFile(file.id)) showRefusal(file.id, state.message);
+    } else if (state && state.file_url) {
+      keepResult({ uploadId, name: file.name, fileUrl: state.file_url, at: Date.now() });
+    }
+  });
+
+  // --- after a reload or a closed tab ------------------------------------------------
+
+  // GoldenRetriever brings the files back. Each one that had started is
+  // settled with the server first: stored → done (even if its bytes were not
+  // kept, a "ghost"), refused → the server's message; the others resume from
+  // the server's offset without a click. ("restore-confirmed" is what the
+  // Dashboard's own Resume button emits.)
+  uppy.on("restored", async () => {
+    const started = uppy.getFiles().filter((f) => !f.progress.uploadComplete && f.tus?.uploadUrl);
+    if (started.length) {
+      // A finishing upload can take a while (a large file on S3): say so.
+      uppy.info("Checking with the server what became of your uploads…", "info", 120000);
+      const refused = await Promise.all(started.map(settleRestored));
+      if (!refused.some(Boolean)) uppy.hideInfo();
+    }
     // Files that failed before the reload wait for their Retry button.
     const pending = uppy.getFiles().filter((f) => !f.progress.uploadComplete && !f.error);
     if (pending.length && !pending.some((f) => f.isGhost)) {
       uppy.emit("restore-confirmed");
     }
   });
+
+  // Settles one restored file with the server; true if the server refused it.
+  async function settleRestored(restored) {
+    const uploadUrl = restored.tus.uploadUrl;
+    const state = await serverState(uploadUrl);
+    const file = uppy.getFile(restored.id);
+    if (!state || !file) return false;
+    if (state.state === "stored") {
+      uppy.setFileState(file.id, { error: null, isGhost: false });
+      uppy.emit("upload-success", uppy.getFile(file.id), { uploadURL: uploadUrl, status: 200 });
+    } else if (state.state === "failed") {
+      showRefusal(file.id, state.message);
+      return true;
+    } else if (state.state === "receiving" && file.error) {
+      // Its error was the connection going away (the reload itself): the
+      // server still takes bytes, so it resumes with the others.
+      uppy.setFileState(file.id, { error: null });
+    }
+    return false;
+  }
 
   // The server's own error (JSON {"error": {"code", "message"}}), so a file
   // shows "This batch has ended…" instead of tus's "unexpected response…".
@@ -116,25 +288,14 @@
   }
 
   uppy.on("upload-error", (file, error, response) => {
-    const message = serverError(error, response)?.message;
-    if (!message || !file || !uppy.getFile(file.id)) return;
-    uppy.setFileState(file.id, { error: message });
-    uppy.info(`${file.name}: ${message}`, "error", 8000);
-  });
-
-  uppy.on("upload-success", (file, response) => {
-    const url = (response && response.uploadURL) || "";
-    const uploadId = url.replace(/\/+$/, "").split("/").pop();
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.textContent = file.name;
-    if (/^[0-9a-f-]{36}$/i.test(uploadId)) {
-      link.href = data.resultUrl.replace("00000000-0000-0000-0000-000000000000", uploadId);
-    } else {
-      link.href = "/files/";
+    const refusal = serverError(error, response);
+    if (!refusal || !refusal.message || !file || !uppy.getFile(file.id)) return;
+    // A refused file (type, size, an ended batch) is over on the server: its
+    // Retry starts a new upload.
+    if (["unsupported_media_type", "payload_too_large", "batch_closed", "batch_full"].includes(refusal.code)) {
+      forgetUpload(file.id);
     }
-    item.append(link);
-    results.append(item);
-    resultsSection.hidden = false;
+    uppy.setFileState(file.id, { error: refusal.message });
+    uppy.info(`${file.name}: ${refusal.message}`, "error", 8000);
   });
 })();
