@@ -292,3 +292,43 @@ def test_pause_while_the_server_makes_the_file(signed_in, user, source):
     page.get_by_role("button", name="Resume upload").first.click()
     assert_page_shows_it_done(page, path.name)
     assert UploadFile.objects.filter(owner=user).count() == 1
+
+
+def test_a_file_refused_while_the_page_was_away_shows_the_refusal_not_done(
+    signed_in, user, tmp_path, settings
+):
+    """Refused at its last step (text dressed as a PNG): after the reload the
+    page shows the server's reason, never "done", and Retry is refused afresh."""
+    _, page, watch = signed_in
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["image/png"]
+    path = tmp_path / "chart.png"
+    path.write_bytes(b"not a picture at all\n" * (SIZE // 21 + 1))
+    last = start_upload(page, path)
+
+    with file_record_blocked():
+        send_and_wait_until_blocked(page, last)
+        page.reload()
+        page.wait_for_selector(".uppy-Dashboard")
+        page.wait_for_timeout(1000)
+
+    error = page.locator(".uppy-Dashboard-Item.is-error")
+    error.wait_for()
+    assert page.locator(".uppy-Dashboard-Item.is-complete").count() == 0
+    assert page.locator("[data-upload-results] a").count() == 0
+    screenshot(page, "upload-refused-after-reload")
+    assert "not accepted" in page.locator(".uppy-Dashboard").inner_text()
+    assert list(UploadFile.objects.values_list("status", flat=True)) == ["failed"]
+
+    # Retry: a new upload, which the server refuses again (it is not "complete").
+    page.locator(".uppy-StatusBar-actionBtn--retry").click()
+    wait_until(
+        lambda: page.wait_for_timeout(100) or UploadFile.objects.count() == 2,
+        what="the retried upload's refusal",
+    )
+    error.wait_for()
+    assert page.locator("[data-upload-results] a").count() == 0
+    assert not UploadFile.objects.filter(status="stored").exists()
+    assert UploadSession.objects.filter(owner=user).count() == 2
+    # The retried upload's refusal is on the console (Chromium's and Uppy's
+    # own lines), as it should be.
+    watch.console_errors[:] = [m for m in watch.console_errors if "415" not in m]

@@ -121,8 +121,13 @@
         continue; // offline for a moment: ask again
       }
       if (answer.status >= 500) continue; // the database is restarting: ask again
-      if (!answer.ok) return null;
-      const state = await answer.json();
+      if (!answer.ok || answer.redirected) return null; // not ours, or signed out
+      let state;
+      try {
+        state = await answer.json();
+      } catch (e) {
+        return null;
+      }
       if (state.state !== "finishing") return state;
     }
     return null;
@@ -151,11 +156,14 @@
     const file = uppy.getFile(fileId);
     if (!file) return;
     forgetUpload(fileId);
+    const error = message || "The server did not store this file.";
     uppy.setFileState(fileId, {
-      error: message || "The server did not store this file.",
+      error,
       progress: { ...file.progress, uploadComplete: false, complete: false },
     });
-    uppy.info(`${file.name}: ${message}`, "error", 8000);
+    // As Uppy does for an upload that fails: the status bar offers Retry.
+    uppy.setState({ error });
+    uppy.info(`${file.name}: ${error}`, "error", 8000);
   }
 
   // --- the list of finished files ------------------------------------------------
@@ -239,34 +247,37 @@
     if (started.length) {
       // A finishing upload can take a while (a large file on S3): say so.
       uppy.info("Checking with the server what became of your uploads…", "info", 120000);
-      const refused = await Promise.all(started.map(settleRestored));
-      if (!refused.some(Boolean)) uppy.hideInfo();
+      await Promise.all(started.map(settleRestored));
+      uppy.hideInfo(); // the oldest message: this one, not a refusal shown since
     }
-    // Files that failed before the reload wait for their Retry button.
+    // Files that failed wait for their Retry button.
     const pending = uppy.getFiles().filter((f) => !f.progress.uploadComplete && !f.error);
     if (pending.length && !pending.some((f) => f.isGhost)) {
       uppy.emit("restore-confirmed");
+    } else if (!pending.length) {
+      // Nothing left to resume (and nothing running yet): drop the restored
+      // uploads, so the status bar shows the outcome (done, or Retry) rather
+      // than "resume" or an upload in progress. Resuming them would clear
+      // the files' errors and send refused files again.
+      uppy.setState({ recoveredState: null, currentUploads: {} });
     }
   });
 
-  // Settles one restored file with the server; true if the server refused it.
   async function settleRestored(restored) {
     const uploadUrl = restored.tus.uploadUrl;
     const state = await serverState(uploadUrl);
     const file = uppy.getFile(restored.id);
-    if (!state || !file) return false;
+    if (!state || !file) return;
     if (state.state === "stored") {
       uppy.setFileState(file.id, { error: null, isGhost: false });
       uppy.emit("upload-success", uppy.getFile(file.id), { uploadURL: uploadUrl, status: 200 });
     } else if (state.state === "failed") {
       showRefusal(file.id, state.message);
-      return true;
     } else if (state.state === "receiving" && file.error) {
       // Its error was the connection going away (the reload itself): the
       // server still takes bytes, so it resumes with the others.
       uppy.setFileState(file.id, { error: null });
     }
-    return false;
   }
 
   // The server's own error (JSON {"error": {"code", "message"}}), so a file
