@@ -259,9 +259,43 @@ def test_detail_lists_events_with_deliveries_in_few_queries(
     with django_assert_max_num_queries(10):
         page = client_user.get(f"/files/{file.id}/")
     body = page.content.decode()
-    assert "http://127.0.0.1:9/hooks/a" in body
-    assert "http://127.0.0.1:9/hooks/b" in body
     assert "503" in body
     assert body.count("file.stored") == 1
     # Read-only for a non-staff user: no link to the staff event page.
     assert "/events/" not in body
+
+
+# Endpoints are staff business (issue #21): an uploader sees how their file's
+# deliveries went, never where they went nor what the receiver answered.
+SECRET_HOOK = "http://127.0.0.1:9/hooks/a?api_key=s3cret-api-key"
+
+
+def _file_with_a_failed_delivery(owner) -> UploadFile:
+    endpoint_create(url=SECRET_HOOK)
+    file = make_file(owner, "watched.txt")
+    WebhookDelivery.objects.update(
+        status=WebhookDelivery.Status.FAILED,
+        attempts=3,
+        last_status_code=500,
+        last_attempt_at=timezone.now(),
+        last_error="HTTP 500",
+        last_response="receiver internals: stack trace at db-7.internal",
+    )
+    return file
+
+
+def test_detail_hides_the_endpoint_url_from_the_uploader(client_user, user):
+    file = _file_with_a_failed_delivery(user)
+    body = client_user.get(f"/files/{file.id}/").content.decode()
+    assert "s3cret-api-key" not in body
+    assert "127.0.0.1:9" not in body
+    assert "receiver internals" not in body
+    # What they do see: status, attempts and the HTTP code.
+    row = body.split('id="events-heading"', 1)[1]
+    assert "Failed" in row and ">3<" in row and ">500<" in row
+
+
+def test_detail_shows_staff_the_endpoint_url(client_staff, user):
+    file = _file_with_a_failed_delivery(user)
+    body = client_staff.get(f"/files/{file.id}/").content.decode()
+    assert "http://127.0.0.1:9/hooks/a?api_key=s3cret-api-key" in body
