@@ -113,6 +113,7 @@ def test_date_filters(client_user, user):
         ("sort=password", b"Select a valid choice"),
         ("created_from=2030-01-02&created_to=2030-01-01", b"The end date is before the start date"),
         ("q=a%00b", b"cannot contain NUL"),
+        ("created_to=9999-12-31", b"Enter a date up to 9999-12-30"),
     ],
 )
 def test_invalid_filters_are_reported_and_ignored(client_user, user, query, message):
@@ -123,6 +124,12 @@ def test_invalid_filters_are_reported_and_ignored(client_user, user, query, mess
     assert message in page.content
     assert b"This filter was not applied" in page.content
     assert sorted(names(page)) == ["a.txt", "b.txt"]
+
+
+def test_the_last_representable_end_day_still_filters(client_user, user):
+    make_file(user, "a.txt")
+    assert names(client_user.get("/files/?created_to=9999-12-30")) == ["a.txt"]
+    assert names(client_user.get("/files/?created_from=9999-12-31")) == []
 
 
 def test_an_invalid_filter_does_not_drop_the_valid_ones(client_user, user):
