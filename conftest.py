@@ -69,7 +69,7 @@ PROCESS_LANES = 2
 # Rough seconds each module's process tests take (``--durations``), to
 # balance the lanes; a module not named counts 10.
 PROCESS_MODULE_SECONDS = {
-    "tests/test_database_restart.py": 95,
+    "tests/test_database_restart.py": 110,
     "common/tests/test_delivery_faults.py": 90,
     "tests/test_beat.py": 80,
     "tests/test_scale_out.py": 55,
