@@ -73,6 +73,8 @@ PROCESS_MODULE_SECONDS = {
     "common/tests/test_delivery_faults.py": 90,
     "tests/test_beat.py": 80,
     "tests/test_scale_out.py": 55,
+    "tests/test_connection_budget.py": 55,
+    "web/tests/test_gunicorn_worker.py": 30,
     "common/tests/test_isolation.py": 50,
     "tests/test_ensure_db.py": 47,
     "frontend/tests/test_browser_journey.py": 41,

@@ -124,3 +124,10 @@ def test_web_worker_and_beat_stay_inside_80_connections_under_load(
         stop_process(worker.proc)
         stop_process(beat.proc)
     print(f"peak {loaded_peak} connections, idle {counter.now()}; {uploaders.outcomes}")
+
+
+def test_the_pool_retry_pace_relies_on_attributes_psycopg_pool_still_has() -> None:
+    from psycopg_pool.base import AttemptWithBackoff
+
+    assert isinstance(AttemptWithBackoff.INITIAL_DELAY, float)
+    assert isinstance(AttemptWithBackoff.DELAY_BACKOFF, float)

@@ -158,6 +158,8 @@ def test_signed_in_pages_and_the_download_link_answer_503_during_an_outage(
     env = doorito_env(cluster.url, tmp_path / "media", SECRET_KEY=secret)
     session_key, file_id, link = manage(env, "shell", "-c", _SIGNED_IN_SETUP).split()[-3:]
     production = {**env, **PRODUCTION_OVER_HTTP, "STATIC_ROOT": str(tmp_path / "static")}
+    # Each request waits this long for a pooled connection before its 503.
+    production["DATABASE_POOL_TIMEOUT"] = "1"
     manage(production, "collectstatic", "--noinput", "-v", "0")  # its pages need the manifest
     try:
         server = WebServer(

@@ -16,6 +16,25 @@ from __future__ import annotations
 
 from django.db import connection
 
+# How soon the pool tries PostgreSQL again after a failed connection attempt.
+# psycopg_pool backs off from 1 s, doubling each time (1, 2, 4, … 32 s), so a
+# pool whose database was gone for 30 s kept failing requests for up to half
+# a minute after it came back. Retrying every half second costs a refused
+# connection attempt per second while PostgreSQL is down.
+POOL_RETRY_SECONDS = 0.5
+
+
+def retry_pool_connections_steadily() -> None:
+    """Make the pool retry a lost database at a steady pace (no growing backoff).
+
+    Relies on ``psycopg_pool.base.AttemptWithBackoff``'s class attributes
+    (``tests/test_connection_budget.py`` checks they are still there).
+    """
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.INITIAL_DELAY = POOL_RETRY_SECONDS
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
 
 def release_connection() -> None:
     """Give the connection back to the pool, unless a transaction needs it."""
