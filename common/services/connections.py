@@ -36,8 +36,21 @@ def retry_pool_connections_steadily() -> None:
     AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 
-def release_connection() -> None:
-    """Give the connection back to the pool, unless a transaction needs it."""
+# The production web worker reads bodies up to this size before the view
+# runs (web/gunicorn_worker.py, PREREAD_BODY_BYTES): they are in memory, and
+# waiting for them costs no time, so there is nothing to give back for.
+BODY_IN_MEMORY_BYTES = 64 * 1024
+
+
+def release_connection(body_length: int | None = None) -> None:
+    """Give the connection back to the pool, unless a transaction needs it.
+
+    With ``body_length`` at most ``BODY_IN_MEMORY_BYTES`` it keeps it: the
+    body is already here, and giving back and taking again would cost two
+    round trips (the pool checks a connection it hands out).
+    """
+    if body_length is not None and body_length <= BODY_IN_MEMORY_BYTES:
+        return
     if connection.connection is None or connection.in_atomic_block:
         return
     if connection.settings_dict.get("OPTIONS", {}).get("pool"):

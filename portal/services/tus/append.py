@@ -188,7 +188,7 @@ def _append_bytes(
     store = part_store()
     hasher = sha256_state.resume(session.sha256_state, offset=session.offset)
     # The body may take minutes: no database connection waits for it.
-    release_connection()
+    release_connection(content_length)
     written = store.write(
         session=session, stream=stream, limit=content_length, checksum=checksum, running=hasher
     )
