@@ -21,7 +21,7 @@ three queries: the token, the session, the record.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.db import connection
@@ -240,7 +240,7 @@ def _record(
     state: bytes | None,
 ) -> None:
     now = timezone.now()
-    params = {
+    params: dict[str, Any] = {
         "session": session.id,
         "offset": session.offset,
         "new_offset": session.offset + written.size,

@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
+from collections.abc import Iterator
 
 # SHA256_CTX: h[8], Nl, Nh, data[16], num, md_len, all 32-bit.
 CONTEXT_SIZE = 28 * 4
@@ -32,7 +33,7 @@ STATE_VERSION = b"\x01"
 def _libcrypto() -> ctypes.CDLL | None:
     # The library hashlib itself uses on Debian first; asking ldconfig (a
     # process) only if it is not there.
-    def names():
+    def names() -> Iterator[str | None]:
         yield "libcrypto.so.3"
         yield ctypes.util.find_library("crypto")
 
@@ -101,7 +102,7 @@ def available() -> bool:
         return False
 
 
-def resume(state: bytes | None, *, offset: int) -> ResumableSha256 | None:
+def resume(state: bytes | memoryview | None, *, offset: int) -> ResumableSha256 | None:
     """The hash of an upload's first ``offset`` bytes, or ``None`` if it cannot be had.
 
     ``None`` means hashing at the end, from the stored bytes.
