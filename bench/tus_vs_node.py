@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 from gunicorn_server import manage, production_env
-from upload import make_file, sha256_only, warm_page_cache
+from upload import make_file, sha256_only, stored_sha256, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -155,16 +155,7 @@ class Doorito:
         wait_until_up(f"http://127.0.0.1:{self.port}/healthz", self.proc, self.log)
 
     def stored_sha256(self, upload_url: str) -> str:
-        import psycopg
-
-        upload_id = upload_url.rstrip("/").rsplit("/", 1)[1]
-        with psycopg.connect(self.dsn) as conn:
-            row = conn.execute(
-                "SELECT f.sha256 FROM portal_uploadsession s JOIN portal_uploadfile f"
-                " ON f.id = s.file_id WHERE s.id = %s",
-                [upload_id],
-            ).fetchone()
-        return row[0] if row else ""
+        return stored_sha256(argparse.Namespace(database_url=self.dsn), upload_url)
 
 
 def upload(endpoint: str, path: Path, chunk: int, headers: dict[str, str]) -> tuple[float, str]:
