@@ -15,8 +15,9 @@ interleaved rounds on the same disk:
 
 The client sends the multipart body with ``socket.sendfile`` (the kernel
 copies the file into the socket; no Python touches the bytes), so the
-figure is the server's, less what loopback TCP costs both sides. A round times connect -> the whole answer (the file
-stored, hashed and recorded); the stored sha256 is checked every time.
+figure is the server's, less what loopback TCP costs both sides. A round
+times connect -> the whole answer (the file stored, hashed and recorded);
+the stored sha256 is checked every time.
 Prints median MB/s per step with every round's figure, and each upload's
 ratio to the plain copy as the median of the rounds' ratios (an upload
 against the copy of its own round, so that load elsewhere on the machine,
