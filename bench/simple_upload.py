@@ -21,7 +21,9 @@ the stored sha256 is checked every time.
 Prints median MB/s per step with every round's figure, and each upload's
 ratio to the plain copy as the median of the rounds' ratios (an upload
 against the copy of its own round, so that load elsewhere on the machine,
-which comes and goes, weighs on both; target >= 0.3x).
+which comes and goes, weighs on both; target >= 0.3x), and the CPU time
+the server's workers spent per upload (user + system, from ``/proc``: the
+figure other load on the machine moves least).
 
 Then the memory: for each size of ``--rss-mib`` a fresh server (with
 ``FILE_UPLOAD_MAX_SIZE`` raised to let the large one in) takes one API
@@ -121,6 +123,15 @@ class Server:
                 if line.startswith("VmHWM:"):
                     peaks.append(int(line.split()[1]) / 1024)
         return peaks
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) its workers have used so far."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        ticks = 0
+        for pid in children.read_text().split():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -283,6 +294,7 @@ def throughput(args: argparse.Namespace, env: dict[str, str], cluster: PrivateCl
     try:
         portal = Portal(server, env, cluster.url)
         runs: dict[str, list[float]] = {"plain copy": [], "sha256 alone": [], "API": [], "form": []}
+        cpu: dict[str, float] = {"API": 0.0, "form": 0.0}
         steps = {
             "plain copy": lambda: plain_copy(src, work / "copy.bin"),
             "sha256 alone": lambda: sha256_alone(src),
@@ -295,7 +307,10 @@ def throughput(args: argparse.Namespace, env: dict[str, str], cluster: PrivateCl
         order = list(steps)
         for i in range(args.rounds):
             for name in order[i % 4 :] + order[: i % 4]:  # each step first in turn
+                before = server.cpu_seconds()
                 runs[name].append(steps[name]())
+                if name in cpu:
+                    cpu[name] += server.cpu_seconds() - before
                 shutil.rmtree(media / "uploads", ignore_errors=True)
     finally:
         server.stop()
@@ -320,6 +335,13 @@ def throughput(args: argparse.Namespace, env: dict[str, str], cluster: PrivateCl
         say(
             f"  {what}: median {statistics.median(ratios):.2f}x "
             f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+        )
+    # What the server spent, whoever else shared the machine: the figure
+    # that load elsewhere moves least (it includes each request's fixed cost).
+    for name, seconds in cpu.items():
+        say(
+            f"  server CPU, {name}: {seconds * 1000 / args.rounds:.0f} ms per upload, "
+            f"{seconds * 1000 / args.rounds / size_mb:.2f} ms per MB"
         )
 
 
