@@ -25,6 +25,8 @@ and a malformed body raises ``MultiPartParserError``, as before.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
+from time import monotonic
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -42,6 +44,11 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser
 #: (a 45 MiB upload read 256 KiB at a time: 470 MB/s out of gunicorn, 1 MiB
 #: at a time: 1 000 MB/s).
 READ_SIZE = 1024 * 1024
+#: Read size for a client slower than READ_SIZE a second. A read returns only
+#: once it is full, so large reads from a slow client would hold pieces back
+#: (and the upload's heartbeat with them: 1 MiB at 2 KB/s is 8 minutes) and
+#: park up to 1 MiB per waiting thread in gunicorn's buffer.
+SLOW_READ_SIZE = 64 * 1024
 #: A part header line may carry a long file name (a 10 000-character name is
 #: cut to 255 by ``clean_filename``, not refused here).
 MAX_HEADER_SIZE = 64 * 1024
@@ -190,8 +197,7 @@ def parse_multipart(
         max_header_count=MAX_HEADER_COUNT,
     )
     try:
-        while True:
-            chunk = stream.read(READ_SIZE)
+        for chunk in _pieces(stream):
             for event in parser.parse(chunk):  # b"": the end; raises if the body is cut short
                 if event is None:
                     form.end()
@@ -199,8 +205,23 @@ def parse_multipart(
                     form.start(event)
                 else:
                     form.data(event)
-            if not chunk:
-                break
     except MultipartError as exc:
         raise MultiPartParserError(f"Malformed multipart body: {exc}") from exc
     return form.post, form.files
+
+
+def _pieces(stream: BodyStream) -> Iterator[bytes]:
+    """The body in reads sized to the client: READ_SIZE while it keeps up, else smaller.
+
+    Ends with one ``b""``. The first read is small too: it holds the part
+    headers and the type check's head, wanted as soon as they are there.
+    """
+    size = SLOW_READ_SIZE
+    while True:
+        started = monotonic()
+        chunk = stream.read(size)
+        yield chunk
+        if not chunk:
+            return
+        fast = len(chunk) >= READ_SIZE * (monotonic() - started)  # >= READ_SIZE a second
+        size = READ_SIZE if fast else SLOW_READ_SIZE

@@ -11,7 +11,8 @@ head) are in. What a killed process leaves is that record and its partial
 object, which the stale sweep removes (``cleanup_stale_uploading_files``).
 
 The body is parsed by ``multipart_body`` (the handler takes over Django's
-parsing through ``handle_raw_input``), read 1 MiB at a time.
+parsing through ``handle_raw_input``), read 1 MiB at a time from a client
+that keeps up, in smaller reads from a slow one.
 
 The bytes are written on a helper thread fed through a small bounded pipe,
 so that hashing and writing (one core) run beside reading and parsing the

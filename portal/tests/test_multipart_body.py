@@ -9,7 +9,13 @@ import pytest
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http.multipartparser import MultiPartParserError
 
-from portal.services.multipart_body import READ_SIZE, parse_multipart, sanitize_file_name
+from portal.services import multipart_body
+from portal.services.multipart_body import (
+    READ_SIZE,
+    SLOW_READ_SIZE,
+    parse_multipart,
+    sanitize_file_name,
+)
 
 BOUNDARY = b"----doorito-test-boundary"
 
@@ -106,7 +112,7 @@ def test_fields_and_a_file_arrive_whatever_the_read_sizes(piece):
     assert got["starts"] == [sum(map(len, got["pieces"][:i])) for i in range(len(got["pieces"]))]
 
 
-def test_the_body_is_read_in_large_reads_and_passed_on_in_those_pieces():
+def test_a_fast_body_is_read_in_large_reads_and_passed_on_in_those_pieces():
     payload = os.urandom(3 * READ_SIZE)
     data = body(part("file", payload, filename="big.bin"))
     stream = Trickle(data, READ_SIZE)
@@ -116,10 +122,36 @@ def test_the_body_is_read_in_large_reads_and_passed_on_in_those_pieces():
         stream=stream, boundary=BOUNDARY, content_length=len(data), encoding=None, handler=handler
     )
 
-    assert set(stream.reads) == {READ_SIZE}
+    # A small first read (headers and head), then READ_SIZE for as long as it keeps up.
+    assert stream.reads[0] == SLOW_READ_SIZE
+    assert set(stream.reads[1:]) == {READ_SIZE}
     pieces = handler.files["file"]["pieces"]
     assert b"".join(pieces) == payload
-    assert len(pieces) <= 5  # one per read (the first and last cut at the part's ends)
+    assert len(pieces) <= 6  # one per read (the first and last cut at the part's ends)
+
+
+def test_a_slow_client_gets_small_reads_so_its_pieces_keep_coming(monkeypatch):
+    """A read returns only once full: 1 MiB at 2 KB/s would hold everything back 8 minutes."""
+    now = [0.0]
+    monkeypatch.setattr(multipart_body, "monotonic", lambda: now[0])
+
+    class Slow(Trickle):
+        def read(self, n: int) -> bytes:
+            data = super().read(n)
+            now[0] += len(data) / 2000  # 2 KB/s
+            return data
+
+    payload = os.urandom(3 * READ_SIZE)
+    data = body(part("file", payload, filename="slow.bin"))
+    stream = Slow(data, READ_SIZE)
+    handler = Collects()
+
+    parse_multipart(
+        stream=stream, boundary=BOUNDARY, content_length=len(data), encoding=None, handler=handler
+    )
+
+    assert set(stream.reads) == {SLOW_READ_SIZE}
+    assert b"".join(handler.files["file"]["pieces"]) == payload
 
 
 def test_file_names_are_cut_to_their_last_component_as_django_did():
