@@ -14,7 +14,8 @@ from api.tus.headers import parse_metadata
 from frontend.tests.helpers import make_batch, make_file
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_close
-from portal.services.tus.sessions import upload_session_append, upload_session_create
+from portal.services.tus.append import upload_session_append
+from portal.services.tus.sessions import upload_session_create
 
 pytestmark = pytest.mark.django_db
 
