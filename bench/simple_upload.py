@@ -353,10 +353,10 @@ def throughput(args: argparse.Namespace, env: dict[str, str], cluster: PrivateCl
             )
     # What the server spent, whoever else shared the machine: the figure
     # that load elsewhere moves least (it includes each request's fixed cost).
-    for name, seconds in cpu.items():
+    for name, spent in cpu.items():
         say(
-            f"  server CPU, {name}: {seconds * 1000 / args.rounds:.0f} ms per upload, "
-            f"{seconds * 1000 / args.rounds / size_mb:.2f} ms per MB"
+            f"  server CPU, {name}: {spent * 1000 / args.rounds:.0f} ms per upload, "
+            f"{spent * 1000 / args.rounds / size_mb:.2f} ms per MB"
         )
 
 
