@@ -230,3 +230,31 @@ def test_a_body_cut_short_is_refused_and_leaves_nothing(user, storage):
     assert not UploadFile.objects.exists()
     assert storage.keys() == set()
     assert storage.pending_multipart_uploads() == 0
+
+
+@pytest.mark.parametrize(
+    ("extra_part", "status"),
+    [
+        # RFC 7578 forbids Content-Transfer-Encoding; Django decoded base64, this refuses it.
+        ('name="file"; filename="b.bin"\r\nContent-Transfer-Encoding: base64', 400),
+        ('name="note"', 413),  # a field over DATA_UPLOAD_MAX_MEMORY_SIZE
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_refused_bodies_leave_nothing(user, settings, extra_part, status):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    _, raw = token_create(user=user, name="t")
+    boundary = "refused"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
+    ).encode() + payload(300_000)
+    body += f"\r\n--{boundary}\r\nContent-Disposition: form-data; {extra_part}\r\n\r\n".encode()
+    body += b"x" * 2000 + f"\r\n--{boundary}--\r\n".encode()
+
+    response = ApiClient(raw).generic(
+        "POST", "/api/files", body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+
+    assert response.status_code == status, response.content
+    assert not UploadFile.objects.exists()
+    assert on_disk(settings.MEDIA_ROOT) == set()
