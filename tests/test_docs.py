@@ -37,3 +37,25 @@ def test_the_file_payload_sample_is_stored_after_it_was_created():
     assert created <= stored
     # FILE_UPLOAD_TTL_HOURS' default, as the table above the sample says.
     assert expires - stored == dt.timedelta(hours=24)
+
+
+def _readme_commands() -> list[str]:
+    """The shell commands the README shows: its ```bash blocks and its inline
+    code that starts like a command."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    lines = [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
+    inline = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", readme, flags=re.S))
+    return [c for c in lines + inline if c]
+
+
+def test_readme_commands_run_as_written_on_a_fresh_clone():
+    """Nothing puts uv (nor anything else in .venv) on PATH: `make` installs
+    uv into .data/tools/bin when PATH has none, so a bare `uv run …` or
+    `honcho …` is "command not found" to a new user."""
+    commands = _readme_commands()
+    bare = [c for c in commands if re.match(r"(uv|honcho|celery|gunicorn) [a-z-]", c)]
+    assert not bare, bare
+    readme = (ROOT / "README.md").read_text()
+    assert "UV=$(bash scripts/bootstrap.sh | tail -n1)" in commands
+    assert "`.data/tools/bin/uv`" in readme
