@@ -39,6 +39,20 @@ def test_the_file_payload_sample_is_stored_after_it_was_created():
     assert expires - stored == dt.timedelta(hours=24)
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_to_a_section_name_one_that_exists():
+    for doc in DOCS:
+        for target, anchor in re.findall(r"\]\(((?:docs/)?[a-z_]+\.md)#([^)]+)\)", doc.read_text()):
+            linked = (doc.parent / target).resolve()
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{doc.name}: {target}#{anchor}"
+
+
 def _readme_commands() -> list[str]:
     """The shell commands the README shows: its ```bash blocks and its inline
     code that starts like a command."""
@@ -59,3 +73,12 @@ def test_readme_commands_run_as_written_on_a_fresh_clone():
     readme = (ROOT / "README.md").read_text()
     assert "UV=$(bash scripts/bootstrap.sh | tail -n1)" in commands
     assert "`.data/tools/bin/uv`" in readme
+
+
+def test_readme_quick_start_says_what_make_run_is_for_and_how_to_stop_it():
+    quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1]
+    quick_start = quick_start.split("\n## ", 1)[0]
+    assert "not for serving a" in quick_start and "`DEBUG` on" in quick_start
+    assert "(docs/operations.md#running-in-production)" in quick_start
+    assert "Stop `make run` with **Ctrl-C**" in quick_start
+    assert "exits 0" in quick_start
