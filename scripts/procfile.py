@@ -4,7 +4,9 @@
 
 Each line ``name: command`` runs in a session of its own, its output relayed
 line by line as ``HH:MM:SS name | line``. When one exits, the others are
-stopped and the runner exits non-zero.
+stopped and the runner exits non-zero. A ``.env`` beside the Procfile fills
+in what the environment does not set (as the Dev settings read it), so a
+``WEB_PORT`` there moves runserver too.
 
 Stopping (Ctrl-C, or SIGTERM/SIGHUP to the runner): each process gets one
 SIGTERM, to itself only, and up to ``STOP_SECONDS`` to exit; whatever is
@@ -33,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from dotenv import dotenv_values
 
 # A worker's warm shutdown waits for the tasks it is running; a webhook
 # request may take WEBHOOK_TIMEOUT_SECONDS (15 by default) by itself.
@@ -67,6 +71,7 @@ class Process:
 @dataclass
 class Runner:
     processes: list[Process]
+    env: dict[str, str] = field(default_factory=dict)
     width: int = 0
     signals: list[float] = field(default_factory=list)
 
@@ -84,7 +89,7 @@ class Runner:
     def start(self) -> None:
         # Output to a pipe is block-buffered in Python unless told otherwise,
         # and a developer wants runserver's lines as they happen.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**self.env, "PYTHONUNBUFFERED": "1"}
         for process in self.processes:
             # A session of its own: the terminal's Ctrl-C reaches only the
             # runner, which stops each process the way that process stops cleanly.
@@ -180,6 +185,12 @@ def read_procfile(path: Path) -> list[Process]:
     return processes
 
 
+def process_env(dotenv: Path) -> dict[str, str]:
+    """The environment, with what ``dotenv`` sets and the environment does not."""
+    from_file = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+    return {**from_file, **os.environ}
+
+
 def take_the_terminal() -> Callable[[], None]:
     """Make this process the only one a Ctrl-C on its terminal reaches, as a
     shell does for a job; return what gives the terminal back.
@@ -215,7 +226,8 @@ def take_the_terminal() -> Callable[[], None]:
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise SystemExit(f"usage: {argv[0]} PROCFILE")
-    runner = Runner(read_procfile(Path(argv[1])))
+    procfile = Path(argv[1])
+    runner = Runner(read_procfile(procfile), env=process_env(procfile.parent / ".env"))
     give_back = take_the_terminal()
     for signum in STOP_SIGNALS:
         signal.signal(signum, runner.on_signal)

@@ -228,3 +228,18 @@ def test_the_runner_stops_the_others_when_one_ends(tmp_path):
     assert "web stopped (exit 3)" in out
     assert "web ended: stopping the others" in out
     assert "worker stopped (killed by SIGTERM)" in out
+
+
+@pytest.mark.processes
+def test_the_runner_reads_dot_env_where_the_environment_is_silent(tmp_path, monkeypatch):
+    """As honcho did: a WEB_PORT in .env must move runserver, not only the links."""
+    (tmp_path / ".env").write_text("FROM_FILE=file\nBOTH=file\n")
+    monkeypatch.setenv("BOTH", "environment")
+    monkeypatch.delenv("FROM_FILE", raising=False)
+    runner = _runner(tmp_path, 'show: echo "$FROM_FILE $BOTH"\n')
+    try:
+        out, _ = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+    assert "show   | file environment" in out, out
