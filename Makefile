@@ -14,8 +14,12 @@ test:  ## lint, format check, type check, migrations check, the whole test suite
 # TOKEN=$(make manage ARGS="create_token me@example.com ci") captures the token.
 # (Inside another make's recipe, add --no-print-directory: make 4.3 prints
 # "Entering directory" lines on stdout in sub-makes whatever this file says.)
+# Tasks go to the worker, as in `make run` (scripts/run.sh): Dev's eager
+# default would run them in this command's process, and `status` could not
+# ping the worker running beside it.
 manage:  ## any manage.py command: make manage ARGS="create_user me@example.com --staff"
-	@$(UV) run --frozen --quiet python manage.py $(ARGS)
+	@CELERY_TASK_ALWAYS_EAGER="$${CELERY_TASK_ALWAYS_EAGER:-false}" \
+		$(UV) run --frozen --quiet python manage.py $(ARGS)
 
 format:
 	$(UV) run --frozen ruff format . && $(UV) run --frozen ruff check --fix .

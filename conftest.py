@@ -69,10 +69,12 @@ PROCESS_LANES = 2
 # Rough seconds each module's process tests take (``--durations``), to
 # balance the lanes; a module not named counts 10.
 PROCESS_MODULE_SECONDS = {
-    "tests/test_database_restart.py": 95,
+    "tests/test_database_restart.py": 110,
     "common/tests/test_delivery_faults.py": 90,
     "tests/test_beat.py": 80,
     "tests/test_scale_out.py": 55,
+    "tests/test_connection_budget.py": 55,
+    "web/tests/test_gunicorn_worker.py": 30,
     "common/tests/test_isolation.py": 50,
     "tests/test_ensure_db.py": 47,
     "frontend/tests/test_browser_journey.py": 41,

@@ -29,6 +29,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from common.exceptions import ApplicationError, UnsupportedMediaTypeError
+from common.services.json_input import json_parse
 from web.outage import database_unavailable
 
 logger = logging.getLogger(__name__)
@@ -55,11 +56,14 @@ def error_response(
 
 
 class JsonOnlyParser(Parser):
-    """JSON bodies must say they are JSON.
+    """JSON bodies must say they are JSON, and be JSON the database can store.
 
     Otherwise a form or text body that happens to parse would be taken for
     JSON, and a browser could send it cross-site without a CORS preflight
-    (``text/plain`` is a "simple" content type).
+    (``text/plain`` is a "simple" content type). The body is read by the
+    shared JSON reader (``common.services.json_input``): ``NaN``/``Infinity``
+    and nesting deeper than the limit are a 400 naming the field, for every
+    operation at once, before any schema sees the body.
     """
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
@@ -70,7 +74,8 @@ class JsonOnlyParser(Parser):
                 code="json_required",
                 details={"content_type": content_type},
             )
-        return super().parse_body(request)
+        body: dict[str, Any] = json_parse(request.body, field=None)
+        return body
 
 
 def errors(*codes: int) -> dict[int, type[ErrorOut]]:

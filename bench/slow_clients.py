@@ -44,7 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.private_cluster import PrivateCluster, free_port  # noqa: E402
-from tests.load import ConnectionCounter, Uploaders, slow_tus_bodies, slowloris  # noqa: E402
+from tests.load import (  # noqa: E402
+    ConnectionCounter,
+    SlowSockets,
+    Uploaders,
+    slow_tus_bodies,
+    slowloris,
+)
 
 NORMAL_UPLOADERS = 20
 SLOW_CLIENTS = 150
@@ -221,29 +227,23 @@ def main() -> None:
         prober.phase("alone", t0, time.time())
         memory["after alone"] = server.rss_mib()
 
-        heads = slowloris(server.port, SLOW_CLIENTS)
-        attacks.append(heads)
-        t0 = time.time()
-        heads.start()
-        heads.ready.wait(timeout=60)
-        time.sleep(5)
-        prober.phase("slowloris", t0, time.time())
-        t0 = time.time()
-        loads["slowloris"] = uploaders(server.url, token, args.seconds)
-        prober.phase("slowloris + uploads", t0, time.time())
-        memory["slowloris"] = server.rss_mib()
+        def attacked(name: str, attack: SlowSockets, load_name: str) -> None:
+            """Open ``attack``'s sockets, then run the uploaders beside them."""
+            attacks.append(attack)
+            t0 = time.time()
+            attack.start()
+            attack.ready.wait(timeout=60)
+            time.sleep(5)
+            prober.phase(name, t0, time.time())
+            t0 = time.time()
+            loads[load_name] = uploaders(server.url, token, args.seconds)
+            prober.phase(f"{name} + uploads", t0, time.time())
+            memory[load_name] = server.rss_mib()
 
+        heads = slowloris(server.port, SLOW_CLIENTS)
+        attacked("slowloris", heads, "slowloris")
         bodies = slow_tus_bodies(server.url, token, SLOW_CLIENTS)
-        attacks.append(bodies)
-        t0 = time.time()
-        bodies.start()
-        bodies.ready.wait(timeout=60)
-        time.sleep(5)
-        prober.phase("+ slow bodies", t0, time.time())
-        t0 = time.time()
-        loads["slowloris + slow bodies"] = uploaders(server.url, token, args.seconds)
-        prober.phase("+ slow bodies + uploads", t0, time.time())
-        memory["slowloris + slow bodies"] = server.rss_mib()
+        attacked("+ slow bodies", bodies, "slowloris + slow bodies")
         prober.stop()
         for attack in attacks:
             attack.close()

@@ -6,6 +6,11 @@ class CommonConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from common.services import scheduling
+        from common.services.connections import retry_pool_connections_steadily
 
         scheduling.connect_worker_signals()
+        if settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
+            retry_pool_connections_steadily()

@@ -21,7 +21,7 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_staff:
-            raise PermissionDenied("This page is for staff.")
+            raise PermissionDenied("Only staff may open it.")
         return view(request, *args, **kwargs)
 
     return wrapped

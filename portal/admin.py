@@ -5,9 +5,27 @@ file record added here would have no bytes and show as ``uploading`` forever.
 So nothing can be added, and deleting a file goes through its service.
 """
 
-from django.contrib import admin
+from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import admin
+from django.db import models
+
+from common.services.json_input import MAX_JSON_DEPTH, StorableJSONDecoder
 from portal.models import UploadBatch, UploadFile, UploadPart, UploadSession
+
+# The metadata fields are saved straight to the model, past the services'
+# checks: the decoder refuses what jsonb cannot store (a form error, not a 500).
+JSON_FIELDS: dict[type[models.Field[Any, Any]], dict[str, Any]] = {
+    models.JSONField: {
+        "decoder": StorableJSONDecoder,
+        "error_messages": {
+            "invalid": "Enter valid JSON: no NaN or Infinity, no NUL characters or "
+            f"unpaired surrogates, nested at most {MAX_JSON_DEPTH} levels."
+        },
+    }
+}
 
 
 class UploadFileInline(admin.TabularInline):
@@ -48,6 +66,7 @@ class UploadBatchAdmin(admin.ModelAdmin):
     )
     raw_id_fields = ("owner",)
     inlines = [UploadFileInline]
+    formfield_overrides = JSON_FIELDS
 
     def has_add_permission(self, request):
         return False  # batches are made through the API/portal (batch_create)
@@ -75,6 +94,7 @@ class UploadFileAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
+    formfield_overrides = JSON_FIELDS
 
     def has_add_permission(self, request):
         return False

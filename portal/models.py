@@ -164,6 +164,9 @@ class UploadSession(BaseModel):
     # Null while the client defers the length (creation-defer-length).
     length = models.BigIntegerField(null=True, blank=True)
     offset = models.BigIntegerField(default=0)
+    # The sha256 of the first ``offset`` bytes, as OpenSSL's saved context
+    # (portal/services/tus/sha256_state.py); written with the offset.
+    sha256_state = models.BinaryField(null=True, blank=True, editable=False)
     # Upload-Metadata exactly as received (echoed on HEAD) and decoded.
     raw_metadata = models.TextField(blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)

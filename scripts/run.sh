@@ -9,4 +9,5 @@ UV=$(scripts/bootstrap.sh | tail -n1)
 # links when SITE_URL is not set (boot/settings.py, portal.storage.site_url).
 # A real worker runs beside the web process, so the web process hands tasks to it.
 export CELERY_TASK_ALWAYS_EAGER="${CELERY_TASK_ALWAYS_EAGER:-false}"
-exec "$UV" run --frozen honcho start -f Procfile.dev
+# Ctrl-C (or SIGTERM) stops the three cleanly and exits 0: scripts/procfile.py.
+exec "$UV" run --frozen python scripts/procfile.py Procfile.dev

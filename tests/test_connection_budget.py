@@ -110,6 +110,10 @@ def test_web_worker_and_beat_stay_inside_80_connections_under_load(
         assert set(uploaders.outcomes) == {"2xx"}, uploaders.outcomes
         assert "5xx" not in wrong and "error" not in wrong, wrong
         assert "5xx" not in right and "error" not in right, right
+        # The lock-out holds under a burst (issue #21, item 3): after the
+        # wrong passwords, the right one signs in nowhere (429, not 302).
+        assert wrong["4xx"] >= 45, wrong
+        assert right == {"4xx": 50}, right
         assert loaded_peak <= BUDGET, f"peak {loaded_peak} connections"
 
         # Idle: the pools close a connection per DATABASE_POOL_IDLE_SECONDS
@@ -124,3 +128,10 @@ def test_web_worker_and_beat_stay_inside_80_connections_under_load(
         stop_process(worker.proc)
         stop_process(beat.proc)
     print(f"peak {loaded_peak} connections, idle {counter.now()}; {uploaders.outcomes}")
+
+
+def test_the_pool_retry_pace_relies_on_attributes_psycopg_pool_still_has() -> None:
+    from psycopg_pool.base import AttemptWithBackoff
+
+    assert isinstance(AttemptWithBackoff.INITIAL_DELAY, float)
+    assert isinstance(AttemptWithBackoff.DELAY_BACKOFF, float)

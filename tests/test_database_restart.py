@@ -1,8 +1,10 @@
-"""A database restart answers 503 + Retry-After on the API and tus, and retries succeed.
+"""A database restart answers 503 + Retry-After everywhere, and retries succeed.
 
 Runs a private PostgreSQL cluster (never the shared one) and a real gunicorn;
 the cluster is stopped with open connections (a fast shutdown, as in a
-restart), then started again. The second test (issue #12's acceptance test)
+restart), then started again. The first test covers the API and tus, the
+second a signed-in browser's pages and the signed download link under the
+production configuration (issue #21). The third (issue #12's acceptance test)
 does it while simple and tus uploaders keep sending: every answer must be a
 success or a 503; every 201 must be a stored file whose bytes are in storage
 with the sha256 the client sent; after the stale-upload cleanup no
@@ -93,6 +95,111 @@ def test_database_restart_answers_503_then_the_same_requests_succeed(tmp_path, p
                 "SELECT status, count(*) FROM portal_uploadfile GROUP BY status"
             ).fetchall()
         assert dict(rows) == {"stored": 2}
+    finally:
+        if server is not None:
+            server.stop()
+
+
+# A signed-in browser session, a stored file and its signed download link,
+# made with the server's SECRET_KEY (the session hash and the link's
+# signature both depend on it).
+_SIGNED_IN_SETUP = """
+import io
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from accounts.models import User
+from portal.services.uploads import upload_file_create
+from portal.storage import file_download_url
+
+user = User.objects.create_user("pages@example.com", "pw-pages-12345")
+file = upload_file_create(owner=user, stream=io.BytesIO(b"hello\\n"), filename="kept.txt")
+session = SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+print(session.session_key, file.id, "/" + file_download_url(file).split("/", 3)[3])
+"""
+PRODUCTION_OVER_HTTP = {
+    "DJANGO_CONFIGURATION": "Production",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    # The TLS proxy of docs/operations.md is not here: plain HTTP to gunicorn.
+    "SECURE_SSL_REDIRECT": "false",
+    "SESSION_COOKIE_SECURE": "false",
+    "CSRF_COOKIE_SECURE": "false",
+}
+
+
+def _assert_outage_answer(response: httpx.Response, *, page: bool, what: str) -> None:
+    assert response.status_code == 503, (what, response.status_code, response.text[:300])
+    assert response.headers["Retry-After"] == "2", what
+    if page:
+        assert response.headers["Content-Type"].startswith("text/html"), what
+        assert "Doorito is busy for a moment" in response.text, what
+    else:
+        assert response.json()["error"]["code"] == "database_unavailable", what
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+def test_signed_in_pages_and_the_download_link_answer_503_during_an_outage(
+    tmp_path, private_database
+):
+    """Issue #21 (item 6): outside /api/ an outage answered 500. Under the
+    production command and configuration, with persistent connections that
+    the stop breaks: every page a signed-in browser opens, the 404 page, the
+    sign-in page and the signed download link (which webhook receivers fetch)
+    answer 503 with Retry-After, a page for browsers and JSON for programs;
+    once the database is back the same requests succeed."""
+    cluster = private_database
+    server = None
+    secret = "outage-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+    env = doorito_env(cluster.url, tmp_path / "media", SECRET_KEY=secret)
+    session_key, file_id, link = manage(env, "shell", "-c", _SIGNED_IN_SETUP).split()[-3:]
+    production = {**env, **PRODUCTION_OVER_HTTP, "STATIC_ROOT": str(tmp_path / "static")}
+    # Each request waits this long for a pooled connection before its 503.
+    production["DATABASE_POOL_TIMEOUT"] = "1"
+    manage(production, "collectstatic", "--noinput", "-v", "0")  # its pages need the manifest
+    try:
+        server = WebServer(
+            production,
+            tmp_path / "web.log",
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "--workers",
+            "1",
+        )
+        browser = httpx.Client(
+            base_url=server.url,
+            cookies={"sessionid": session_key},
+            headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+            timeout=30,
+        )
+        program = httpx.Client(base_url=server.url, timeout=30)
+        pages = ["/", "/files/", f"/files/{file_id}/", "/batches/", "/tokens/"]
+        for path in pages:  # signed in, and each thread holds a connection
+            response = browser.get(path)
+            assert response.status_code == 200, (path, response.status_code, server.output())
+        assert "kept.txt" in browser.get("/files/").text
+        assert program.get(link).content == b"hello\n"
+
+        cluster.stop()  # fast shutdown: the persistent connections are cut
+        for path in [*pages, *pages, "/no-such-page/", "/login/"]:
+            _assert_outage_answer(browser.get(path), page=True, what=path)
+        _assert_outage_answer(browser.get(link), page=True, what="link (browser)")
+        for _ in range(3):
+            _assert_outage_answer(program.get(link), page=False, what="link (program)")
+            _assert_outage_answer(
+                browser.get("/files/", headers={"Accept": "application/json"}),
+                page=False,
+                what="page (program)",
+            )
+        assert "Internal Server Error" not in server.output()
+
+        cluster.start()
+        assert browser.get("/files/").status_code == 200, server.output()
+        assert program.get(link).content == b"hello\n"
     finally:
         if server is not None:
             server.stop()

@@ -114,3 +114,69 @@ def test_make_stop_db_twice_exits_0(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
         assert "the project-local cluster is not running" in done.stdout
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+def test_make_manage_create_user_without_a_terminal(transactional_db):
+    """`make manage ARGS="create_user … --staff"` from a script: a clear error
+    naming --password-stdin and --no-password (it was an EOFError traceback),
+    and --password-stdin then works through make."""
+    from accounts.models import User
+
+    find_uv()
+    env = user_shell_env(**{k: v for k, v in subprocess_env().items() if k != "VIRTUAL_ENV"})
+
+    def manage(args: str, stdin: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "--no-print-directory", "manage", f"ARGS={args}"],
+            cwd=ROOT,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            # No controlling terminal, as under CI or a scheduler.
+            start_new_session=True,
+        )
+
+    refused = manage("create_user ops@example.com --staff", "")
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "--password-stdin" in refused.stderr and "--no-password" in refused.stderr
+    assert not User.objects.exists()
+
+    made = manage("create_user ops@example.com --staff --password-stdin", "a-Long-passw0rd\n")
+    assert made.returncode == 0, made.stderr
+    assert User.objects.get(email="ops@example.com").check_password("a-Long-passw0rd")
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize(("given", "eager"), [(None, "False"), ("true", "True")])
+def test_make_manage_sends_tasks_to_the_worker_as_make_run_does(given, eager):
+    """Dev's eager default would run `make manage`'s tasks in its own process,
+    and `status` beside `make run` said it "cannot check a worker"."""
+    find_uv()
+    env = user_shell_env()
+    for name in [n for n in env if n.startswith(("DJANGO_", "CELERY_"))]:
+        del env[name]  # Dev, as a new user has it
+    if given is not None:
+        env["CELERY_TASK_ALWAYS_EAGER"] = given
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "manage",
+            "ARGS=shell --verbosity 0 -c 'from django.conf import settings; "
+            "print(settings.CONFIGURATION, settings.CELERY_TASK_ALWAYS_EAGER)'",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["boot.settings.Dev", eager]

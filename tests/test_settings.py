@@ -239,10 +239,11 @@ def test_cors_origins_from_the_environment(value, all_, origins, credentials):
 
 
 def env_names_read_elsewhere() -> set[str]:
-    """Names the scripts, Procfile.dev, entry points and deploy/ configs read themselves."""
+    """Names read by the scripts, Procfile.dev, entry points, deploy/ and the gunicorn worker."""
     found: set[str] = set()
     files = [*ROOT.glob("scripts/*.py"), *ROOT.glob("scripts/*.sh"), ROOT / "Procfile.dev"]
     files += [ROOT / "manage.py", *ROOT.glob("boot/*.py"), *ROOT.glob("deploy/*.py")]
+    files.append(ROOT / "web" / "gunicorn_worker.py")
     for path in files:
         text = path.read_text()
         found |= set(

@@ -49,10 +49,6 @@ _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,19})[ \t]*\r?$
 _NO_PREREAD = re.compile(rb"^(transfer-encoding|expect)[ \t]*:", re.I | re.M)
 
 
-def _seconds(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
 def body_to_preread(head: bytes) -> int:
     """How many body bytes to read with this head before a thread takes it.
 
@@ -76,8 +72,8 @@ class HeadFirstWorker(ThreadWorker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.header_timeout = _seconds("WEB_HEADER_TIMEOUT", 10)
-        self.body_idle_timeout = _seconds("WEB_BODY_READ_TIMEOUT", 60) or 60
+        self.header_timeout = float(os.environ.get("WEB_HEADER_TIMEOUT") or 10)
+        self.body_idle_timeout = float(os.environ.get("WEB_BODY_READ_TIMEOUT") or 60)
         cfg = self.cfg
         # Past this, no valid head can still be coming: the parser refuses it.
         fields = cfg.limit_request_fields * (cfg.limit_request_field_size + 2)

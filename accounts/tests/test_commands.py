@@ -55,6 +55,28 @@ def test_create_user_weak_password(monkeypatch):
     assert not User.objects.filter(email="weak@example.com").exists()
 
 
+def test_create_user_without_a_terminal_names_the_options_that_work(monkeypatch):
+    """No terminal (a script, CI): refuse with what to do, never getpass's EOFError."""
+
+    def no_terminal(prompt: str = "") -> str:
+        raise EOFError  # what getpass does when there is nothing to read a password from
+
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(CommandError) as refused:
+        call_command("create_user", "ops@example.com", "--staff", stdout=io.StringIO())
+    assert "no terminal" in str(refused.value)
+    assert "--password-stdin" in str(refused.value) and "--no-password" in str(refused.value)
+    assert not User.objects.exists()
+
+
+def test_create_user_password_stdin_that_ends_at_once(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(CommandError, match="stdin ended before a password line"):
+        call_command("create_user", "ops@example.com", "--password-stdin", stdout=io.StringIO())
+    assert not User.objects.exists()
+
+
 def test_create_token_bad_input():
     with pytest.raises(CommandError, match="No user"):
         call_command("create_token", "nobody@example.com", "ci", stdout=io.StringIO())

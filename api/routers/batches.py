@@ -16,9 +16,15 @@ from api.pagination import PageIn, PageOut, paginate
 from api.routers.files import FileFilters, FilePage, filter_files
 from api.validation import INTEGRAL, BodyIn, SafeJsonObject, SafeStr
 from common.exceptions import NotFoundError
+from common.services.json_input import MAX_JSON_DEPTH
 from portal.models import UploadBatch
 from portal.selectors import batches_for_user, files_for_user
-from portal.services.batches import MAX_EXPECTED_FILES, batch_close, batch_create
+from portal.services.batches import (
+    MAX_EXPECTED_FILES,
+    MAX_METADATA_BYTES,
+    batch_close,
+    batch_create,
+)
 
 router = Router(tags=["batches"])
 
@@ -35,7 +41,11 @@ class BatchCreateIn(BodyIn):
         max_length=255,
         description="Retrying with the same key returns the same batch.",
     )
-    metadata: SafeJsonObject | None = None
+    metadata: SafeJsonObject | None = Field(
+        None,
+        description=f"A JSON object, at most {MAX_METADATA_BYTES // 1024} KiB, nested at most "
+        f"{MAX_JSON_DEPTH} levels, finite numbers only.",
+    )
 
 
 class BatchOut(Schema):

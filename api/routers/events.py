@@ -2,6 +2,14 @@
 
 Staff see every event; other users see the events about their own files and
 batches (read-only). Re-sending is for staff, who manage the endpoints.
+
+What a delivery shows depends on who asks. The endpoints are staff business:
+their URLs may carry credentials (``?api_key=…``), and the receivers'
+answers and the errors quoting them are the endpoint operators' own. So an
+uploader gets ``DeliveryOut`` (how the delivery went: status, attempts, HTTP
+code, times) and staff get ``StaffDeliveryOut`` (also where it went and what
+came back); each operation declares both, so the OpenAPI schema says which
+fields may be missing.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 from ninja import Query, Router, Schema
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from accounts.models import User
 from api.auth import ApiRequest
@@ -31,10 +39,11 @@ DeliveryStatus = Literal["pending", "sending", "delivered", "failed"]
 
 
 class DeliveryOut(Schema):
+    """A delivery as the uploader of its event sees it: how it went, not where to."""
+
     id: UUID
     event_id: UUID
     endpoint_id: UUID
-    endpoint_url: str
     status: DeliveryStatus
     attempts: int
     max_attempts: int
@@ -43,12 +52,24 @@ class DeliveryOut(Schema):
     last_attempt_at: datetime | None
     last_status_code: int | None
     last_duration_ms: int | None
-    last_error: str
-    last_response: str = Field(description="The start of the receiver's last answer (capped).")
 
-    @staticmethod
-    def resolve_endpoint_url(delivery: WebhookDelivery) -> str:
-        return delivery.endpoint.url
+
+class StaffDeliveryOut(DeliveryOut):
+    """A delivery as staff see it: also the endpoint's URL and the receiver's answer."""
+
+    # Read from the delivery's endpoint, or from this schema's own instance
+    # (ninja validates the answer again, and a resolver would not find
+    # ``endpoint`` there).
+    endpoint_url: str = Field(
+        validation_alias=AliasChoices("endpoint_url", "endpoint.url"),
+        description="Staff only: the URL may carry credentials.",
+    )
+    last_error: str = Field(
+        description="Staff only: why the last attempt failed (may quote the receiver)."
+    )
+    last_response: str = Field(
+        description="Staff only: the start of the receiver's last answer (capped)."
+    )
 
 
 class AttemptOut(Schema):
@@ -76,6 +97,8 @@ class AttemptPage(PageOut):
 
 
 class EventOut(Schema):
+    """An event as the uploader it is about sees it (deliveries without their endpoints)."""
+
     id: UUID
     event_type: str
     aggregate_type: str
@@ -84,20 +107,40 @@ class EventOut(Schema):
     payload: dict[str, Any]
     created_at: datetime
     delivered_at: datetime | None
-    last_error: str
+    # ninja reads a related manager as the list of its (prefetched) rows.
     deliveries: list[DeliveryOut]
 
-    @staticmethod
-    def resolve_deliveries(event: OutboxEvent) -> list[WebhookDelivery]:
-        return list(event.deliveries.all())
+
+class StaffEventOut(EventOut):
+    last_error: str = Field(
+        description="Staff only: a failing delivery's last error (may quote the receiver)."
+    )
+    deliveries: list[StaffDeliveryOut]  # type: ignore[assignment]  # a narrower item type
 
 
 class EventPage(PageOut):
     items: list[EventOut]
 
 
+class StaffEventPage(PageOut):
+    items: list[StaffEventOut]
+
+
 class DeliveryPage(PageOut):
     items: list[DeliveryOut]
+
+
+class StaffDeliveryPage(PageOut):
+    items: list[StaffDeliveryOut]
+
+
+def as_seen_by[Out: Schema](user: User, *, staff: type[Out], others: type[Out], value: Any) -> Out:
+    """``value`` (a model, or a page of them) in the schema ``user`` may see.
+
+    Built here rather than left to ninja: given a model instance, a union of
+    the two schemas would always match the staff one, which has every field.
+    """
+    return (staff if user.is_staff else others).model_validate(value)
 
 
 class EventFilters(Schema):
@@ -137,20 +180,31 @@ def get_visible_event(user: User, event_id: UUID) -> OutboxEvent:
     return event
 
 
-@router.get("/events", response={200: EventPage, **errors()}, summary="List events")
+@router.get(
+    "/events",
+    response={200: StaffEventPage | EventPage, **errors()},
+    summary="List events",
+)
 def list_events(request: ApiRequest, filters: Query[EventFilters], page: Query[PageIn]):
-    """Newest first, each with its deliveries (one per endpoint)."""
-    return paginate(events_visible_to(request.auth, filters), page)
+    """Newest first, each with its deliveries (one per endpoint). Endpoint URLs,
+    receivers' answers and errors are shown to staff only."""
+    found = paginate(events_visible_to(request.auth, filters), page)
+    return as_seen_by(request.auth, staff=StaffEventPage, others=EventPage, value=found)
 
 
-@router.get("/events/{event_id}", response={200: EventOut, **errors(404)}, summary="Event")
+@router.get(
+    "/events/{event_id}",
+    response={200: StaffEventOut | EventOut, **errors(404)},
+    summary="Event",
+)
 def get_event(request: ApiRequest, event_id: UUID):
-    return get_visible_event(request.auth, event_id)
+    event = get_visible_event(request.auth, event_id)
+    return as_seen_by(request.auth, staff=StaffEventOut, others=EventOut, value=event)
 
 
 @router.get(
     "/events/{event_id}/deliveries",
-    response={200: DeliveryPage, **errors(404)},
+    response={200: StaffDeliveryPage | DeliveryPage, **errors(404)},
     summary="List an event's deliveries",
 )
 def list_event_deliveries(
@@ -161,10 +215,15 @@ def list_event_deliveries(
 ):
     event = get_visible_event(request.auth, event_id)
     queryset = delivery_list(event=event, status=status).order_by("created_at", "id")
-    return paginate(queryset, page)
+    found = paginate(queryset, page)
+    return as_seen_by(request.auth, staff=StaffDeliveryPage, others=DeliveryPage, value=found)
 
 
-@router.get("/deliveries", response={200: DeliveryPage, **errors()}, summary="List deliveries")
+@router.get(
+    "/deliveries",
+    response={200: StaffDeliveryPage | DeliveryPage, **errors()},
+    summary="List deliveries",
+)
 def list_deliveries(
     request: ApiRequest,
     page: Query[PageIn],
@@ -177,7 +236,8 @@ def list_deliveries(
         queryset = queryset.filter(status=status)
     if endpoint_id:
         queryset = queryset.filter(endpoint_id=endpoint_id)
-    return paginate(queryset.order_by("-created_at", "-id"), page)
+    found = paginate(queryset.order_by("-created_at", "-id"), page)
+    return as_seen_by(request.auth, staff=StaffDeliveryPage, others=DeliveryPage, value=found)
 
 
 @router.get(
@@ -196,7 +256,7 @@ def list_delivery_attempts(request: ApiRequest, delivery_id: UUID, page: Query[P
 
 @router.post(
     "/deliveries/{delivery_id}/resend",
-    response={200: DeliveryOut, **errors(403, 404, 409)},
+    response={200: StaffDeliveryOut, **errors(403, 404, 409)},
     summary="Re-send a delivery",
 )
 def resend_delivery(request: ApiRequest, delivery_id: UUID):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -26,9 +25,11 @@ from common.exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
+from common.services.json_input import MAX_JSON_DEPTH, json_parse
 from common.services.text import text_is_storable
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import files_for_user
+from portal.services.batches import MAX_METADATA_BYTES
 from portal.services.file_records import upload_file_delete
 from portal.services.streaming import StreamedUpload, parse_streaming_upload
 from portal.services.uploads import upload_file_create, upload_file_create_streamed
@@ -175,7 +176,9 @@ UPLOAD_BODY = {
                     "batch_id": {"type": "string", "format": "uuid"},
                     "metadata": {
                         "type": "object",
-                        "description": "A JSON object (sent as a JSON string), at most 16 KiB.",
+                        "description": "A JSON object (sent as a JSON string), at most "
+                        f"{MAX_METADATA_BYTES // 1024} KiB, nested at most {MAX_JSON_DEPTH} "
+                        "levels, finite numbers only.",
                     },
                 },
             },
@@ -253,7 +256,8 @@ def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
     try:
-        value = json.loads(raw)
+        # NaN/Infinity and too deep nesting: a 400 naming "metadata" (raised as is).
+        value = json_parse(raw, field="metadata")
     except ValueError as exc:
         raise ValidationError(
             "metadata must be a JSON object.", details={"field": "metadata"}

@@ -45,6 +45,7 @@ STRICTER_THAN_SCHEMA = {
     # `metadata` is any JSON object, but PostgreSQL cannot store NUL inside
     # jsonb, so "\u0000" anywhere in it is refused (test_files_api); the same
     # for a batch's metadata and idempotency key (portal/tests/test_batches).
+    # Nesting deeper than 32 levels is refused too (test_json_input).
     ("POST", "/api/files"),
     ("POST", "/api/batches"),
     # A webhook URL must resolve, and only to addresses the SSRF policy allows

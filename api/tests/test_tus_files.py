@@ -220,13 +220,30 @@ def test_method_not_allowed(tus):
     assert tus.request("POST", url).status_code == 405
 
 
-def test_finalisation_hashes_the_parts_when_another_process_took_earlier_patches(tus):
-    """The in-process running hash is a shortcut; without it the parts are read back."""
-    from portal.services.tus.running_hashes import running_hashes
+def test_each_patch_saves_the_hash_so_far_and_the_last_one_reads_nothing_back(tus, monkeypatch):
+    """Any process continues the hash from the session's row: none re-reads the file."""
+    from portal.services.tus import sha256_state
+    from portal.services.tus.parts import PartStore
 
     url = tus.create(10)
     assert tus.patch(url, b"01234", 0).status_code == 204
-    running_hashes.clear()  # as if another process had taken that PATCH
+    saved = session_for(url).sha256_state
+    expected = hashlib.sha256(b"01234").hexdigest()
+    assert sha256_state.ResumableSha256.from_state(bytes(saved)).hexdigest() == expected
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the parts were read back to hash them")
+
+    monkeypatch.setattr(PartStore, "_reading", no_reading)
+    assert tus.patch(url, b"56789", 5).status_code == 204
+    assert session_for(url).file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+
+
+def test_without_a_saved_hash_finalisation_reads_the_parts(tus):
+    """An upload whose state is missing (saved before this existed) still gets its hash."""
+    url = tus.create(10)
+    assert tus.patch(url, b"01234", 0).status_code == 204
+    UploadSession.objects.filter(id=url.rsplit("/", 1)[1]).update(sha256_state=None)
     assert tus.patch(url, b"56789", 5).status_code == 204
     assert session_for(url).file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
 
@@ -368,3 +385,28 @@ def test_the_sweep_finishes_rather_than_expires_a_fully_received_upload(tus, mon
     session = session_for(url)
     assert session.status == "complete"
     assert session.file.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+
+
+def test_a_patch_that_does_not_complete_the_upload_costs_at_most_four_queries(
+    owner, django_assert_max_num_queries
+):
+    """Counted in this thread (the test client), where every query is seen."""
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw_token(owner)}", HTTP_TUS_RESUMABLE="1.0.0")
+    created = client.generic("POST", "/api/tus/", b"", HTTP_UPLOAD_LENGTH="10")
+    assert created.status_code == 201
+    path = urlsplit(created["Location"]).path
+
+    def patch(data: bytes, offset: int):
+        return client.generic(
+            "PATCH",
+            path,
+            data,
+            content_type="application/offset+octet-stream",
+            HTTP_UPLOAD_OFFSET=str(offset),
+        )
+
+    assert patch(b"012", 0).status_code == 204
+    with django_assert_max_num_queries(4):
+        assert patch(b"345", 3).status_code == 204

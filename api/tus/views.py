@@ -32,12 +32,11 @@ from api.tus.headers import (
 )
 from common.exceptions import ApplicationError, AuthenticationError, UnsupportedMediaTypeError
 from portal.models import UploadSession
+from portal.services.tus.append import upload_session_append, upload_session_create_with_body
 from portal.services.tus.concatenation import upload_session_concatenate
 from portal.services.tus.errors import GoneError
 from portal.services.tus.sessions import (
     max_upload_size,
-    upload_session_append,
-    upload_session_create,
     upload_session_is_finished,
     upload_session_is_gone,
     upload_session_status,
@@ -144,7 +143,7 @@ def _create(request: HttpRequest, user: User) -> HttpResponse:
     if body_length:
         _require_offset_stream(request)
         checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-    session = upload_session_create(
+    session = upload_session_create_with_body(
         owner=user,
         length=length,
         metadata=metadata,

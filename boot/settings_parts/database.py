@@ -23,8 +23,9 @@ class DatabaseSettings:
     # A pooled connection idle this long is closed (above one per process).
     DATABASE_POOL_IDLE_SECONDS = env(values.IntegerValue, 60)
     # How long a request waits for a pooled connection before it fails
-    # (503 with Retry-After, like any database outage).
-    DATABASE_POOL_TIMEOUT = env(values.FloatValue, 10.0)
+    # (503 with Retry-After, like any database outage): also how long a
+    # request takes to be told the database is down.
+    DATABASE_POOL_TIMEOUT = env(values.FloatValue, 3.0)
     # The per-event outbox statement runs as a server-side prepared statement
     # (common/services/sql.py). Off for a pooler that cannot carry them.
     DATABASE_PREPARED_STATEMENTS = env(values.BooleanValue, True)
@@ -34,9 +35,11 @@ class DatabaseSettings:
         pooled = self.DATABASE_POOL_SIZE > 0
         db = dj_database_url.parse(
             self.DATABASE_URL,
-            # A pooled connection goes back to the pool after each request.
+            # A pooled connection goes back to the pool after each request;
+            # the pool checks one before handing it out (an empty query), so
+            # after a database restart no request gets a dead connection.
             conn_max_age=0 if pooled else self.DATABASE_CONN_MAX_AGE,
-            conn_health_checks=not pooled,
+            conn_health_checks=True,
         )
         options = db.setdefault("OPTIONS", {})
         if pooled:

@@ -29,9 +29,23 @@ class MonitoringSettings:
                     "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
                 },
             },
-            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter}},
+            "filters": {
+                "client_errors": {"()": "monitoring.log_filters.ClientErrorWithoutTraceback"}
+            },
+            "handlers": {
+                "console": {
+                    "class": "logging.StreamHandler",
+                    "formatter": formatter,
+                    "filters": ["client_errors"],
+                }
+            },
             "root": {"handlers": ["console"], "level": self.LOG_LEVEL},
             "loggers": {
+                # Named without handlers, so dictConfig drops those Django's
+                # defaults gave it (a console handler while DEBUG is on, mail to
+                # ADMINS, which is not set): its records reach the root handler
+                # only, instead of twice under `make run`.
+                "django": {"level": self.LOG_LEVEL},
                 "django.db.backends": {"level": "INFO"},
                 # One line per webhook request drowns the worker log; outcomes
                 # are recorded on the delivery rows instead.

@@ -16,9 +16,41 @@ from __future__ import annotations
 
 from django.db import connection
 
+# How soon the pool tries PostgreSQL again after a failed connection attempt.
+# psycopg_pool backs off from 1 s, doubling each time (1, 2, 4, … 32 s), so a
+# pool whose database was gone for 30 s kept failing requests for up to half
+# a minute after it came back. Retrying every half second costs a refused
+# connection attempt per second while PostgreSQL is down.
+POOL_RETRY_SECONDS = 0.5
 
-def release_connection() -> None:
-    """Give the connection back to the pool, unless a transaction needs it."""
+
+def retry_pool_connections_steadily() -> None:
+    """Make the pool retry a lost database at a steady pace (no growing backoff).
+
+    Relies on ``psycopg_pool.base.AttemptWithBackoff``'s class attributes
+    (``tests/test_connection_budget.py`` checks they are still there).
+    """
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.INITIAL_DELAY = POOL_RETRY_SECONDS
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
+# The production web worker reads bodies up to this size before the view
+# runs (web/gunicorn_worker.py, PREREAD_BODY_BYTES): they are in memory, and
+# waiting for them costs no time, so there is nothing to give back for.
+BODY_IN_MEMORY_BYTES = 64 * 1024
+
+
+def release_connection(body_length: int | None = None) -> None:
+    """Give the connection back to the pool, unless a transaction needs it.
+
+    With ``body_length`` at most ``BODY_IN_MEMORY_BYTES`` it keeps it: the
+    body is already here, and giving back and taking again would cost two
+    round trips (the pool checks a connection it hands out).
+    """
+    if body_length is not None and body_length <= BODY_IN_MEMORY_BYTES:
+        return
     if connection.connection is None or connection.in_atomic_block:
         return
     if connection.settings_dict.get("OPTIONS", {}).get("pool"):

@@ -88,10 +88,11 @@ class NewEvent:
 def serialize_payload(payload: dict[str, Any]) -> str:
     """The payload as compact JSON, refused here if PostgreSQL could not store it.
 
-    PostgreSQL's jsonb cannot hold NUL; failing in SQL would abort the
-    caller's transaction, so it is refused before any statement runs.
+    PostgreSQL's jsonb cannot hold NUL, nor NaN or Infinity (``allow_nan``
+    raises ``ValueError`` for those); failing in SQL would abort the caller's
+    transaction, so it is refused before any statement runs.
     """
-    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), allow_nan=False)
     if "\\u0000" in body:
         raise ValueError("event payloads cannot contain NUL characters")
     return body

@@ -36,7 +36,9 @@ class UnsafeTargetError(Exception):
     """The target resolves to an address webhooks may not reach."""
 
 
-def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``WEBHOOK_ALLOWED_NETWORKS`` as networks: what this configuration lets
+    through the guard (also shown on the endpoint form, so it says what is refused here)."""
     return [
         ipaddress.ip_network(n.strip(), strict=False)
         for n in settings.WEBHOOK_ALLOWED_NETWORKS or []
@@ -149,7 +151,7 @@ def refusal_reason(ip: IPAddress) -> str | None:
     allowed when it is on the list (so Dev/Test's ``127.0.0.0/8`` also allows
     ``::ffff:127.0.0.1`` and ``2002:7f00:1::1``).
     """
-    allowed = _allowed_networks()
+    allowed = allowed_networks()
     if _allowed(ip, allowed):
         return None
     embedded = embedded_ipv4(ip)

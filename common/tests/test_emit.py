@@ -284,3 +284,19 @@ def test_a_commit_queues_no_second_delivery_run_while_one_waits(receiver):
         emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="c3", payload={})
     assert runs_queued() == (1, 2)
     app.control.purge()
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_emit_event_refuses_non_finite_numbers_before_any_sql(number):
+    """jsonb has no NaN or Infinity: a payload holding one fails where it is
+    made (ValueError), not as a database error that aborts the transaction."""
+    from common.services.emit import emit_event
+
+    with pytest.raises(ValueError, match="JSON compliant"):
+        emit_event(
+            event_type="file.deleted",
+            aggregate_type="file",
+            aggregate_id="x",
+            payload={"metadata": {"n": number}},
+        )
+    assert not OutboxEvent.objects.exists()

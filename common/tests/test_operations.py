@@ -214,6 +214,14 @@ def _cmd(*args) -> str:
     return out.getvalue()
 
 
+def test_command_events_json_is_an_empty_array_when_there_are_none(receiver):
+    assert json.loads(_cmd("events", "--json")) == []
+    endpoint, _ = endpoint_create(url=receiver.url("/a"))
+    endpoint_send_test_event(endpoint=endpoint)
+    assert json.loads(_cmd("events", "--json", "--status", "failed")) == []
+    assert [row["type"] for row in json.loads(_cmd("events", "--json"))] == ["webhook.test"]
+
+
 def test_command_add_list_test_events_resend(receiver, settings):
     out = _cmd("add", receiver.url("/cli"), "--events", "file.stored,webhook.test")
     assert "whsec_" in out
@@ -226,7 +234,7 @@ def test_command_add_list_test_events_resend(receiver, settings):
     assert json.loads(_cmd("deliver", "--until-empty"))["processed"] == 1
     listing = _cmd("events")
     assert "webhook.test" in listing and "pending" in listing and "HTTP 500" in listing
-    rows = [json.loads(line) for line in _cmd("events", "--json").splitlines()]
+    rows = json.loads(_cmd("events", "--json"))
     delivery_id = rows[0]["deliveries"][0]["delivery"]
     assert rows[0]["deliveries"][0]["last_status_code"] == 500
 

@@ -3,10 +3,11 @@ the services decide."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from django import forms
+from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -33,6 +34,10 @@ FILE_SORT_CHOICES = [
 ]
 
 
+# The last "Uploaded to" day whose end (the next midnight) Python can represent.
+LAST_END_DAY = date.max - timedelta(days=1)
+
+
 def _no_nul(value: str) -> None:
     if "\x00" in value:
         raise forms.ValidationError("This value cannot contain NUL characters.")
@@ -50,7 +55,12 @@ class FileFilterForm(forms.Form):
         label="Uploaded from", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
     created_to = forms.DateField(
-        label="Uploaded to", required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label="Uploaded to",
+        required=False,
+        # The filter runs to the end of this day (the next midnight), which
+        # must still be a date: 9999-12-31 overflowed (a 500).
+        validators=[MaxValueValidator(LAST_END_DAY, message=f"Enter a date up to {LAST_END_DAY}.")],
+        widget=forms.DateInput(attrs={"type": "date", "max": LAST_END_DAY.isoformat()}),
     )
     sort = forms.ChoiceField(label="Sort", required=False, choices=FILE_SORT_CHOICES)
 

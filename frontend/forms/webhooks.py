@@ -3,19 +3,35 @@ by the service, which is the authority; the form only shapes the input."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
+from common.services.ssrf import allowed_networks
 from common.services.webhooks import EVENT_TYPES
 
 EVENT_TYPE_CHOICES = [(t, t) for t in EVENT_TYPES]
+
+
+def url_help_text() -> str:
+    """What the SSRF guard refuses in this configuration: Dev and Test allow
+    loopback (WEBHOOK_ALLOWED_NETWORKS), so a fixed "loopback is refused" was
+    wrong on the very machine where most people first read it."""
+    text = (
+        "Where Doorito POSTs signed events (http or https). "
+        "Private, loopback, link-local and metadata addresses are refused"
+    )
+    networks = allowed_networks()
+    if not networks:
+        return f"{text}."
+    shown = ", ".join(str(n) for n in networks)
+    return f"{text}, except in what this configuration allows (WEBHOOK_ALLOWED_NETWORKS): {shown}."
 
 
 class EndpointForm(forms.Form):
     url = forms.CharField(
         label="URL",
         max_length=2000,
-        help_text="Where Doorito POSTs signed events (http or https). "
-        "Private, loopback, link-local and metadata addresses are refused.",
         widget=forms.URLInput(attrs={"placeholder": "https://runner.example.com/hooks/doorito"}),
     )
     description = forms.CharField(label="Description", max_length=255, required=False)
@@ -26,6 +42,10 @@ class EndpointForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="None checked: every event type, including ones added later.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["url"].help_text = url_help_text()
 
 
 class EndpointEditForm(EndpointForm):

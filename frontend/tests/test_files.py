@@ -113,6 +113,7 @@ def test_date_filters(client_user, user):
         ("sort=password", b"Select a valid choice"),
         ("created_from=2030-01-02&created_to=2030-01-01", b"The end date is before the start date"),
         ("q=a%00b", b"cannot contain NUL"),
+        ("created_to=9999-12-31", b"Enter a date up to 9999-12-30"),
     ],
 )
 def test_invalid_filters_are_reported_and_ignored(client_user, user, query, message):
@@ -123,6 +124,12 @@ def test_invalid_filters_are_reported_and_ignored(client_user, user, query, mess
     assert message in page.content
     assert b"This filter was not applied" in page.content
     assert sorted(names(page)) == ["a.txt", "b.txt"]
+
+
+def test_the_last_representable_end_day_still_filters(client_user, user):
+    make_file(user, "a.txt")
+    assert names(client_user.get("/files/?created_to=9999-12-30")) == ["a.txt"]
+    assert names(client_user.get("/files/?created_from=9999-12-31")) == []
 
 
 def test_an_invalid_filter_does_not_drop_the_valid_ones(client_user, user):
@@ -259,9 +266,43 @@ def test_detail_lists_events_with_deliveries_in_few_queries(
     with django_assert_max_num_queries(10):
         page = client_user.get(f"/files/{file.id}/")
     body = page.content.decode()
-    assert "http://127.0.0.1:9/hooks/a" in body
-    assert "http://127.0.0.1:9/hooks/b" in body
     assert "503" in body
     assert body.count("file.stored") == 1
     # Read-only for a non-staff user: no link to the staff event page.
     assert "/events/" not in body
+
+
+# Endpoints are staff business (issue #21): an uploader sees how their file's
+# deliveries went, never where they went nor what the receiver answered.
+SECRET_HOOK = "http://127.0.0.1:9/hooks/a?api_key=s3cret-api-key"
+
+
+def _file_with_a_failed_delivery(owner) -> UploadFile:
+    endpoint_create(url=SECRET_HOOK)
+    file = make_file(owner, "watched.txt")
+    WebhookDelivery.objects.update(
+        status=WebhookDelivery.Status.FAILED,
+        attempts=3,
+        last_status_code=500,
+        last_attempt_at=timezone.now(),
+        last_error="HTTP 500",
+        last_response="receiver internals: stack trace at db-7.internal",
+    )
+    return file
+
+
+def test_detail_hides_the_endpoint_url_from_the_uploader(client_user, user):
+    file = _file_with_a_failed_delivery(user)
+    body = client_user.get(f"/files/{file.id}/").content.decode()
+    assert "s3cret-api-key" not in body
+    assert "127.0.0.1:9" not in body
+    assert "receiver internals" not in body
+    # What they do see: status, attempts and the HTTP code.
+    row = body.split('id="events-heading"', 1)[1]
+    assert "Failed" in row and ">3<" in row and ">500<" in row
+
+
+def test_detail_shows_staff_the_endpoint_url(client_staff, user):
+    file = _file_with_a_failed_delivery(user)
+    body = client_staff.get(f"/files/{file.id}/").content.decode()
+    assert "http://127.0.0.1:9/hooks/a?api_key=s3cret-api-key" in body

@@ -15,11 +15,8 @@ from common.exceptions import ApplicationError
 from frontend.tests.helpers import make_batch, make_file
 from portal.models import UploadBatch, UploadFile, UploadSession
 from portal.services.batches import batch_close
-from portal.services.tus.sessions import (
-    upload_session_append,
-    upload_session_create,
-    upload_session_terminate,
-)
+from portal.services.tus.append import upload_session_append
+from portal.services.tus.sessions import upload_session_create, upload_session_terminate
 
 pytestmark = pytest.mark.django_db
 

@@ -50,6 +50,7 @@ def test_pages_are_for_staff(url, anon, client_user, client_staff, endpoint):
     refused = client_user.get(url)
     assert refused.status_code == 403
     assert b"Not allowed" in refused.content
+    assert b"You do not have access to this page. Only staff may open it.</p>" in refused.content
     assert client_staff.get(url).status_code == 200
 
 
@@ -109,6 +110,37 @@ def test_create_with_no_event_types_subscribes_to_all(client_staff):
     page = client_staff.post_form("/webhooks/new/", {"url": HOOK})
     assert page.status_code == 201
     assert WebhookEndpoint.objects.get().event_types == []
+    assert b'<p id="endpoint-sends">Doorito now sends every event to <span' in page.content
+
+
+@pytest.mark.parametrize(
+    ("types", "said"),
+    [(["file.stored"], b"file.stored events"), (["file.stored", "webhook.test"], b"events")],
+)
+def test_create_says_which_events_are_sent(client_staff, types, said):
+    page = client_staff.post_form("/webhooks/new/", {"url": HOOK, "event_types": types})
+    sentence = re.search(rb'<p id="endpoint-sends">([^<]*)<span', page.content)
+    assert sentence, page.content.decode()
+    assert sentence.group(1).endswith(said + b" to ")
+    assert b" event " not in sentence.group(1)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "help_text"),
+    [
+        (
+            ["127.0.0.0/8", "::1/128"],
+            b"refused, except in what this configuration allows (WEBHOOK_ALLOWED_NETWORKS): "
+            b"127.0.0.0/8, ::1/128.",
+        ),
+        ([], b"link-local and metadata addresses are refused.<"),
+    ],
+)
+def test_the_url_help_says_what_this_configuration_refuses(
+    client_staff, settings, allowed, help_text
+):
+    settings.WEBHOOK_ALLOWED_NETWORKS = allowed
+    assert help_text in client_staff.get("/webhooks/new/").content
 
 
 def test_create_form_offers_the_known_event_types_as_checkboxes(client_staff):

@@ -109,7 +109,8 @@ def test_uploads_and_deliveries_move_counters_and_gauges(client, receiver):
 
 
 def test_tus_upload_counts_as_tus(client):
-    from portal.services.tus.sessions import upload_session_append, upload_session_create
+    from portal.services.tus.append import upload_session_append
+    from portal.services.tus.sessions import upload_session_create
     from portal.services.tus.values import UploadMetadata
 
     before = scrape(client)

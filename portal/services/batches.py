@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from common.exceptions import ConflictError, NotFoundError, ValidationError
 from common.services.emit import emit_event
+from common.services.json_input import json_check
 from common.services.text import clean_json, text_is_storable
 from portal.models import UploadBatch
 from portal.services.payloads import batch_event_payload
@@ -29,8 +30,10 @@ def clean_metadata(metadata: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise ValidationError("metadata must be a JSON object.", details={"field": "metadata"})
+    # Before json.dumps, which recurses: nesting and NaN/Infinity named by path.
+    json_check(metadata, field="metadata")
     try:
-        encoded = json.dumps(metadata)
+        encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             "metadata must be JSON-serialisable.", details={"field": "metadata"}

@@ -10,20 +10,24 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
 import mimetypes
 import re
 
 import puremagic
 from django.conf import settings
 
-from common.exceptions import UnsupportedMediaTypeError
+from common.exceptions import UnsupportedMediaTypeError, ValidationError
+from common.services.json_input import json_parse
 from portal.services.hashing import HEAD_SIZE
 
 # puremagic scores short signatures (one or two bytes) below this; they match
 # plenty of ordinary text and would make the content check refuse it.
 MIN_MAGIC_CONFIDENCE = 0.3
 OCTET_STREAM = "application/octet-stream"
+# A JSON file's head is parsed to see that it is JSON; json.loads recurses,
+# and a head of nothing but brackets (8 KiB: 4 096 levels) raised
+# RecursionError. Deeper than this is not JSON Python can read: refused.
+CONTENT_JSON_MAX_DEPTH = 512
 
 
 def _normalise_type(value: str | None) -> str | None:
@@ -102,6 +106,12 @@ def _head_text(head: bytes, *, complete: bool) -> str | None:
     return None if _BINARY_CONTROLS.search(text) else text
 
 
+def _parse_json_content(text: str) -> None:
+    # The bytes are stored as they are, never as jsonb: NaN in a file is the
+    # file's business (Python writes it), so only the nesting is limited.
+    json_parse(text, field="file", max_depth=CONTENT_JSON_MAX_DEPTH, finite_only=False)
+
+
 def _is_valid_text_of(content_type: str, head: bytes, *, complete: bool) -> bool:
     """Whether the head is valid text of ``content_type``, as far as a head can show."""
     text = _head_text(head, complete=complete)
@@ -114,16 +124,16 @@ def _is_valid_text_of(content_type: str, head: bytes, *, complete: bool) -> bool
         try:
             for line in lines:
                 if line.strip():
-                    json.loads(line)
-        except ValueError:
+                    _parse_json_content(line)
+        except (ValueError, ValidationError):
             return False
         return True
     if content_type == "application/json" or minor.endswith("+json"):
         if not complete:
             return text.lstrip()[:1] in ("{", "[")
         try:
-            json.loads(text)
-        except ValueError:
+            _parse_json_content(text)
+        except (ValueError, ValidationError):
             return False
         return True
     if minor == "xml" or minor.endswith("+xml"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from common.models import OutboxEvent
 from portal.models import UploadFile
 from portal.services.batches import batch_create
@@ -40,3 +42,35 @@ def test_no_admin_add_for_uploads(admin_client, user):
     assert not UploadFile.objects.exists()
     listing = admin_client.get("/admin/portal/uploadfile/").text
     assert "/admin/portal/uploadfile/add/" not in listing
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        '{"x": NaN}',
+        '{"x": Infinity}',
+        pytest.param("[" * 5000 + "]" * 5000, id="5000-deep"),
+        '{"x": "\\u0000"}',
+    ],
+)
+def test_admin_metadata_jsonb_cannot_store_is_a_form_error(admin_client, user, metadata):
+    """The admin saves the model directly, past the services: its JSON field
+    refuses what PostgreSQL cannot store (it was a database error, a 500)."""
+    batch = batch_create(owner=user, metadata={"name": "kept"})
+    url = f"/admin/portal/uploadbatch/{batch.pk}/change/"
+    form = {
+        "owner": str(user.pk),
+        "expected_files": "",
+        "idempotency_key": "",
+        "files-TOTAL_FORMS": "0",
+        "files-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(url, {**form, "metadata": metadata})
+    assert response.status_code == 200  # the form again, with its error
+    assert b"Enter valid JSON" in response.content
+    batch.refresh_from_db()
+    assert batch.metadata == {"name": "kept"}
+    # The same form with storable metadata is saved.
+    assert admin_client.post(url, {**form, "metadata": '{"name": "new"}'}).status_code == 302
+    batch.refresh_from_db()
+    assert batch.metadata == {"name": "new"}

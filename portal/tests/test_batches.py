@@ -199,3 +199,39 @@ def test_nul_in_batch_input_is_a_validation_error(user, kwargs, field):
         batch_create(owner=user, **kwargs)
     assert exc.value.details["field"] == field
     assert not UploadBatch.objects.exists()
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "path"),
+    [
+        ({"x": float("nan")}, "x"),
+        ({"x": [1, float("inf")]}, "x[1]"),
+        ({"x": float("-inf")}, "x"),
+        pytest.param({"deep": _nested(50_000)}, None, id="50000-deep"),
+    ],
+)
+def test_metadata_jsonb_cannot_store_is_a_validation_error(user, metadata, path):
+    """Whatever the caller (form, CLI, Python): NaN/Infinity never reach
+    PostgreSQL, and nesting never reaches a recursive json.dumps."""
+    from common.exceptions import ValidationError
+
+    for create in (
+        lambda: batch_create(owner=user, metadata=metadata),
+        lambda: upload_file_create(
+            owner=user, stream=BytesStream(b"x"), filename="x.txt", metadata=metadata
+        ),
+    ):
+        with pytest.raises(ValidationError) as exc:
+            create()
+        assert exc.value.details["field"] == "metadata"
+        if path is not None:
+            assert exc.value.details["path"] == path
+    assert not UploadBatch.objects.exists()
+    assert not UploadFile.objects.exists()

@@ -135,3 +135,18 @@ def test_a_cut_multibyte_character_at_the_end_of_the_head_is_still_text(settings
     head = ("a" + "é" * HEAD_SIZE).encode()[:HEAD_SIZE]
     assert head[-1:] == b"\xc3"  # half of an "é"
     assert upload_file_content_type(head=head, filename="a.txt", declared=None) == "text/plain"
+
+
+def test_a_json_head_of_nothing_but_brackets_is_refused_not_a_crash(settings):
+    """8 KiB of brackets (4 000 levels): json.loads raised RecursionError (a 500)."""
+    settings.FILE_UPLOAD_ALLOWED_TYPES = ["application/json", "application/x-ndjson"]
+    head = b"[" * 4000 + b"]" * 4000
+    with pytest.raises(UnsupportedMediaTypeError):
+        upload_file_content_type(head=head, filename="deep.json", declared=None)
+    with pytest.raises(UnsupportedMediaTypeError):
+        upload_file_content_type(head=head + b"\n", filename="deep.ndjson", declared=None)
+    # Nesting a JSON file may well have still passes; so does Python's NaN.
+    ordinary = b"[" * 100 + b"NaN" + b"]" * 100
+    assert upload_file_content_type(head=ordinary, filename="d.json", declared=None) == (
+        "application/json"
+    )

@@ -25,6 +25,7 @@ from accounts.services.tokens import token_create
 from api.tests.conftest import ApiClient
 from conftest import subprocess_env
 from portal.models import UploadFile
+from portal.services import streaming
 from portal.services.cleanup import cleanup_stale_uploading_files
 from portal.storage import file_storage
 from tests.web import WebServer
@@ -50,12 +51,18 @@ def spool(settings, tmp_path, monkeypatch) -> Iterator[list[list[str]]]:
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # Django's handlers would spool any file
     seen: list[list[str]] = []
     original = FileSystemStorage._save  # type: ignore[attr-defined]  # private, not in the stubs
+    original_write = streaming._write_file
 
     def watching_save(self, name, content):
         seen.append(os.listdir(spool_dir))
         return original(self, name, content)
 
+    def watching_write(storage, **kwargs):  # a streamed upload into local storage
+        seen.append(os.listdir(spool_dir))
+        return original_write(storage, **kwargs)
+
     monkeypatch.setattr(FileSystemStorage, "_save", watching_save)
+    monkeypatch.setattr(streaming, "_write_file", watching_write)
     yield seen
     assert os.listdir(spool_dir) == []
 
@@ -179,3 +186,75 @@ def test_killed_web_server_leaves_no_spool_file_only_a_record_named_object(
     assert result.deleted == 1
     assert not UploadFile.objects.exists()
     assert on_disk(media) == set()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_streamed_upload_on_each_storage_with_fields_after_the_file(user, storage, settings):
+    _, raw = token_create(user=user, name="t")
+    data = os.urandom(3 * 1024 * 1024 + 5)  # several reads, not a multiple of one
+
+    # The test client writes the parts in this order: the metadata comes after the file.
+    response = ApiClient(raw).post(
+        "/api/files", {"file": _named(data, "big.bin"), "metadata": '{"k": "v"}'}
+    )
+
+    assert response.status_code == 201, response.content
+    file = UploadFile.objects.get(pk=response.json()["id"])
+    assert (file.status, file.size, file.metadata) == (
+        UploadFile.Status.STORED,
+        len(data),
+        {"k": "v"},
+    )
+    assert file.sha256 == hashlib.sha256(data).hexdigest()
+    assert storage.keys() == {file.storage_key}
+    assert storage.read(file.storage_key) == data
+    if storage.kind == "local":  # written by hand, with FileSystemStorage's modes
+        mode = (Path(settings.MEDIA_ROOT) / file.storage_key).stat().st_mode & 0o777
+        assert mode == settings.FILE_UPLOAD_PERMISSIONS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_cut_short_is_refused_and_leaves_nothing(user, storage):
+    _, raw = token_create(user=user, name="t")
+    boundary = "cut-short"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+    ).encode()
+    body = head + payload(2 * 1024 * 1024)  # no closing boundary: the client went away
+
+    response = ApiClient(raw).generic(
+        "POST", "/api/files", body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+
+    assert response.status_code == 400, response.content
+    assert not UploadFile.objects.exists()
+    assert storage.keys() == set()
+    assert storage.pending_multipart_uploads() == 0
+
+
+@pytest.mark.parametrize(
+    ("extra_part", "status"),
+    [
+        # RFC 7578 forbids Content-Transfer-Encoding; Django decoded base64, this refuses it.
+        ('name="file"; filename="b.bin"\r\nContent-Transfer-Encoding: base64', 400),
+        ('name="note"', 413),  # a field over DATA_UPLOAD_MAX_MEMORY_SIZE
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_refused_bodies_leave_nothing(user, settings, extra_part, status):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    _, raw = token_create(user=user, name="t")
+    boundary = "refused"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
+    ).encode() + payload(300_000)
+    body += f"\r\n--{boundary}\r\nContent-Disposition: form-data; {extra_part}\r\n\r\n".encode()
+    body += b"x" * 2000 + f"\r\n--{boundary}--\r\n".encode()
+
+    response = ApiClient(raw).generic(
+        "POST", "/api/files", body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+
+    assert response.status_code == status, response.content
+    assert not UploadFile.objects.exists()
+    assert on_disk(settings.MEDIA_ROOT) == set()

@@ -87,48 +87,42 @@ def _healthz_times(web: WebServer, n: int) -> list[float]:
     return times
 
 
-@pytest.mark.processes
-def test_slow_heads_hold_no_thread(server: WebServer) -> None:
-    socks = [_connect(server) for _ in range(10 * THREADS)]
+def _healthz_times_while_trickling(web: WebServer, opening: bytes, drip: bytes) -> list[float]:
+    """/healthz answer times while ten sockets per thread send ``drip`` every half second."""
+    socks = [_connect(web) for _ in range(10 * THREADS)]
     for sock in socks:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.sendall(opening)
     stop = threading.Event()
-    trickler = threading.Thread(target=_trickle, args=(socks, stop, b"X-a: b\r\n"))
+    trickler = threading.Thread(target=_trickle, args=(socks, stop, drip))
     trickler.start()
     try:
         time.sleep(0.5)
-        times = _healthz_times(server, 10)
+        return _healthz_times(web, 10)
     finally:
         stop.set()
         trickler.join()
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.processes
+def test_slow_heads_hold_no_thread(server: WebServer) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    times = _healthz_times_while_trickling(server, head, b"X-a: b\r\n")
     assert max(times) < 1.0, times
-    for sock in socks:
-        sock.close()
 
 
 @pytest.mark.processes
 def test_slow_small_bodies_hold_no_thread(server: WebServer) -> None:
     body = json.dumps({"metadata": {"note": "x" * 200}}).encode()
-    socks = [_connect(server) for _ in range(10 * THREADS)]
-    for sock in socks:
-        sock.sendall(
-            b"POST /api/batches HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body[:1]
-        )
-    stop = threading.Event()
-    trickler = threading.Thread(target=_trickle, args=(socks, stop, b" "))
-    trickler.start()
-    try:
-        time.sleep(0.5)
-        times = _healthz_times(server, 10)
-    finally:
-        stop.set()
-        trickler.join()
+    opening = (
+        b"POST /api/batches HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:1]
+    )
+    times = _healthz_times_while_trickling(server, opening, b" ")
     assert max(times) < 1.0, times
-    for sock in socks:
-        sock.close()
 
 
 @pytest.mark.processes

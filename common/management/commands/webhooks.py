@@ -48,7 +48,9 @@ class Command(BaseCommand):
         events.add_argument("--status", choices=["pending", "delivered", "failed"])
         events.add_argument("--type", dest="event_type")
         events.add_argument("--limit", type=int, default=20)
-        events.add_argument("--json", action="store_true", help="one JSON object per line")
+        events.add_argument(
+            "--json", action="store_true", help="one JSON array of event objects ([] for none)"
+        )
 
         resend = sub.add_parser("resend", help="re-send one delivery, or all failed since a time")
         target = resend.add_mutually_exclusive_group(required=True)
@@ -109,6 +111,9 @@ class Command(BaseCommand):
     def do_events(self, *, status, event_type, limit, json: bool, **_):
         from common.selectors import event_list
 
+        # One document, so no events is `[]` rather than no output at all,
+        # which a script's JSON parser cannot tell from a failure.
+        documents = []
         for ev in event_list(status=status, event_type=event_type)[:limit]:
             deliveries = [
                 {
@@ -123,16 +128,14 @@ class Command(BaseCommand):
                 for d in ev.deliveries.all()
             ]
             if json:
-                self.stdout.write(
-                    _json(
-                        {
-                            "id": str(ev.id),
-                            "type": ev.event_type,
-                            "status": ev.status,
-                            "created_at": ev.created_at.isoformat(),
-                            "deliveries": deliveries,
-                        }
-                    )
+                documents.append(
+                    {
+                        "id": str(ev.id),
+                        "type": ev.event_type,
+                        "status": ev.status,
+                        "created_at": ev.created_at.isoformat(),
+                        "deliveries": deliveries,
+                    }
                 )
                 continue
             self.stdout.write(
@@ -148,6 +151,8 @@ class Command(BaseCommand):
                     f"    {d['delivery']}  {d['status']:9} x{d['attempts']} [{code}] "
                     f"{d['endpoint']}{extra}{err}"
                 )
+        if json:
+            self.stdout.write(_json(documents))
 
     def do_resend(self, *, delivery_id, failed_since, **_):
         from common.selectors import delivery_get

@@ -22,9 +22,9 @@ from portal.services.file_records import (
     upload_file_record_stored,
 )
 from portal.services.refusals import refusal_recorded
+from portal.services.tus import sha256_state
 from portal.services.tus.metadata import file_metadata
 from portal.services.tus.parts import part_store, upload_objects
-from portal.services.tus.running_hashes import running_hashes
 from portal.signals import file_stored
 from portal.storage import generate_storage_key
 
@@ -52,8 +52,9 @@ def upload_session_complete(session: UploadSession) -> None:
             session.save(update_fields=["status", "completed_at", "updated_at"])
         return
     keys = upload_objects(session.parts.order_by("number").values_list("storage_key", flat=True))
-    running = running_hashes.take(session.id, session.offset) if session.offset else None
-    known_sha256 = running.hexdigest() if running is not None else None
+    # The hash of every byte, saved with the offset as the PATCHes came in.
+    finished = sha256_state.resume(session.sha256_state, offset=session.offset)
+    known_sha256 = finished.hexdigest() if finished is not None else None
     upload_session_finalise(
         session, part_keys=keys, source_ids=[session.id], known_sha256=known_sha256
     )

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from portal.services.tus.values import Checksum
 
 PART_KEY_PREFIX = "tus"
+HASH_ON_THREAD_FROM = 1024 * 1024  # bytes in one PATCH
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,9 @@ class PartStore(ABC):
             hashers=[h for h in (hasher, running) if h is not None],
             limit=limit,
             tolerate_disconnect=True,
-            hash_on_thread=True,
+            # A thread pays off when hashing overlaps waiting for the body;
+            # starting one costs more than hashing a small body inline.
+            hash_on_thread=limit > HASH_ON_THREAD_FROM,
         )
         try:
             key = self._store(session=session, reader=reader)

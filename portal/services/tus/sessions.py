@@ -1,7 +1,6 @@
-"""Resumable upload sessions: create, append (a PATCH), look up, terminate.
+"""Resumable upload sessions: look up, create, report (HEAD), terminate.
 
-The offset only ever moves after the bytes are in storage, so a crash at any
-point leaves a state the client can resume from.
+A PATCH is ``append``; the last byte's work is ``finalise``.
 """
 
 from __future__ import annotations
@@ -13,25 +12,17 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from common.exceptions import (
     ApplicationError,
-    ConflictError,
     NotFoundError,
     PayloadTooLargeError,
-    PermissionDeniedError,
-    ValidationError,
 )
-from common.services.connections import release_connection
-from portal.models import UploadPart, UploadSession
-from portal.services.hashing import BinaryStream
+from portal.models import UploadSession
 from portal.services.tus.errors import (
-    ChecksumMismatchError,
     GoneError,
     LockedError,
-    OffsetMismatchError,
 )
 from portal.services.tus.finalise import (
     upload_session_complete,
@@ -39,12 +30,11 @@ from portal.services.tus.finalise import (
 )
 from portal.services.tus.locks import upload_session_lock
 from portal.services.tus.metadata import session_fields
-from portal.services.tus.parts import WrittenPart, part_store
-from portal.services.tus.running_hashes import running_hashes
+from portal.services.tus.parts import part_store
 
 if TYPE_CHECKING:
     from accounts.models import User
-    from portal.services.tus.values import Checksum, UploadMetadata
+    from portal.services.tus.values import UploadMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +128,12 @@ def upload_session_create(
     length: int | None,
     metadata: UploadMetadata,
     partial: bool = False,
-    body: BinaryStream | None = None,
     body_length: int = 0,
-    checksum: Checksum | None = None,
 ) -> UploadSession:
     """Start an upload of ``length`` bytes (``None``: the client defers the length).
 
-    With a ``body`` (tus creation-with-upload) its ``body_length`` bytes are
-    the first PATCH. If they fail their checksum the upload still exists at
-    offset 0, and the client sends them again with PATCH.
+    A creation that carries bytes (``body_length``) is checked here and its
+    bytes are appended by ``append.upload_session_create_with_body``.
     """
     if length is not None:
         check_upload_length(length)
@@ -171,143 +158,7 @@ def upload_session_create(
         # Nothing will ever be PATCHed: an empty file is complete at once.
         with upload_session_lock(session.id):
             upload_session_complete(session)
-    elif body is not None and body_length:
-        try:
-            session = upload_session_append(
-                owner=owner,
-                upload_id=session.id,
-                offset=0,
-                stream=body,
-                content_length=body_length,
-                checksum=checksum,
-            )
-        except ChecksumMismatchError:
-            session.refresh_from_db()
     return session
-
-
-# --- appending --------------------------------------------------------------------
-
-
-def _new_length(
-    session: UploadSession, *, upload_length: int | None, content_length: int
-) -> int | None:
-    """The length a PATCH's Upload-Length sets (deferred length), checked."""
-    if upload_length is None:
-        return None
-    if session.length is not None:
-        if upload_length != session.length:
-            raise ValidationError(
-                "Upload-Length cannot change once it is set.",
-                details={"header": "Upload-Length", "length": session.length},
-            )
-        return None
-    if upload_length < session.offset + content_length:
-        raise ValidationError(
-            "Upload-Length is smaller than the bytes already sent.",
-            details={"header": "Upload-Length"},
-        )
-    check_upload_length(upload_length)
-    return upload_length
-
-
-def upload_session_append(
-    *,
-    owner: User,
-    upload_id: UUID | str,
-    offset: int,
-    stream: BinaryStream,
-    content_length: int,
-    checksum: Checksum | None = None,
-    upload_length: int | None = None,
-) -> UploadSession:
-    """Apply one PATCH: store its bytes at ``offset`` and move the offset on.
-
-    Finalises the upload (file record + ``file.stored``) when the last byte
-    arrives.
-    """
-    session = upload_session_get(owner=owner, upload_id=upload_id)
-    if session.concat == UploadSession.Concat.FINAL:
-        raise PermissionDeniedError(
-            "A final (concatenated) upload cannot be patched.", code="final_upload"
-        )
-    with upload_session_lock(session.id) as lock:
-        session.refresh_from_db()
-        ensure_alive(session)
-        if offset != session.offset:
-            raise OffsetMismatchError(
-                f"Upload-Offset is {offset} but the upload is at {session.offset}.",
-                details={"offset": session.offset},
-            )
-        new_length = _new_length(
-            session, upload_length=upload_length, content_length=content_length
-        )
-        length = new_length if new_length is not None else session.length
-        limit = length if length is not None else max_upload_size()
-        if session.offset + content_length > limit:
-            raise PayloadTooLargeError(
-                f"This PATCH would take the upload past {limit} bytes.",
-                details={"offset": session.offset, "content_length": content_length},
-            )
-        if session.status != UploadSession.Status.ACTIVE:
-            if content_length or new_length is not None:
-                raise ConflictError("The upload is already complete.", code="upload_complete")
-            return session
-
-        store = part_store()
-        written = None
-        running = None
-        if content_length > 0:
-            running = running_hashes.take(session.id, session.offset)
-            # The body may take minutes: no database connection waits for it.
-            release_connection()
-            written = store.write(
-                session=session,
-                stream=stream,
-                limit=content_length,
-                checksum=checksum,
-                running=running,
-            )
-        try:
-            lock.check()
-            _record_append(session, written=written, new_length=new_length, checksum=checksum)
-        except Exception:
-            if written is not None:
-                store.discard(session_id=session.id, key=written.key, offset=offset)
-            raise
-        if running is not None:
-            running_hashes.keep(session.id, session.offset, running)
-        if session.length is not None and session.offset == session.length:
-            upload_session_complete(session)
-    return session
-
-
-def _record_append(
-    session: UploadSession,
-    *,
-    written: WrittenPart | None,
-    new_length: int | None,
-    checksum: Checksum | None,
-) -> None:
-    with transaction.atomic(durable=True):
-        fields = ["expires_at", "updated_at"]
-        if written is not None:
-            number = (session.parts.aggregate(n=Max("number"))["n"] or 0) + 1
-            UploadPart.objects.create(
-                session=session,
-                number=number,
-                offset=session.offset,
-                size=written.size,
-                storage_key=written.key,
-                checksum=checksum.header_value() if checksum else "",
-            )
-            session.offset += written.size
-            fields.append("offset")
-        if new_length is not None:
-            session.length = new_length
-            fields.append("length")
-        session.expires_at = session_expiry()
-        session.save(update_fields=fields)
 
 
 # --- termination --------------------------------------------------------------------

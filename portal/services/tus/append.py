@@ -1,0 +1,264 @@
+"""One tus PATCH, top to bottom: lock, check, stream, record, finalise on the last byte.
+
+The path a PATCH takes, and the only one:
+
+1. take the upload's lock (``locks``: on the process's lock connection, so
+   the request itself holds no database connection while it streams);
+2. read the session (one query) and check the request against it;
+3. give the connection back and stream the body into the part store,
+   hashing it on a second thread as it arrives: the upload's sha256 so far
+   is resumed from the state saved with the session (``sha256_state``), so
+   whichever process receives the next PATCH continues it;
+4. record the part, the new offset and the hash state in one statement;
+5. on the last byte, ``finalise.upload_session_complete`` (which uses the
+   finished hash instead of reading the file again).
+
+The offset only ever moves after the bytes are in storage, so a crash at any
+point leaves a state the client can resume from. A non-final PATCH costs
+three queries: the token, the session, the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.db import connection
+from django.utils import timezone
+from uuid_utils.compat import uuid7
+
+from common.exceptions import (
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from common.services.connections import release_connection
+from portal.models import UploadSession
+from portal.services.hashing import BinaryStream
+from portal.services.tus import sha256_state
+from portal.services.tus.errors import ChecksumMismatchError, OffsetMismatchError
+from portal.services.tus.finalise import upload_session_complete
+from portal.services.tus.locks import HeldLock, upload_session_lock
+from portal.services.tus.parts import WrittenPart, part_store
+from portal.services.tus.sessions import (
+    check_upload_length,
+    ensure_alive,
+    max_upload_size,
+    session_expiry,
+    upload_session_create,
+    upload_session_get,
+)
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from portal.services.tus.values import Checksum, UploadMetadata
+
+logger = logging.getLogger(__name__)
+
+
+def upload_session_append(
+    *,
+    owner: User,
+    upload_id: UUID | str,
+    offset: int,
+    stream: BinaryStream,
+    content_length: int,
+    checksum: Checksum | None = None,
+    upload_length: int | None = None,
+) -> UploadSession:
+    """Apply one PATCH: store its bytes at ``offset`` and move the offset on."""
+    try:
+        session_id = UUID(str(upload_id))
+    except ValueError:
+        raise NotFoundError("No such upload.") from None
+    with upload_session_lock(session_id) as lock:
+        session = upload_session_get(owner=owner, upload_id=session_id)
+        new_length = _check(
+            session, offset=offset, content_length=content_length, upload_length=upload_length
+        )
+        if session.status != UploadSession.Status.ACTIVE:
+            if content_length or new_length is not None:
+                raise ConflictError("The upload is already complete.", code="upload_complete")
+            return session
+        if content_length > 0:
+            _append_bytes(session, lock, stream, content_length, checksum, new_length)
+        elif new_length is not None:
+            lock.check()
+            session.length = new_length
+            session.expires_at = session_expiry()
+            session.save(update_fields=["length", "expires_at", "updated_at"])
+        if session.length is not None and session.offset == session.length:
+            upload_session_complete(session)
+    return session
+
+
+def upload_session_create_with_body(
+    *,
+    owner: User,
+    length: int | None,
+    metadata: UploadMetadata,
+    partial: bool,
+    body: BinaryStream,
+    body_length: int,
+    checksum: Checksum | None,
+) -> UploadSession:
+    """tus creation-with-upload: a creation, then its body as the first PATCH.
+
+    If the bytes fail their checksum the upload still exists at offset 0,
+    and the client sends them again with PATCH.
+    """
+    session = upload_session_create(
+        owner=owner, length=length, metadata=metadata, partial=partial, body_length=body_length
+    )
+    if not body_length or session.status != UploadSession.Status.ACTIVE:
+        return session
+    try:
+        return upload_session_append(
+            owner=owner,
+            upload_id=session.id,
+            offset=0,
+            stream=body,
+            content_length=body_length,
+            checksum=checksum,
+        )
+    except ChecksumMismatchError:
+        session.refresh_from_db()
+        return session
+
+
+def _check(
+    session: UploadSession, *, offset: int, content_length: int, upload_length: int | None
+) -> int | None:
+    """Refuse a PATCH that does not fit the session; the length it sets, if any."""
+    if session.concat == UploadSession.Concat.FINAL:
+        raise PermissionDeniedError(
+            "A final (concatenated) upload cannot be patched.", code="final_upload"
+        )
+    ensure_alive(session)
+    if offset != session.offset:
+        raise OffsetMismatchError(
+            f"Upload-Offset is {offset} but the upload is at {session.offset}.",
+            details={"offset": session.offset},
+        )
+    new_length = _new_length(session, upload_length=upload_length, content_length=content_length)
+    length = new_length if new_length is not None else session.length
+    limit = length if length is not None else max_upload_size()
+    if session.offset + content_length > limit:
+        raise PayloadTooLargeError(
+            f"This PATCH would take the upload past {limit} bytes.",
+            details={"offset": session.offset, "content_length": content_length},
+        )
+    return new_length
+
+
+def _new_length(
+    session: UploadSession, *, upload_length: int | None, content_length: int
+) -> int | None:
+    """The length a PATCH's Upload-Length sets (deferred length), checked."""
+    if upload_length is None:
+        return None
+    if session.length is not None:
+        if upload_length != session.length:
+            raise ValidationError(
+                "Upload-Length cannot change once it is set.",
+                details={"header": "Upload-Length", "length": session.length},
+            )
+        return None
+    if upload_length < session.offset + content_length:
+        raise ValidationError(
+            "Upload-Length is smaller than the bytes already sent.",
+            details={"header": "Upload-Length"},
+        )
+    check_upload_length(upload_length)
+    return upload_length
+
+
+def _append_bytes(
+    session: UploadSession,
+    lock: HeldLock,
+    stream: BinaryStream,
+    content_length: int,
+    checksum: Checksum | None,
+    new_length: int | None,
+) -> None:
+    """Stream the body into the part store and record it; ``session`` is updated."""
+    store = part_store()
+    hasher = sha256_state.resume(session.sha256_state, offset=session.offset)
+    # The body may take minutes: no database connection waits for it.
+    release_connection(content_length)
+    written = store.write(
+        session=session, stream=stream, limit=content_length, checksum=checksum, running=hasher
+    )
+    if written is None:  # nothing arrived
+        if new_length is not None:
+            session.length = new_length
+            session.save(update_fields=["length", "updated_at"])
+        return
+    try:
+        lock.check()
+        state = hasher.state() if hasher is not None else None
+        _record(session, written, checksum=checksum, new_length=new_length, state=state)
+    except Exception:
+        store.discard(session_id=session.id, key=written.key, offset=session.offset)
+        raise
+    session.offset += written.size
+    session.sha256_state = state
+    if new_length is not None:
+        session.length = new_length
+
+
+# One round trip: the session's offset (and length, expiry, hash state) moves
+# and the part is recorded, or, if the offset is no longer the one this
+# request checked, neither happens.
+_RECORD = """
+WITH moved AS (
+    UPDATE portal_uploadsession
+    SET "offset" = %(new_offset)s, length = COALESCE(%(length)s, length),
+        expires_at = %(expires_at)s, updated_at = %(now)s, sha256_state = %(state)s
+    WHERE id = %(session)s AND "offset" = %(offset)s
+    RETURNING id
+)
+INSERT INTO portal_uploadpart
+    (id, created_at, updated_at, session_id, number, "offset", size, storage_key, checksum)
+SELECT %(part)s, %(now)s, %(now)s, moved.id,
+    (SELECT COALESCE(MAX(number), 0) + 1 FROM portal_uploadpart WHERE session_id = %(session)s),
+    %(offset)s, %(size)s, %(key)s, %(checksum)s
+FROM moved
+RETURNING number
+"""
+
+
+def _record(
+    session: UploadSession,
+    written: WrittenPart,
+    *,
+    checksum: Checksum | None,
+    new_length: int | None,
+    state: bytes | None,
+) -> None:
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "session": session.id,
+        "offset": session.offset,
+        "new_offset": session.offset + written.size,
+        "length": new_length,
+        "expires_at": session_expiry(now),
+        "now": now,
+        "state": state,
+        "part": uuid7(),
+        "size": written.size,
+        "key": written.key,
+        "checksum": checksum.header_value() if checksum else "",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD, params)
+        recorded = cursor.fetchone()
+    if recorded is None:
+        raise ConflictError(
+            "The upload moved on while this PATCH was written.",
+            code="offset_moved",
+            details={"upload_id": str(session.id)},
+        )
