@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -146,7 +146,7 @@ def server_blocked(lock_sql: str, params: list) -> Iterator[None]:
         yield
 
 
-def recording_blocked(user) -> contextmanager:
+def recording_blocked(user) -> AbstractContextManager[None]:
     """The session's row: the last PATCH's bytes are stored but cannot be recorded."""
     session = UploadSession.objects.get(owner=user)
     return server_blocked(
@@ -154,7 +154,7 @@ def recording_blocked(user) -> contextmanager:
     )
 
 
-def file_record_blocked() -> contextmanager:
+def file_record_blocked() -> AbstractContextManager[None]:
     """Every byte recorded and the file assembled; its record cannot be written."""
     return server_blocked("LOCK TABLE portal_uploadfile IN SHARE ROW EXCLUSIVE MODE", [])
 
