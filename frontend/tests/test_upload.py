@@ -225,6 +225,18 @@ def test_upload_status_of_a_stored_upload_names_its_file(client_user, client_oth
     assert other.json()["error"]["code"] == "not_found"
 
 
+def test_upload_status_of_an_upload_whose_file_was_deleted_since(client_user, user):
+    from portal.services.file_records import upload_file_delete
+
+    data = b"resumable bytes"
+    session = _tus_session(user, data)
+    upload_session_append(
+        owner=user, upload_id=session.id, offset=0, stream=io.BytesIO(data), content_length=15
+    )
+    upload_file_delete(file=UploadFile.objects.get(upload_session=session), actor=user)
+    assert _status(client_user, session.id) == {"state": "deleted"}
+
+
 def test_upload_status_of_an_upload_still_receiving(client_user, user):
     session = _tus_session(user)
     assert _status(client_user, session.id) == {"state": "receiving", "offset": 0, "length": 15}

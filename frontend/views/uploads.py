@@ -163,7 +163,9 @@ def _upload_state(session: UploadSession) -> dict:
     if session.concat == UploadSession.Concat.PARTIAL:
         # Never a file on its own (the page never makes one; API clients may).
         return {"state": "partial", "offset": session.offset, "length": session.length}
-    if session.status == status.COMPLETE and session.file_id is not None:
+    if session.status == status.COMPLETE:
+        if session.file_id is None:
+            return {"state": "deleted"}  # stored, and deleted since
         url = reverse("frontend:file_detail", args=[session.file_id])
         return {"state": "stored", "file_url": url}
     if session.status == status.FAILED:

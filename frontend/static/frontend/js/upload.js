@@ -104,10 +104,11 @@
 
   const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // {state: "stored", file_url} | {state: "failed", message} | {state: "receiving"
-  // | "gone" | ...}, or null when there is nothing to ask about. While another
-  // request is still turning the bytes into the file ("finishing") it asks
-  // again; an outage or a dropped connection is asked through the same way.
+  // {state: "stored", file_url} | {state: "failed", message} | {state:
+  // "receiving" | "deleted" | "gone" | ...}, or null when there is nothing to
+  // ask about. While another request is still turning the bytes into the file
+  // ("finishing") it asks again; an outage or a dropped connection is asked
+  // through the same way.
   async function serverState(uploadUrl) {
     const id = uploadIdOf(uploadUrl);
     if (!id) return null;
@@ -230,6 +231,8 @@
     if (state && state.state === "failed") {
       dropResult(uploadId);
       if (uppy.getFile(file.id)) showRefusal(file.id, state.message);
+    } else if (state && state.state === "deleted") {
+      dropResult(uploadId); // uploaded, and deleted since: no link to follow
     } else if (state && state.file_url) {
       keepResult({ uploadId, name: file.name, fileUrl: state.file_url, at: Date.now() });
     }
@@ -268,7 +271,7 @@
     const state = await serverState(uploadUrl);
     const file = uppy.getFile(restored.id);
     if (!state || !file) return;
-    if (state.state === "stored") {
+    if (state.state === "stored" || state.state === "deleted") {
       uppy.setFileState(file.id, { error: null, isGhost: false });
       uppy.emit("upload-success", uppy.getFile(file.id), { uploadURL: uploadUrl, status: 200 });
     } else if (state.state === "failed") {
