@@ -56,12 +56,12 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from gunicorn_server import manage
+from gunicorn_server import ProductionServer, manage, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.private_cluster import PrivateCluster, free_port  # noqa: E402
+from scripts.private_cluster import PrivateCluster  # noqa: E402
 
 MIB = 1024 * 1024
 CEILING_CHUNK = 50 * MIB  # the chunk size the issue measured the ceiling with
@@ -102,38 +102,6 @@ def make_file(path: Path, size: int) -> str:
             fh.write(chunk)
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class Gunicorn:
-    """``gunicorn -c deploy/gunicorn.conf.py <app>`` on a free loopback port."""
-
-    def __init__(self, app: str, env: dict[str, str], log: Path, *, ready: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "gunicorn", *PRODUCTION, app]
-        cmd += ["--bind", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + ready, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{app} did not start; see {log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
 
 
 class Browser:
@@ -284,7 +252,7 @@ def main() -> None:
     size = args.size_mb * 1000 * 1000
 
     cluster = PrivateCluster(dbname="doorito_browserbench")
-    servers: list[Gunicorn] = []
+    servers: list[ProductionServer] = []
     browser = None
     work = Path(tempfile.mkdtemp(prefix="browser-bench-", dir=ROOT / ".data"))
     try:
@@ -292,23 +260,11 @@ def main() -> None:
         say(f"making a {args.size_mb} MB file of random bytes in {work}")
         expected = make_file(source, size)
         cluster.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "boot.settings",
-                "DJANGO_CONFIGURATION": "Production",
-                "SECRET_KEY": secrets.token_urlsafe(50),
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "SECURE_SSL_REDIRECT": "false",
-                "SECURE_PROXY_SSL_HEADER": "",
-                "SESSION_COOKIE_SECURE": "false",
-                "CSRF_COOKIE_SECURE": "false",
-                "DATABASE_URL": cluster.url,
-                "MEDIA_ROOT": str(work / "media"),
-                "STATIC_ROOT": str(work / "static"),
-                "STORAGE_BACKEND": "local",
-                "LOG_LEVEL": "WARNING",
-            }
+        env = production_env(
+            cluster.url,
+            work / "media",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            STATIC_ROOT=str(work / "static"),
         )
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput")
@@ -317,9 +273,9 @@ def main() -> None:
             cwd=ROOT, env=env, input=PASSWORD, text=True, check=True, capture_output=True,
         )  # fmt: skip
         token = manage(env, "create_token", EMAIL, "bench").strip().splitlines()[-1]
-        doorito = Gunicorn("boot.wsgi", env, work / "web.log", ready="/healthz")
+        doorito = ProductionServer(env, work / "web.log")
         servers.append(doorito)
-        drain = Gunicorn("bench.tus_drain_app:app", env, work / "drain.log", ready="/")
+        drain = ProductionServer(env, work / "drain.log", app="bench.tus_drain_app:app", ready="/")
         servers.append(drain)
         say(
             f"servers: gunicorn {' '.join(PRODUCTION)} boot.wsgi and bench.tus_drain_app:app "

@@ -84,16 +84,66 @@ class GunicornServer:
         self.log.close()
 
 
+class ProductionServer:
+    """The documented production command (``gunicorn -c deploy/gunicorn.conf.py``) on a free port.
+
+    Its own process group, so ``stop()`` takes the master and its workers.
+    """
+
+    def __init__(
+        self, env: dict[str, str], log: Path, *, app: str = "boot.wsgi", ready: str = "/healthz"
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app]
+        self.proc = subprocess.Popen(
+            [*cmd, "--bind", f"127.0.0.1:{self.port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + ready, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{app} did not start; see {log}")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
 def production_env(database_url: str, media: Path, **extra: str) -> dict[str, str]:
-    """The environment of a ``Production`` web process on plain-HTTP loopback."""
+    """The environment of a ``Production`` web process on plain-HTTP loopback.
+
+    The caller's own ``DJANGO_*`` and ``CELERY_*`` variables are left out, so
+    a bench measures the documented configuration, not the shell's.
+    """
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
     return {
-        **os.environ,
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "boot.settings",
         "DJANGO_CONFIGURATION": "Production",
         "SECRET_KEY": "bench-only-secret-not-the-published-dev-key",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Loopback without TLS: no redirect to https, cookies sent over http.
         "SECURE_SSL_REDIRECT": "false",
+        "SECURE_PROXY_SSL_HEADER": "",
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         "DATABASE_URL": database_url,

@@ -47,22 +47,20 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from gunicorn_server import manage
+from gunicorn_server import ProductionServer, manage, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.private_cluster import PrivateCluster, free_port  # noqa: E402
+from scripts.private_cluster import PrivateCluster  # noqa: E402
 
 MIB = 1024 * 1024
 PRODUCTION = ["-c", "deploy/gunicorn.conf.py"]  # as in docs/operations.md
@@ -88,40 +86,18 @@ def make_file(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-class Server:
-    """The production command on a free port; stopped by process group."""
+class Server(ProductionServer):
+    """The production command, every worker past its first request (lazy imports)."""
 
     def __init__(self, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "gunicorn", *PRODUCTION, "boot.wsgi"]
-        cmd += ["--bind", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise RuntimeError(f"server did not start; see {log}")
-        for _ in range(10):  # every worker past its first request (lazy imports)
+        super().__init__(env, log)
+        for _ in range(10):
             httpx.get(self.url + "/healthz", timeout=10)
 
     def worker_peaks_mib(self) -> list[float]:
         """``VmHWM`` of each worker: its peak resident set since it started."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         peaks = []
-        for pid in children.read_text().split():
+        for pid in self.worker_pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peaks.append(int(line.split()[1]) / 1024)
@@ -129,21 +105,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) its workers have used so far."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         ticks = 0
-        for pid in children.read_text().split():
+        for pid in self.worker_pids():
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @dataclass
@@ -405,24 +371,11 @@ def main() -> None:
     try:
         cluster.start()
         (cluster.base / "logs").mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "boot.settings",
-                "DJANGO_CONFIGURATION": "Production",
-                "SECRET_KEY": secrets.token_urlsafe(50),
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                # Loopback without TLS: no redirect to https, cookies sent over http.
-                "SECURE_SSL_REDIRECT": "false",
-                "SECURE_PROXY_SSL_HEADER": "",
-                "SESSION_COOKIE_SECURE": "false",
-                "CSRF_COOKIE_SECURE": "false",
-                "DATABASE_URL": cluster.url,
-                "MEDIA_ROOT": str(cluster.base / "media"),
-                "STATIC_ROOT": str(cluster.base / "static"),
-                "STORAGE_BACKEND": "local",
-                "LOG_LEVEL": "WARNING",
-            }
+        env = production_env(
+            cluster.url,
+            cluster.base / "media",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            STATIC_ROOT=str(cluster.base / "static"),
         )
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput", "-v", "0")  # the upload page's assets

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,12 +37,12 @@ import time
 from pathlib import Path
 
 import httpx
-from gunicorn_server import manage
+from gunicorn_server import ProductionServer, manage, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.private_cluster import PrivateCluster, free_port  # noqa: E402
+from scripts.private_cluster import PrivateCluster  # noqa: E402
 from tests.load import (  # noqa: E402
     ConnectionCounter,
     SlowSockets,
@@ -66,35 +65,11 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-class Server:
-    def __init__(self, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "gunicorn", *PRODUCTION, "boot.wsgi"]
-        cmd += ["--bind", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start; see {log}")
-
+class Server(ProductionServer):
     def rss_mib(self) -> float:
-        pids = [self.proc.pid]
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        pids += [int(p) for p in children.read_text().split()]
+        """Resident memory of the master and its workers together."""
         total = 0
-        for pid in pids:
+        for pid in [self.proc.pid, *self.worker_pids()]:
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -102,14 +77,6 @@ class Server:
             except FileNotFoundError:
                 pass
         return total / 1024
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def probe(url: str, out: str) -> None:
@@ -186,19 +153,11 @@ def main() -> None:
     try:
         say(f"private PostgreSQL on port {cluster.port} (max_connections 100)")
         cluster.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "boot.settings",
-                "DJANGO_CONFIGURATION": "Production",
-                "SECRET_KEY": secrets.token_urlsafe(50),
-                "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "SECURE_SSL_REDIRECT": "false",
-                "SECURE_PROXY_SSL_HEADER": "",
-                "DATABASE_URL": cluster.url,
-                "MEDIA_ROOT": str(cluster.base / "media"),
-                "STATIC_ROOT": str(cluster.base / "static"),
-            }
+        env = production_env(
+            cluster.url,
+            cluster.base / "media",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            STATIC_ROOT=str(cluster.base / "static"),
         )
         manage(env, "migrate", "--noinput")
         manage(env, "create_user", "bench@example.com", "--no-password")

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import httpx
-from gunicorn_server import manage, production_env
+from gunicorn_server import ProductionServer, manage, production_env
 from upload import make_file, sha256_only, stored_sha256, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,20 +139,10 @@ class Doorito:
         manage(self.env, "migrate", "-v", "0")
         manage(self.env, "create_user", "bench@example.com", "--no-password")
         self.token = manage(self.env, "create_token", "bench@example.com", "bench").split()[-1]
-        self.port = free_port()
-        self.log = work / "web.log"
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "boot.wsgi"]
-        self.proc = subprocess.Popen(
-            [*cmd, "--bind", f"127.0.0.1:{self.port}"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.endpoint = f"http://127.0.0.1:{self.port}/api/tus/"
+        self.server = ProductionServer(self.env, work / "web.log")
+        self.proc = self.server.proc
+        self.endpoint = f"{self.server.url}/api/tus/"
         self.dsn = cluster.url.replace("postgres://", "postgresql://", 1)
-        wait_until_up(f"http://127.0.0.1:{self.port}/healthz", self.proc, self.log)
 
     def stored_sha256(self, upload_url: str) -> str:
         return stored_sha256(argparse.Namespace(database_url=self.dsn), upload_url)
