@@ -104,6 +104,7 @@
 
   const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // Of an upload URL, or of a bare upload id:
   // {state: "stored", file_url} | {state: "failed", message} | {state:
   // "receiving" | "deleted" | "gone" | ...}, or null when there is nothing to
   // ask about. While another request is still turning the bytes into the file
@@ -216,26 +217,38 @@
     saveResults(savedResults().filter((e) => e.uploadId !== uploadId));
   }
 
-  savedResults().forEach(showResult);
+  // A listed upload the server has not yet named a file for: ask what became
+  // of it and show that (its file's link, or nothing when it was refused or
+  // deleted since).
+  async function confirmResult(entry, fileId) {
+    const state = await serverState(entry.uploadId);
+    if (state && state.state === "failed") {
+      dropResult(entry.uploadId);
+      if (fileId && uppy.getFile(fileId)) showRefusal(fileId, state.message);
+    } else if (state && state.state === "deleted") {
+      dropResult(entry.uploadId); // uploaded, and deleted since: no link to follow
+    } else if (state && state.file_url) {
+      keepResult({ ...entry, fileUrl: state.file_url, at: Date.now() });
+    }
+  }
+
+  // A reload right after an upload's last answer can come before its check
+  // did: those entries are checked again now.
+  savedResults().forEach((entry) => {
+    showResult(entry);
+    if (!entry.fileUrl) confirmResult(entry, null);
+  });
 
   // A file counts as uploaded when the server says it is stored. The last
   // PATCH answers only then; a resumed upload whose HEAD found every byte in
   // (its last PATCH's answer was lost) may still be finishing, or refused.
-  uppy.on("upload-success", async (file, response) => {
-    const uploadUrl = (response && response.uploadURL) || "";
-    const uploadId = uploadIdOf(uploadUrl);
+  uppy.on("upload-success", (file, response) => {
+    const uploadId = uploadIdOf((response && response.uploadURL) || "");
     if (!file || !uploadId) return;
     // Listed at once (a reload a moment later still shows it), then checked.
-    keepResult({ uploadId, name: file.name, fileUrl: "", at: Date.now() });
-    const state = await serverState(uploadUrl);
-    if (state && state.state === "failed") {
-      dropResult(uploadId);
-      if (uppy.getFile(file.id)) showRefusal(file.id, state.message);
-    } else if (state && state.state === "deleted") {
-      dropResult(uploadId); // uploaded, and deleted since: no link to follow
-    } else if (state && state.file_url) {
-      keepResult({ uploadId, name: file.name, fileUrl: state.file_url, at: Date.now() });
-    }
+    const entry = { uploadId, name: file.name, fileUrl: "", at: Date.now() };
+    keepResult(entry);
+    confirmResult(entry, file.id);
   });
 
   // --- after a reload or a closed tab ------------------------------------------------
