@@ -101,6 +101,17 @@ def test_refused_type_fails_the_upload_without_keeping_bytes(tus, settings):
     assert not OutboxEvent.objects.filter(event_type="file.stored").exists()
     assert [p for p in stored_objects(settings)] == []
 
+    # Asked again, it is gone with the reason: never "every byte is here",
+    # which a client would take for stored.
+    head = tus.head(url)
+    assert head.status_code == 410
+    assert "Upload-Offset" not in head.headers
+    again = tus.patch(url, b"", 12)
+    assert again.status_code == 410
+    error = again.json()["error"]
+    assert error["code"] == "upload_failed"
+    assert error["message"] == "This upload was refused: Files of type text/x-sh are not accepted."
+
 
 @pytest.mark.parametrize(
     ("data", "meta"),

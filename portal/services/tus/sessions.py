@@ -23,6 +23,7 @@ from portal.models import UploadSession
 from portal.services.tus.errors import (
     GoneError,
     LockedError,
+    UploadFailedError,
 )
 from portal.services.tus.finalise import (
     upload_session_complete,
@@ -90,7 +91,17 @@ def upload_session_is_finished(session: UploadSession) -> bool:
     return not _waiting_for_bytes(session)
 
 
+def ensure_not_failed(session: UploadSession) -> None:
+    if session.status == UploadSession.Status.FAILED:
+        raise UploadFailedError(
+            f"This upload was refused: {session.error_message}",
+            details={"upload_id": str(session.id)},
+        )
+
+
 def ensure_alive(session: UploadSession) -> None:
+    """Refuse a session that takes no more requests: gone, or refused at its last step."""
+    ensure_not_failed(session)
     if upload_session_is_gone(session):
         raise GoneError(details={"upload_id": str(session.id)})
 

@@ -5,8 +5,9 @@
 // One tus upload per file, in large chunks (data-chunk-size; docs/tus.md,
 // "Browser"). The last step is made safe here: a file whose last request was
 // in flight when the page was reloaded, closed or paused may already be
-// stored, may still be turning into its file, or may have been refused, and
-// tus's HEAD answers "every byte is here" for all three. So before a restored
+// stored, may still be turning into its file, or may have been refused; tus's
+// HEAD answers "every byte is here" for the first two and gives no reason for
+// the third (410, a HEAD has no body). So before a restored
 // file resumes, and before a finished one is listed, the page asks the server
 // (data-status-url) what became of that upload, and shows exactly that.
 "use strict";
@@ -136,8 +137,7 @@
   }
 
   // An upload that ended without a file: a Retry must start a new one (which
-  // the server judges afresh), not resume the old one, whose HEAD would say
-  // "complete".
+  // the server judges afresh), not ask about the old one again.
   function forgetUpload(fileId) {
     const file = uppy.getFile(fileId);
     const url = file?.tus?.uploadUrl || file?.response?.uploadURL;
