@@ -421,3 +421,13 @@ def test_a_patch_that_does_not_complete_the_upload_costs_at_most_four_queries(
     assert patch(b"012", 0).status_code == 204
     with django_assert_max_num_queries(4):
         assert patch(b"345", 3).status_code == 204
+
+    # The record's asynchronous commit is its own: the connection (pooled,
+    # reused by other requests) still commits synchronously.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    assert patch(b"6789", 6).status_code == 204
+    assert session_for(path).status == "complete"
