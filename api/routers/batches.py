@@ -12,13 +12,13 @@ from pydantic import Field
 from accounts.models import User
 from api.auth import ApiRequest
 from api.errors import errors
-from api.pagination import PageIn, PageOut, paginate
-from api.routers.files import FileFilters, FilePage, filter_files
+from api.pagination import CursorPageIn, PageIn, PageOut, paginate
+from api.routers.files import FileFilters, FilePage, list_page
 from api.validation import INTEGRAL, BodyIn, SafeJsonObject, SafeStr
 from common.exceptions import NotFoundError
 from common.services.json_input import MAX_JSON_DEPTH
 from portal.models import UploadBatch
-from portal.selectors import batches_for_user, files_for_user
+from portal.selectors import batches_for_user
 from portal.services.batches import (
     MAX_EXPECTED_FILES,
     MAX_METADATA_BYTES,
@@ -118,11 +118,11 @@ def get_batch(request: ApiRequest, batch_id: UUID):
     summary="List a batch's files",
 )
 def list_batch_files(
-    request: ApiRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[PageIn]
+    request: ApiRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[CursorPageIn]
 ):
     batch = get_visible_batch(request.auth, batch_id)
     filters.batch_id = batch.id
-    return paginate(filter_files(files_for_user(request.auth), filters), page)
+    return list_page(request.auth, filters, page)
 
 
 @router.post(

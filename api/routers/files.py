@@ -17,7 +17,7 @@ from pydantic import Field
 from accounts.models import User
 from api.auth import ApiRequest
 from api.errors import error_response, errors
-from api.pagination import PageIn, PageOut, paginate
+from api.pagination import CursorPageIn, NewestFirstPageOut, paginate_newest_first
 from api.validation import IsoDatetime, SafeStr
 from common.exceptions import (
     ConflictError,
@@ -28,9 +28,10 @@ from common.exceptions import (
 from common.services.json_input import MAX_JSON_DEPTH, json_parse
 from common.services.text import text_is_storable
 from portal.models import UploadBatch, UploadFile
-from portal.selectors import files_for_user
+from portal.selectors import file_totals_for_owner, files_for_user
 from portal.services.batches import MAX_METADATA_BYTES
 from portal.services.file_records import upload_file_delete
+from portal.services.file_totals import FOLD_OWNER_OVER, file_totals_fold
 from portal.services.streaming import StreamedUpload, parse_streaming_upload
 from portal.services.uploads import upload_file_create, upload_file_create_streamed
 from portal.storage import file_download_url
@@ -57,7 +58,7 @@ class FileOut(Schema):
     expires_at: datetime | None
 
 
-class FilePage(PageOut):
+class FilePage(NewestFirstPageOut):
     items: list[FileOut]
 
 
@@ -93,6 +94,31 @@ def filter_files(queryset: QuerySet[UploadFile], filters: FileFilters) -> QueryS
     return queryset.select_related(None).order_by("-created_at", "-id")
 
 
+def kept_file_count(user: User, filters: FileFilters) -> int | None:
+    """The list's total from the kept file totals, when only `status` filters it.
+
+    Those totals are what the triggers on the files table keep per owner
+    (everyone's for staff, whose list is everyone's files); other filters
+    leave the count to ``paginate_newest_first`` (exact up to its cap).
+    """
+    if filters.model_dump(exclude={"status"}, exclude_none=True):
+        return None
+    owner = None if user.is_staff else user
+    totals = file_totals_for_owner(owner=owner)
+    if totals.foldable_rows > FOLD_OWNER_OVER:
+        file_totals_fold(owner=owner)  # keeps the next request's sum small
+    return totals.by_status[filters.status] if filters.status else totals.files
+
+
+def list_page(user: User, filters: FileFilters, page: CursorPageIn) -> dict[str, Any]:
+    """One page of the files `user` may see, newest first (files list, a batch's files)."""
+    return paginate_newest_first(
+        filter_files(files_for_user(user), filters),
+        page,
+        count=kept_file_count(user, filters),
+    )
+
+
 def get_visible_file(user: User, file_id: UUID) -> UploadFile:
     """The file if `user` may see it; another user's file is indistinguishable from none."""
     file = files_for_user(user).filter(pk=file_id).first()
@@ -102,9 +128,9 @@ def get_visible_file(user: User, file_id: UUID) -> UploadFile:
 
 
 @router.get("/files", response={200: FilePage, **errors()}, summary="List files")
-def list_files(request: ApiRequest, filters: Query[FileFilters], page: Query[PageIn]):
+def list_files(request: ApiRequest, filters: Query[FileFilters], page: Query[CursorPageIn]):
     """Your files, newest first (staff: everyone's), filtered and paginated."""
-    return paginate(filter_files(files_for_user(request.auth), filters), page)
+    return list_page(request.auth, filters, page)
 
 
 @router.get("/files/{file_id}", response={200: FileOut, **errors(404)}, summary="File detail")

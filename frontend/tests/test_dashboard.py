@@ -68,3 +68,51 @@ def test_dashboard_query_count(client_staff, staff_user, django_assert_max_num_q
     with django_assert_max_num_queries(10):
         page = client_staff.get("/")
     assert page.status_code == 200
+
+
+def test_the_dashboard_reads_a_page_of_files_not_all_of_them(client_user, user):
+    """At 1 000 000 files the aggregate over them was the dashboard's p95 (issue #23 #22):
+    the numbers now come from the kept totals and a capped index count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.tests.plans import bulk_files, files_read_by
+
+    bulk_files(user, 20_000, expires_in_hours=48)
+    with CaptureQueriesContext(connection) as queries:
+        page = client_user.get("/")
+    assert page.status_code == 200
+    counts = page.context["counts"]
+    assert (counts.stored, counts.expiring, counts.bytes_stored) == (20_000, 0, 200_000)
+    read = files_read_by(queries.captured_queries)
+    assert read, "the recent files come from the files table"
+    assert max(read.values()) <= 100, read
+
+
+def test_expiring_files_are_counted_up_to_a_cap(client_user, user, monkeypatch):
+    from portal import selectors
+
+    monkeypatch.setattr(selectors, "EXPIRING_COUNT_CAP", 2)
+    for i in range(3):
+        make_file(user, f"soon-{i}.txt")
+    UploadFile.objects.update(expires_at=timezone.now() + timedelta(minutes=10))
+    page = client_user.get("/")
+    assert (page.context["counts"].expiring, page.context["counts"].expiring_capped) == (2, True)
+    assert b'id="count-expiring">2+<' in page.content
+
+
+def test_the_dashboard_folds_an_owners_piled_up_totals(client_user, user, other_user, monkeypatch):
+    from frontend.views import dashboard
+    from portal.models import FileTotalsDelta
+
+    monkeypatch.setattr(dashboard, "FOLD_OWNER_OVER", 1)
+    for i in range(3):
+        make_file(user, f"mine-{i}.txt", b"x" * 10)
+    make_file(other_user, "theirs.txt")
+    theirs = FileTotalsDelta.objects.filter(owner_id=other_user.pk).count()
+    assert FileTotalsDelta.objects.filter(owner_id=user.pk).count() > 2
+
+    client_user.get("/")
+    assert FileTotalsDelta.objects.filter(owner_id=user.pk).count() == 1  # stored
+    assert FileTotalsDelta.objects.filter(owner_id=other_user.pk).count() == theirs
+    assert client_user.get("/").context["counts"].stored == 3

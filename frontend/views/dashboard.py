@@ -11,6 +11,7 @@ from django.shortcuts import render
 from accounts.http import AuthenticatedHttpRequest
 from common.selectors import delivery_health
 from portal.selectors import file_counts_for_owner, files_for_user, open_batches_for_owner
+from portal.services.file_totals import FOLD_OWNER_OVER, file_totals_fold
 
 RECENT = 8
 
@@ -18,9 +19,12 @@ RECENT = 8
 @login_required
 def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
+    counts = file_counts_for_owner(owner=user)
+    if counts.foldable_rows > FOLD_OWNER_OVER:
+        file_totals_fold(owner=user)  # keeps the next page's sum small
     context = {
         "nav": "dashboard",
-        "counts": file_counts_for_owner(owner=user),
+        "counts": counts,
         "recent_files": files_for_user(user).filter(owner=user)[:RECENT],
         "open_batches": open_batches_for_owner(owner=user)[:RECENT],
         "notify_hours": settings.FILE_UPLOAD_EXPIRY_NOTIFY_HOURS,
