@@ -8,6 +8,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from common.sizes import size_exact, size_iec
+
 register = template.Library()
 
 _UNITS = [(86400, "d"), (3600, "h"), (60, "min")]
@@ -41,3 +43,15 @@ def exact_time(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@register.filter
+def size(value: int | None) -> str:
+    """``603.4 MiB``, never broken across lines (a no-break space before the unit)."""
+    return "—" if value is None else size_iec(int(value), space="\xa0")
+
+
+@register.filter
+def size_bytes(value: int | None) -> str:
+    """``5 GiB (5 368 709 120 bytes)``, for limits and a file's own page."""
+    return "—" if value is None else size_exact(int(value), space="\xa0")

@@ -312,4 +312,28 @@
     uppy.setFileState(file.id, { error: refusal.message });
     uppy.info(`${file.name}: ${refusal.message}`, "error", 8000);
   });
+
+  // --- sizes in the portal's units ------------------------------------------------
+
+  // Uppy divides by 1024 but labels the result "MB" ("5 MB" for 5 MiB); the
+  // portal writes IEC units everywhere (common/sizes.py). The numbers are
+  // right, so only the labels are put right, in whatever Uppy renders.
+  const DECIMAL_LABEL = /(\d) ([KMGTPEZY])B\b/g;
+  function relabelSizes(node) {
+    if (node.nodeType === Node.TEXT_NODE) {
+      const text = node.data.replace(DECIMAL_LABEL, "$1 $2iB");
+      if (text !== node.data) node.data = text;
+      return;
+    }
+    const texts = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    while (texts.nextNode()) relabelSizes(texts.currentNode);
+  }
+  const dashboard = document.getElementById("uppy-dashboard");
+  relabelSizes(dashboard);
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      if (change.type === "characterData") relabelSizes(change.target);
+      else change.addedNodes.forEach(relabelSizes);
+    }
+  }).observe(dashboard, { subtree: true, childList: true, characterData: true });
 })();
