@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Window
-from django.db.models.functions import Greatest
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from common.exceptions import NotFoundError
@@ -53,6 +54,18 @@ def event_list(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return qs
+
+
+def events_with_subject(events: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
+    """Each event with ``subject``: the name of what it is about, read from its
+    payload (a file's name, a batch's name), or None.
+
+    Only those keys are read, so a list can still defer the (possibly large)
+    payload itself.
+    """
+    return events.annotate(
+        subject=Coalesce(KT("payload__file__filename"), KT("payload__batch__metadata__name"))
+    )
 
 
 def event_get(*, event_id: Any, with_attempts: bool = False) -> OutboxEvent:

@@ -27,6 +27,7 @@ from common.exceptions import (
 )
 from common.services.json_input import MAX_JSON_DEPTH, json_parse
 from common.services.text import text_is_storable
+from common.sizes import size_exact
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import file_totals_for_owner, files_for_user
 from portal.services.batches import MAX_METADATA_BYTES
@@ -182,7 +183,7 @@ def _reject_oversized_body(run: Callable[..., HttpResponse]) -> Callable[..., Ht
             return error_response(
                 413,
                 "payload_too_large",
-                f"The file is larger than the limit of {limit} bytes.",
+                f"The file is larger than the limit of {size_exact(limit)}.",
                 {"max_size": limit},
             )
         return run(request, *args, **kwargs)

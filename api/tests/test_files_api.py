@@ -119,6 +119,15 @@ def test_upload_too_large_413(api, settings):
     assert not UploadFile.objects.filter(status="stored").exists()
 
 
+def test_too_large_names_the_limit_in_iec_units_and_bytes(api, settings):
+    settings.FILE_UPLOAD_MAX_SIZE = 2048
+    error = assert_error(upload(api, b"x" * 2049), 413, "payload_too_large")
+    assert error["message"] == "The file is larger than the limit of 2 KiB (2 048 bytes)."
+    # Refused on its Content-Length alone: the same words.
+    error = assert_error(upload(api, b"x" * 200_000), 413, "payload_too_large")
+    assert error["message"] == "The file is larger than the limit of 2 KiB (2 048 bytes)."
+
+
 def test_upload_rejected_early_on_content_length(api, settings):
     settings.FILE_UPLOAD_MAX_SIZE = 1000
     response = upload(api, b"x" * 200_000)

@@ -38,6 +38,7 @@ def test_counts_are_the_users_own(client_user, user, other_user):
     )
     assert counts.bytes_stored == 350
     html = page.content.decode()
+    assert '<span class="value" id="bytes-stored">350\xa0bytes</span>' in html
     assert "mine-0.txt" in html and "theirs.txt" not in html
     assert "Open one" in html
     assert "Webhook delivery" not in html
@@ -116,3 +117,13 @@ def test_the_dashboard_folds_an_owners_piled_up_totals(client_user, user, other_
     assert FileTotalsDelta.objects.filter(owner_id=user.pk).count() == 1  # stored
     assert FileTotalsDelta.objects.filter(owner_id=other_user.pk).count() == theirs
     assert client_user.get("/").context["counts"].stored == 3
+
+
+def test_sizes_are_in_iec_units_on_the_pages(client_user, user):
+    big = make_file(user, "scan.tif", b"x" * (3 * 1024 * 1024 + 512 * 1024))
+    for path in ("/", "/files/", f"/files/{big.id}/"):
+        html = client_user.get(path).content.decode()
+        assert "3.5\xa0MiB" in html, path
+        assert "MB" not in html.replace("MiB", ""), path
+    detail = client_user.get(f"/files/{big.id}/").content.decode()
+    assert "3.5\xa0MiB (3\xa0670\xa0016\xa0bytes)" in detail

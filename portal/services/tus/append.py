@@ -36,6 +36,7 @@ from common.exceptions import (
     ValidationError,
 )
 from common.services.connections import release_connection
+from common.sizes import size_exact
 from portal.models import UploadSession
 from portal.services.hashing import BinaryStream
 from portal.services.tus import sha256_state
@@ -148,7 +149,7 @@ def _check(
     limit = length if length is not None else max_upload_size()
     if session.offset + content_length > limit:
         raise PayloadTooLargeError(
-            f"This PATCH would take the upload past {limit} bytes.",
+            f"This PATCH would take the upload past {size_exact(limit)}.",
             details={"offset": session.offset, "content_length": content_length},
         )
     return new_length

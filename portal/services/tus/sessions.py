@@ -19,6 +19,7 @@ from common.exceptions import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from common.sizes import size_exact
 from portal.models import UploadSession
 from portal.services.tus.errors import (
     GoneError,
@@ -53,7 +54,7 @@ def check_upload_length(length: int) -> None:
     limit = max_upload_size()
     if length > limit:
         raise PayloadTooLargeError(
-            f"The upload is {length} bytes; the limit is {limit} bytes.",
+            f"The upload is {size_exact(length)}; the limit is {size_exact(limit)}.",
             details={"length": length, "max_size": limit},
         )
 

@@ -325,4 +325,50 @@
     uppy.setFileState(file.id, { error: refusal.message });
     uppy.info(`${file.name}: ${refusal.message}`, "error", 8000);
   });
+
+  // --- the keyboard stays in the upload area ----------------------------------------
+
+  // Choosing files replaces the Dashboard's "browse files" button with the
+  // file list: the focused button is gone, focus falls to the page, and the
+  // next Tab went on to the batch form. When focus was in the upload area,
+  // it goes to the Upload button, which is what comes next.
+  let focusInUploader = false;
+  document.addEventListener("focusin", (event) => {
+    focusInUploader = root.contains(event.target);
+  });
+  uppy.on("files-added", () => {
+    if (!focusInUploader) return;
+    let frames = 0;
+    const settle = () => {
+      const upload = root.querySelector(".uppy-StatusBar-actionBtn--upload");
+      const lost = !document.activeElement || document.activeElement === document.body;
+      if (upload && lost) upload.focus();
+      else if (frames++ < 30) requestAnimationFrame(settle); // until the Dashboard has drawn
+    };
+    requestAnimationFrame(settle);
+  });
+
+  // --- sizes in the portal's units ------------------------------------------------
+
+  // Uppy divides by 1024 but labels the result "MB" ("5 MB" for 5 MiB); the
+  // portal writes IEC units everywhere (common/sizes.py). The numbers are
+  // right, so only the labels are put right, in whatever Uppy renders.
+  const DECIMAL_LABEL = /(\d) ([KMGTPEZY])B\b/g;
+  function relabelSizes(node) {
+    if (node.nodeType === Node.TEXT_NODE) {
+      const text = node.data.replace(DECIMAL_LABEL, "$1 $2iB");
+      if (text !== node.data) node.data = text;
+      return;
+    }
+    const texts = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    while (texts.nextNode()) relabelSizes(texts.currentNode);
+  }
+  const dashboard = document.getElementById("uppy-dashboard");
+  relabelSizes(dashboard);
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      if (change.type === "characterData") relabelSizes(change.target);
+      else change.addedNodes.forEach(relabelSizes);
+    }
+  }).observe(dashboard, { subtree: true, childList: true, characterData: true });
 })();
