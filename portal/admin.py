@@ -59,6 +59,7 @@ class UploadBatchAdmin(admin.ModelAdmin):
         "status",
         "files_stored",
         "files_failed",
+        "files_deleted",
         "closed_at",
         "completed_at",
         "created_at",

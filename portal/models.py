@@ -22,17 +22,33 @@ class UploadBatch(BaseModel):
         COMPLETE = "complete", "Complete"
         PARTIAL = "partial", "Partially failed"
         FAILED = "failed", "Failed"
+        # Closed by hand before every expected file had arrived.
+        INCOMPLETE = "incomplete", "Closed with files missing"
+        # Closed by hand with no file at all (and none announced).
+        EMPTY = "empty", "Closed empty"
 
-    TERMINAL_STATUSES = (Status.COMPLETE, Status.PARTIAL, Status.FAILED)
+    TERMINAL_STATUSES = (
+        Status.COMPLETE,
+        Status.PARTIAL,
+        Status.FAILED,
+        Status.INCOMPLETE,
+        Status.EMPTY,
+    )
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_batches"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.INIT)
-    # Null until known: either given at creation or fixed by closing the batch.
+    # Null until known: given at creation (and kept when the batch is closed
+    # early), or, for a batch created without it, the count when it was closed.
     expected_files = models.PositiveIntegerField(null=True, blank=True)
+    # Files of the batch now stored / failed. Deleting a file moves it from
+    # these to ``files_deleted`` (a trigger on portal_uploadfile, migration
+    # 0006), so the counts shown match the files listed and the files that
+    # arrived (``files_ended``) stay counted.
     files_stored = models.PositiveIntegerField(default=0)
     files_failed = models.PositiveIntegerField(default=0)
+    files_deleted = models.PositiveIntegerField(default=0, db_default=0)
     # NULL (not "") means "no key", so the unique constraint ignores it.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     metadata = models.JSONField(default=dict, blank=True)
@@ -59,7 +75,15 @@ class UploadBatch(BaseModel):
 
     @property
     def files_ended(self) -> int:
-        return self.files_stored + self.files_failed
+        """Files that arrived and ended (stored or failed), deleted ones included."""
+        return self.files_stored + self.files_failed + self.files_deleted
+
+    @property
+    def files_missing(self) -> int:
+        """Expected files that never came: non-zero only for a batch closed early."""
+        if self.closed_at is None or self.expected_files is None:
+            return 0
+        return max(0, self.expected_files - self.files_ended)
 
 
 class UploadFile(BaseModel):

@@ -85,6 +85,22 @@ def file_totals_for_owner(*, owner: Any = None) -> FileTotals:
     )
 
 
+def files_in_view(*, user: Any, everyone: bool = False, owner: Any = None) -> QuerySet[UploadFile]:
+    """The files a list page shows: one's own; staff may widen it.
+
+    Staff see their own by default too (the pages stay "my files"); with
+    ``everyone`` they see every user's files, with ``owner`` one user's.
+    For anyone else both are ignored: they only ever see their own.
+    """
+    qs = files_for_user(user)
+    if getattr(user, "is_staff", False):
+        if owner is not None:
+            return qs.filter(owner=owner)
+        if everyone:
+            return qs
+    return qs.filter(owner=user)
+
+
 @dataclass(frozen=True)
 class FileCounts:
     stored: int
@@ -98,7 +114,8 @@ class FileCounts:
 
 
 def file_counts_for_owner(*, owner: Any, now: datetime | None = None) -> FileCounts:
-    """The dashboard's numbers for one owner, none of them read from every file.
+    """The dashboard's numbers for one owner (``None``: every owner, staff's
+    portal-wide view), none of them read from every file.
 
     Files by status and bytes come from the kept totals. "Expiring" means
     stored files whose TTL ends within ``FILE_UPLOAD_EXPIRY_NOTIFY_HOURS``,
@@ -110,19 +127,18 @@ def file_counts_for_owner(*, owner: Any, now: datetime | None = None) -> FileCou
     now = now or timezone.now()
     soon = now + timedelta(hours=int(settings.FILE_UPLOAD_EXPIRY_NOTIFY_HOURS))
     totals = file_totals_for_owner(owner=owner)
+    files = UploadFile.objects.all() if owner is None else UploadFile.objects.filter(owner=owner)
     expiring = (
-        UploadFile.objects.filter(
-            owner=owner, status=UploadFile.Status.STORED, expires_at__lte=soon
-        )
+        files.filter(status=UploadFile.Status.STORED, expires_at__lte=soon)
         .order_by()
         .values("expires_at")[: EXPIRING_COUNT_CAP + 1]
         .count()
     )
-    deleted = OutboxEvent.objects.filter(
-        event_type="file.deleted",
-        created_at__gte=now - timedelta(days=1),
-        payload__uploader__id=str(owner.pk),
-    ).count()
+    deleted_events = OutboxEvent.objects.filter(
+        event_type="file.deleted", created_at__gte=now - timedelta(days=1)
+    )
+    if owner is not None:
+        deleted_events = deleted_events.filter(payload__uploader__id=str(owner.pk))
     return FileCounts(
         stored=totals.by_status[UploadFile.Status.STORED],
         uploading=totals.by_status[UploadFile.Status.UPLOADING],
@@ -130,13 +146,16 @@ def file_counts_for_owner(*, owner: Any, now: datetime | None = None) -> FileCou
         expiring=min(expiring, EXPIRING_COUNT_CAP),
         expiring_capped=expiring > EXPIRING_COUNT_CAP,
         bytes_stored=totals.stored_bytes,
-        deleted_last_day=deleted,
+        deleted_last_day=deleted_events.count(),
         foldable_rows=totals.foldable_rows,
     )
 
 
 def open_batches_for_owner(*, owner: Any) -> QuerySet[UploadBatch]:
-    """Batches that still accept files, newest first."""
-    return UploadBatch.objects.filter(
-        owner=owner, status__in=[UploadBatch.Status.INIT, UploadBatch.Status.IN_PROGRESS]
-    ).order_by("-created_at")
+    """Batches that still accept files, newest first (``owner`` ``None``: everyone's)."""
+    batches = UploadBatch.objects.filter(
+        status__in=[UploadBatch.Status.INIT, UploadBatch.Status.IN_PROGRESS]
+    )
+    if owner is not None:
+        batches = batches.filter(owner=owner)
+    return batches.order_by("-created_at")

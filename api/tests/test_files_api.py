@@ -238,6 +238,26 @@ def test_batch_close(api):
     upload(api, b"one", "1.txt", batch_id=batch["id"])
     closed = api.post(f"/api/batches/{batch['id']}/close").json()
     assert closed["status"] == "complete" and closed["expected_files"] == 1
+    assert closed["files_missing"] == 0
+
+
+def test_batch_closed_early_keeps_expected_files(api):
+    """#23.1: 1 of 3 files came; the API says so."""
+    batch = api.post("/api/batches", {"expected_files": 3}, content_type="application/json")
+    batch = batch.json()
+    upload(api, b"one", "1.txt", batch_id=batch["id"])
+    closed = api.post(f"/api/batches/{batch['id']}/close").json()
+    assert closed["status"] == "incomplete"
+    assert (closed["expected_files"], closed["files_ended"], closed["files_missing"]) == (3, 1, 2)
+    assert closed["progress"] == pytest.approx(1 / 3)
+    listed = api.get("/api/batches?status=incomplete").json()
+    assert [b["id"] for b in listed["items"]] == [batch["id"]]
+
+
+def test_empty_batch_closed_is_empty_with_no_progress(api):
+    batch = api.post("/api/batches", {}, content_type="application/json").json()
+    closed = api.post(f"/api/batches/{batch['id']}/close").json()
+    assert closed["status"] == "empty" and closed["progress"] == 0
 
 
 @pytest.mark.parametrize(

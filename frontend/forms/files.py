@@ -11,6 +11,9 @@ from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.selectors import user_get_by_email
+from common.exceptions import NotFoundError
+from common.exceptions import ValidationError as ServiceValidationError
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import MAX_EXPECTED_FILES
 
@@ -90,6 +93,40 @@ class FileFilterForm(forms.Form):
             end = _start_of(data["created_to"]) + timedelta(days=1)
             queryset = queryset.filter(created_at__lt=end)
         return queryset.order_by(*FILE_SORTS[data.get("sort") or "-created"])
+
+
+class OwnerScopeForm(forms.Form):
+    """Staff's portal-wide view (``?everyone=1``), optionally one owner's files.
+
+    Only built for staff; the selector ignores both values for anyone else.
+    An unknown or malformed address is reported and not applied.
+    """
+
+    everyone = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    owner = forms.CharField(
+        label="Owner's email",
+        required=False,
+        max_length=254,
+        validators=[_no_nul],
+        widget=forms.TextInput(attrs={"placeholder": "everyone", "autocomplete": "off"}),
+    )
+
+    def clean_owner(self) -> Any:
+        value = self.cleaned_data.get("owner", "").strip()
+        if not value:
+            return None
+        try:
+            return user_get_by_email(email=value)
+        except NotFoundError as exc:
+            raise forms.ValidationError("No user has this email address.") from exc
+        except ServiceValidationError as exc:  # malformed, as normalize_email says
+            raise forms.ValidationError(exc.message) from exc
+
+    def scope(self) -> tuple[bool, Any]:
+        """(everyone, owner) from the valid values; an owner implies everyone's view."""
+        self.is_valid()
+        owner = self.cleaned_data.get("owner")
+        return bool(self.cleaned_data.get("everyone")) or owner is not None, owner
 
 
 def _start_of(day) -> datetime:

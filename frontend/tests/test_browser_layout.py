@@ -11,6 +11,7 @@ screenshots in .data/screenshots (docs/img with `make screenshots`).
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -32,7 +33,7 @@ WIDTHS = ((1280, ""), (375, "-phone"))
 BIG = 632_700_000
 
 
-def seed() -> tuple[User, object]:
+def seed() -> tuple[User, Any]:
     staff = User.objects.create_user("ops@example.com", PASSWORD, is_staff=True)
     batch = batch_create(owner=staff, metadata={"name": "Scans from Monday"}, expected_files=3)
     files = [

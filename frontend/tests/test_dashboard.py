@@ -127,3 +127,39 @@ def test_sizes_are_in_iec_units_on_the_pages(client_user, user):
         assert "MB" not in html.replace("MiB", ""), path
     detail = client_user.get(f"/files/{big.id}/").content.decode()
     assert "3.5\xa0MiB (3\xa0670\xa0016\xa0bytes)" in detail
+
+
+def test_staff_get_a_portal_wide_view_filterable_by_owner(
+    client_staff, staff_user, user, other_user, django_assert_max_num_queries
+):
+    """#23.9: staff saw only their own files; now everyone's, or one owner's."""
+    make_file(user, "user-file.txt", b"x" * 10)
+    make_file(other_user, "other-file.txt", b"y" * 20)
+    make_batch(other_user, "Their batch")
+
+    own = client_staff.get("/").content.decode()
+    assert "user-file.txt" not in own and 'id="count-stored">0<' in own
+    assert "Everyone's files" in own
+
+    with django_assert_max_num_queries(12):
+        everyone = client_staff.get("/?everyone=1").content.decode()
+    assert "user-file.txt" in everyone and "other-file.txt" in everyone
+    assert 'id="count-stored">2<' in everyone
+    assert user.email in everyone and other_user.email in everyone
+    assert "Their batch" in everyone
+
+    one = client_staff.get(f"/?owner={other_user.email.upper()}").content.decode()
+    assert "other-file.txt" in one and "user-file.txt" not in one
+    assert 'id="count-stored">1<' in one
+    assert "Their batch" in one
+
+    unknown = client_staff.get("/?everyone=1&owner=nobody@example.com").content.decode()
+    assert "No user has this email address." in unknown
+    assert 'id="count-stored">2<' in unknown
+
+
+def test_non_staff_cannot_widen_the_dashboard(client_user, user, other_user):
+    make_file(other_user, "other-file.txt")
+    page = client_user.get(f"/?everyone=1&owner={other_user.email}").content.decode()
+    assert "other-file.txt" not in page and 'id="count-stored">0<' in page
+    assert "Everyone's files" not in page

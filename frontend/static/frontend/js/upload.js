@@ -54,7 +54,10 @@
     width: "100%",
     height: 420,
     proudlyDisplayPoweredByUppy: false,
-    showProgressDetails: true,
+    // Bytes and time left are shown below the Dashboard (progressLine, at
+    // the end): Uppy's own estimate was wrong at the start and after a reload.
+    showProgressDetails: false,
+    hideProgressDetails: true,
     showRemoveButtonAfterComplete: false,
     note: maxSize ? `Up to ${document.querySelector("[data-limit=resumable]")?.textContent || ""} per file` : null,
   });
@@ -371,4 +374,55 @@
       else change.addedNodes.forEach(relabelSizes);
     }
   }).observe(dashboard, { subtree: true, childList: true, characterData: true });
+
+  // --- bytes sent and time left (eta.js) ---------------------------------------------
+
+  const progressLine = document.createElement("p");
+  progressLine.className = "upload-eta muted";
+  progressLine.dataset.uploadEta = "";
+  progressLine.hidden = true;
+  document.querySelector("#uppy-dashboard").after(progressLine);
+  const eta = window.DooritoEta ? window.DooritoEta.create() : null;
+
+  function iec(bytes) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return unit ? `${value.toFixed(1)} ${units[unit]}` : `${value} B`;
+  }
+
+  // The files of the uploads under way that are still sending.
+  function sending() {
+    const ids = new Set();
+    Object.values(uppy.getState().currentUploads || {}).forEach((u) => (u.fileIDs || []).forEach((id) => ids.add(id)));
+    return [...ids].map((id) => uppy.getFile(id)).filter((f) => f && !f.error && !f.isPaused && !f.progress.uploadComplete);
+  }
+
+  function showProgress() {
+    const files = sending();
+    const total = files.reduce((sum, f) => sum + (f.size || f.progress.bytesTotal || 0), 0);
+    if (!files.length || !total) {
+      progressLine.hidden = true;
+      return;
+    }
+    const done = files.reduce((sum, f) => sum + (f.progress.bytesUploaded || 0), 0);
+    const seconds = eta ? eta.secondsLeft(total - done, performance.now()) : null;
+    progressLine.textContent = `${iec(done)} of ${iec(total)} sent${seconds === null ? "" : ` · ${window.DooritoEta.format(seconds)}`}`;
+    progressLine.hidden = false;
+  }
+
+  if (eta) {
+    uppy.on("upload-progress", (file, progress) => {
+      if (file && progress) eta.progress(file.id, progress.bytesUploaded || 0, performance.now());
+    });
+    ["upload", "pause-all", "resume-all", "upload-pause", "upload-retry", "retry-all", "restored", "restore-confirmed", "cancel-all"].forEach((name) =>
+      uppy.on(name, () => eta.reset()),
+    );
+  }
+  setInterval(showProgress, 1000);
+  uppy.on("complete", showProgress);
 })();
