@@ -53,7 +53,12 @@ def expired_files_on_disk(owner, count: int) -> list[str]:
 def follow_ups(monkeypatch) -> list[int]:
     """Records the follow-ups a run asks for instead of queueing them."""
     asked: list[int] = []
-    monkeypatch.setattr(cleanup, "cleanup_follow_up_request", lambda: asked.append(1) or True)
+
+    def ask() -> bool:
+        asked.append(1)
+        return True
+
+    monkeypatch.setattr(cleanup, "cleanup_follow_up_request", ask)
     return asked
 
 
