@@ -10,7 +10,12 @@ from django.shortcuts import render
 
 from accounts.http import AuthenticatedHttpRequest
 from common.selectors import delivery_health
-from portal.selectors import file_counts_for_owner, files_for_user, open_batches_for_owner
+from portal.selectors import (
+    file_counts_for_owner,
+    files_for_user,
+    open_batches_for_owner,
+    quota_for_owner,
+)
 
 RECENT = 8
 
@@ -25,5 +30,6 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         "open_batches": open_batches_for_owner(owner=user)[:RECENT],
         "notify_hours": settings.FILE_UPLOAD_EXPIRY_NOTIFY_HOURS,
         "health": delivery_health() if user.is_staff else None,
+        "quota": quota_for_owner(owner=user),
     }
     return render(request, "frontend/dashboard.html", context)
