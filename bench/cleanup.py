@@ -153,6 +153,7 @@ def follow_up_drain(count: int, log: Path) -> tuple[float, int, list[dict]]:
         "DATABASE_CONN_MAX_AGE": "60",
     }
     worker = spawn(worker_command(2, "info"), env, log)
+    print(f"worker log: {log}", file=sys.stderr)
     try:
         ping.apply_async().get(timeout=120)
         start = time.perf_counter()
@@ -163,11 +164,12 @@ def follow_up_drain(count: int, log: Path) -> tuple[float, int, list[dict]]:
         # The last run's result is written just after its rows are gone.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            rows = TaskResult.objects.filter(task_name=CLEANUP_TASK, status="SUCCESS").order_by(
+                "date_done"
+            )
             runs = [
-                json.loads(r)
-                for r in TaskResult.objects.filter(task_name=CLEANUP_TASK, status="SUCCESS")
-                .order_by("date_done")
-                .values_list("result", flat=True)
+                {**json.loads(r.result), "seconds": (r.date_done - r.date_started).total_seconds()}
+                for r in rows
             ]
             if sum(r["deleted"] for r in runs) >= count:
                 break
@@ -284,7 +286,9 @@ def follow_ups_main(args: argparse.Namespace) -> None:
     assert max(r["deleted"] for r in results) <= 1000, results
     print(f"files: {args.files} expired (made in {made:.0f} s), endpoints: {args.endpoints}")
     print(f"one run sent, {runs} runs in all (each <= 1000 files), {events} file.deleted events")
+    busy = sum(r["seconds"] for r in results)
     print(f"backlog drained in {seconds:.1f} s = {args.files / seconds:.0f} files/s")
+    print(f"time inside the runs: {busy:.1f} s (the rest: queueing and picking up follow-ups)")
     print(
         f"CLEANUP_UPLOADS_INTERVAL_HOURS = {interval_hours} h: drained in "
         f"{seconds / (interval_hours * 3600) * 100:.2f} % of one interval"
