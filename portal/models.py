@@ -7,6 +7,7 @@ exists. The original filename is data for display and download headers only.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -140,10 +141,65 @@ class UploadFile(BaseModel):
                 condition=Q(status="stored"),
                 name="portal_file_owner_expires",
             ),
+            # TTL cleanup and expiry notices go by each file's own expiry
+            # (its keep time); files without one (failed, abandoned) by age.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(expires_at__isnull=False),
+                name="portal_file_expires",
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(expires_at__isnull=True),
+                name="portal_file_no_expiry_created",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
+
+
+class UserQuota(BaseModel):
+    """A staff-set override of one user's upload quotas.
+
+    Without a row, or with a field left empty, the user has the defaults
+    ``USER_QUOTA_BYTES`` / ``USER_QUOTA_FILES``; 0 means unlimited. Checked
+    when an upload starts (``portal.services.quotas.admit_upload``).
+    """
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_quota"
+    )
+    max_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Bytes of stored files and uploads in progress. "
+        "Empty: the default (USER_QUOTA_BYTES); 0: unlimited.",
+    )
+    max_files = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Stored files and uploads in progress. "
+        "Empty: the default (USER_QUOTA_FILES); 0: unlimited.",
+    )
+
+    class Meta:
+        verbose_name = "user quota"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_bytes__gte=0) | Q(max_bytes__isnull=True),
+                name="portal_quota_bytes_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_files__gte=0) | Q(max_files__isnull=True),
+                name="portal_quota_files_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.owner_id}"
 
 
 class UploadSession(BaseModel):

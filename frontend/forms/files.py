@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -141,6 +142,26 @@ class BatchChoiceField(forms.ModelChoiceField):
         return str(name) if name else f"Batch {str(obj.id)[:8]}"
 
 
+# Keep times offered on the upload page, in hours (those up to
+# FILE_UPLOAD_MAX_TTL_HOURS, plus the maximum itself).
+KEEP_TIME_PRESETS = (1, 6, 24, 72, 168, 720)
+
+
+def hours_label(hours: int) -> str:
+    if hours % 24 == 0:
+        days = hours // 24
+        return "1 day" if days == 1 else f"{days} days"
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
+def keep_time_choices() -> list[tuple[str, str]]:
+    """("", the default) first, then the other keep times an uploader may choose."""
+    default = int(settings.FILE_UPLOAD_TTL_HOURS)
+    limit = int(settings.FILE_UPLOAD_MAX_TTL_HOURS)
+    hours = sorted({h for h in (*KEEP_TIME_PRESETS, limit) if 1 <= h <= limit} - {default})
+    return [("", f"{hours_label(default)} (default)")] + [(str(h), hours_label(h)) for h in hours]
+
+
 class SimpleUploadForm(forms.Form):
     """The upload without JavaScript: one file, optionally into an open batch."""
 
@@ -148,11 +169,20 @@ class SimpleUploadForm(forms.Form):
     batch = BatchChoiceField(
         label="Batch", required=False, queryset=UploadBatch.objects.none(), empty_label="No batch"
     )
+    ttl_hours = forms.TypedChoiceField(
+        label="Keep for",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="Then the file is deleted.",
+    )
 
     def __init__(self, *args: Any, batches: QuerySet[UploadBatch], **kwargs: Any):
         super().__init__(*args, **kwargs)
         field = cast(BatchChoiceField, self.fields["batch"])  # declared above
         field.queryset = batches
+        keep = cast(forms.TypedChoiceField, self.fields["ttl_hours"])  # declared above
+        keep.choices = keep_time_choices()
 
 
 class BatchCreateForm(forms.Form):

@@ -13,7 +13,12 @@ from django.shortcuts import render
 from accounts.http import AuthenticatedHttpRequest
 from common.selectors import delivery_health
 from frontend.forms.files import OwnerScopeForm
-from portal.selectors import file_counts_for_owner, files_in_view, open_batches_for_owner
+from portal.selectors import (
+    file_counts_for_owner,
+    files_in_view,
+    open_batches_for_owner,
+    quota_for_owner,
+)
 from portal.services.file_totals import FOLD_OWNER_OVER, file_totals_fold
 
 RECENT = 8
@@ -39,5 +44,6 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         "open_batches": open_batches_for_owner(owner=counted).select_related("owner")[:RECENT],
         "notify_hours": settings.FILE_UPLOAD_EXPIRY_NOTIFY_HOURS,
         "health": delivery_health() if user.is_staff else None,
+        "quota": quota_for_owner(owner=user),
     }
     return render(request, "frontend/dashboard.html", context)

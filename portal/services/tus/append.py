@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
@@ -39,6 +39,7 @@ from common.services.connections import release_connection
 from common.sizes import size_exact
 from portal.models import UploadSession
 from portal.services.hashing import BinaryStream
+from portal.services.quotas import admit_upload
 from portal.services.tus import sha256_state
 from portal.services.tus.errors import ChecksumMismatchError, OffsetMismatchError
 from portal.services.tus.finalise import upload_session_complete
@@ -174,6 +175,9 @@ def _new_length(
             details={"header": "Upload-Length"},
         )
     check_upload_length(upload_length)
+    # A deferred length was reserved as 0 bytes; the quota sees it now.
+    with transaction.atomic():
+        admit_upload(owner=session.owner, size=upload_length, files=0)
     return upload_length
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from common.exceptions import ConflictError, ValidationError
 from portal.models import UploadPart, UploadSession
+from portal.services.quotas import admit_upload
 from portal.services.tus.errors import ConsumedPartialError
 from portal.services.tus.finalise import upload_session_finalise
 from portal.services.tus.locks import upload_session_lock, upload_session_locks
@@ -61,6 +62,8 @@ def upload_session_concatenate(
                 partial.refresh_from_db()
             _ensure_usable(partials, changed=True)
             with transaction.atomic(durable=True):
+                # The partials reserved the bytes; the file is counted here.
+                admit_upload(owner=owner, size=0, files=1)
                 session = UploadSession.objects.create(
                     owner=owner,
                     length=length,

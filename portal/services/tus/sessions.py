@@ -21,6 +21,7 @@ from common.exceptions import (
 )
 from common.sizes import size_exact
 from portal.models import UploadSession
+from portal.services.quotas import admit_upload
 from portal.services.tus.errors import (
     GoneError,
     LockedError,
@@ -156,6 +157,9 @@ def upload_session_create(
         )
     fields = session_fields(owner=owner, metadata=metadata)
     with transaction.atomic(durable=True):
+        # Counted from here on: the session reserves its whole length (a
+        # partial upload's file is counted by its final upload).
+        admit_upload(owner=owner, size=length or 0, files=0 if partial else 1)
         session = UploadSession.objects.create(
             owner=owner,
             length=length,

@@ -99,6 +99,23 @@
     });
   });
 
+  // The keep time chosen when the upload starts goes with each file as the
+  // tus metadata "ttl_hours" (empty: the server's default). A file that
+  // already has an upload on the server keeps the keep time it started with.
+  const keepTime = document.querySelector("[data-keep-time]");
+  uppy.addPreProcessor((fileIDs) => {
+    const hours = keepTime ? keepTime.value : "";
+    for (const id of fileIDs) {
+      const file = uppy.getFile(id);
+      if (!file || file.tus?.uploadUrl) continue;
+      const fields = (file.tus?.allowedMetaFields || ["name", "type"]).filter((f) => f !== "ttl_hours");
+      if (hours) fields.push("ttl_hours");
+      uppy.setFileMeta(id, { ttl_hours: hours });
+      uppy.setFileState(id, { tus: { ...(file.tus || {}), allowedMetaFields: fields } });
+    }
+    return Promise.resolve();
+  });
+
   // --- what the server says became of an upload -------------------------------
 
   function uploadIdOf(url) {
