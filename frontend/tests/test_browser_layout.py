@@ -11,12 +11,13 @@ screenshots in .data/screenshots (docs/img with `make screenshots`).
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
-from common.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from common.models import WebhookDelivery, WebhookDeliveryAttempt
 from common.services.webhooks import endpoint_create, endpoint_send_test_event
 from frontend.tests.browser import axe_violations, horizontal_overflow, open_context, screenshot
 from frontend.tests.conftest import PASSWORD
@@ -32,7 +33,7 @@ WIDTHS = ((1280, ""), (375, "-phone"))
 BIG = 632_700_000
 
 
-def seed() -> tuple[User, WebhookEndpoint]:
+def seed() -> tuple[User, Any]:
     staff = User.objects.create_user("ops@example.com", PASSWORD, is_staff=True)
     batch = batch_create(owner=staff, metadata={"name": "Scans from Monday"}, expected_files=3)
     files = [
