@@ -7,10 +7,15 @@ import threading
 import pytest
 from django.db import connection
 
-from common.exceptions import ConflictError, NotFoundError, UnsupportedMediaTypeError
+from common.exceptions import (
+    ConflictError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
 from common.models import OutboxEvent
 from portal.models import UploadBatch, UploadFile
-from portal.services.batches import batch_close, batch_create
+from portal.services.batches import batch_close, batch_create, clean_metadata
 from portal.services.uploads import upload_file_create
 from portal.tests.streams import EXE_HEAD, BytesStream, CountingStream
 
@@ -235,3 +240,9 @@ def test_metadata_jsonb_cannot_store_is_a_validation_error(user, metadata, path)
             assert exc.value.details["path"] == path
     assert not UploadBatch.objects.exists()
     assert not UploadFile.objects.exists()
+
+
+def test_the_metadata_limit_is_named_in_the_same_units():
+    with pytest.raises(ValidationError) as exc:
+        clean_metadata({"note": "x" * 17_000})
+    assert exc.value.message == "metadata is larger than 16 KiB (16 384 bytes)."
