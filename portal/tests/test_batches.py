@@ -213,6 +213,12 @@ def _nested(levels: int) -> list:
     return value
 
 
+def test_the_metadata_limit_is_named_in_the_same_units():
+    with pytest.raises(ValidationError) as exc:
+        clean_metadata({"note": "x" * 17_000})
+    assert exc.value.message == "metadata is larger than 16 KiB (16 384 bytes)."
+
+
 @pytest.mark.parametrize(
     ("metadata", "path"),
     [
@@ -240,9 +246,3 @@ def test_metadata_jsonb_cannot_store_is_a_validation_error(user, metadata, path)
             assert exc.value.details["path"] == path
     assert not UploadBatch.objects.exists()
     assert not UploadFile.objects.exists()
-
-
-def test_the_metadata_limit_is_named_in_the_same_units():
-    with pytest.raises(ValidationError) as exc:
-        clean_metadata({"note": "x" * 17_000})
-    assert exc.value.message == "metadata is larger than 16 KiB (16 384 bytes)."
