@@ -92,9 +92,9 @@ class AttemptOut(Schema):
     )
     error: str
     response_headers: dict[str, str] = Field(
-        description="The first response headers (lowercased names, 20 at most, 4 KB in all)."
+        description="The first response headers (lowercased names, 20 at most, 4 KiB in all)."
     )
-    response_excerpt: str = Field(description="The start of the response body (4 KB at most).")
+    response_excerpt: str = Field(description="The start of the response body (4 KiB at most).")
 
 
 class AttemptPage(PageOut):

@@ -176,18 +176,21 @@ def test_upload_keeps_the_keyboard_in_the_upload_area(
 ) -> None:
     staff, _endpoint = seed()
     document = tmp_path / "notes.txt"
-    document.write_text("hello\n")
+    document.write_bytes(b"x" * (1536 * 1024))  # 1.5 MiB
     context, watch = open_context(chromium, live_server, width=width, height=900)
     try:
         page = context.new_page()
         sign_in(page, staff.email)
         page.goto("/upload/")
         # Choose a file from the keyboard: Enter on "browse files".
-        page.locator(".uppy-Dashboard-browse").first.focus()
+        page.wait_for_load_state("networkidle")  # Uppy has drawn (and restored nothing)
         with page.expect_file_chooser() as chooser:
-            page.keyboard.press("Enter")
+            # Focus and Enter in one step, on the button as it is now.
+            page.locator(".uppy-Dashboard-browse").first.press("Enter")
         chooser.value.set_files(str(document))
         expect(page.get_by_role("button", name="Upload 1 file")).to_be_visible()
+        # Uppy's own size label, in the portal's units.
+        expect(page.locator(".uppy-Dashboard-Item-statusSize")).to_have_text("1.5 MiB")
         # Focus is still in the upload area, not in the batch form below.
         assert page.evaluate("() => !!document.activeElement.closest('[data-uploader]')"), (
             page.evaluate("() => document.activeElement.outerHTML.slice(0, 200)")
@@ -237,3 +240,20 @@ def test_links_and_buttons_show_a_focus_ring(chromium, live_server) -> None:
         finally:
             context.close()
         assert not watch.problems(), watch.problems()
+
+
+def test_times_follow_the_browsers_time_zone(chromium, live_server) -> None:
+    staff, _endpoint = seed()
+    context, watch = open_context(chromium, live_server, timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        sign_in(page, staff.email)  # the sign-in page already told the server
+        page.goto("/files/")
+        expect(page.locator("#time-zone")).to_have_text("times in Asia/Tokyo")
+        exact = page.locator("#file-table tbody tr").first.locator(".exact").first
+        expect(exact).to_contain_text("JST")
+        expect(page.get_by_label("Uploaded from")).to_be_visible()
+        screenshot(page, "layout-files-tokyo")
+    finally:
+        context.close()
+    assert not watch.problems(), watch.problems()

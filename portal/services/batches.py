@@ -17,6 +17,7 @@ from common.exceptions import ConflictError, NotFoundError, ValidationError
 from common.services.emit import emit_event
 from common.services.json_input import json_check
 from common.services.text import clean_json, text_is_storable
+from common.sizes import size_exact
 from portal.models import UploadBatch
 from portal.services.payloads import batch_event_payload
 
@@ -40,7 +41,8 @@ def clean_metadata(metadata: Any) -> dict[str, Any]:
         ) from exc
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise ValidationError(
-            f"metadata is larger than {MAX_METADATA_BYTES} bytes.", details={"field": "metadata"}
+            f"metadata is larger than {size_exact(MAX_METADATA_BYTES)}.",
+            details={"field": "metadata"},
         )
     cleaned: dict[str, Any] = clean_json(metadata, field="metadata")
     return cleaned

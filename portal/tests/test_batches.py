@@ -7,10 +7,15 @@ import threading
 import pytest
 from django.db import connection
 
-from common.exceptions import ConflictError, NotFoundError, UnsupportedMediaTypeError
+from common.exceptions import (
+    ConflictError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
 from common.models import OutboxEvent
 from portal.models import UploadBatch, UploadFile
-from portal.services.batches import batch_close, batch_create
+from portal.services.batches import batch_close, batch_create, clean_metadata
 from portal.services.uploads import upload_file_create
 from portal.tests.streams import EXE_HEAD, BytesStream, CountingStream
 
@@ -206,6 +211,12 @@ def _nested(levels: int) -> list:
     for _ in range(levels):
         value = [value]
     return value
+
+
+def test_the_metadata_limit_is_named_in_the_same_units():
+    with pytest.raises(ValidationError) as exc:
+        clean_metadata({"note": "x" * 17_000})
+    assert exc.value.message == "metadata is larger than 16 KiB (16 384 bytes)."
 
 
 @pytest.mark.parametrize(
