@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from common.models import BaseModel
 
@@ -287,6 +288,21 @@ class ShareLink(BaseModel):
     @property
     def has_password(self) -> bool:
         return bool(self.password_hash)
+
+    @property
+    def state(self) -> str:
+        """``active``, or why not: ``revoked``, ``expired``, ``used_up``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        if self.max_downloads is not None and self.downloads >= self.max_downloads:
+            return "used_up"
+        return "active"
+
+    @property
+    def state_label(self) -> str:
+        return {"used_up": "Used up"}.get(self.state, self.state.capitalize())
 
 
 class FileDownload(BaseModel):

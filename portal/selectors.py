@@ -107,6 +107,6 @@ def downloads_for_file(*, file: UploadFile, limit: int = 50) -> list[FileDownloa
     """The file's latest completed downloads, newest first."""
     return list(
         FileDownload.objects.filter(file=file)
-        .select_related("user", "token")
+        .select_related("user", "token", "share_link")
         .order_by("-created_at")[:limit]
     )

@@ -14,7 +14,8 @@ from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import Field
 
-from accounts.models import User
+from accounts.models import ApiToken, User
+from accounts.services.tokens import token_hash
 from api.auth import ApiRequest
 from api.errors import error_response, errors
 from api.pagination import PageIn, PageOut, paginate
@@ -27,13 +28,13 @@ from common.exceptions import (
 )
 from common.services.json_input import MAX_JSON_DEPTH, json_parse
 from common.services.text import text_is_storable
-from portal.models import UploadBatch, UploadFile
+from portal.models import FileDownload, UploadBatch, UploadFile
 from portal.selectors import files_for_user
 from portal.services.batches import MAX_METADATA_BYTES
+from portal.services.downloads import Downloader, file_download_link
 from portal.services.file_records import upload_file_delete
 from portal.services.streaming import StreamedUpload, parse_streaming_upload
 from portal.services.uploads import upload_file_create, upload_file_create_streamed
-from portal.storage import file_download_url
 
 router = Router(tags=["files"])
 
@@ -130,7 +131,16 @@ def download_file(request: ApiRequest, file_id: UUID):
             code="file_not_stored",
             details={"file_id": str(file.id), "status": file.status},
         )
-    return HttpResponseRedirect(file_download_url(file, request=request))
+    downloader = Downloader(via=FileDownload.Via.PORTAL, user_id=request.auth.pk)
+    raw = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    if raw:
+        token = ApiToken.objects.filter(token_hash=token_hash(raw)).only("id").first()
+        downloader = Downloader(
+            via=FileDownload.Via.TOKEN, user_id=request.auth.pk, token_id=token and token.pk
+        )
+    return HttpResponseRedirect(
+        file_download_link(file=file, downloader=downloader, request=request)
+    )
 
 
 @router.delete(

@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedHttpRequest
@@ -22,10 +23,15 @@ from common.exceptions import ApplicationError
 from common.selectors import event_list
 from frontend.forms.files import FileFilterForm
 from frontend.paging import CappedPaginator
-from portal.models import UploadFile
-from portal.selectors import batches_for_user, files_for_user
+from portal.models import FileDownload, UploadFile
+from portal.selectors import (
+    batches_for_user,
+    downloads_for_file,
+    files_for_user,
+    share_links_for_owner,
+)
+from portal.services.downloads import Downloader, file_download_link
 from portal.services.file_records import upload_file_delete
-from portal.storage import file_download_url
 
 PER_PAGE = 25
 
@@ -69,6 +75,12 @@ def file_detail(request: AuthenticatedHttpRequest, file_id: UUID) -> HttpRespons
         if file.metadata
         else "",
         "downloadable": file.status == UploadFile.Status.STORED and bool(file.storage_key),
+        "downloads": downloads_for_file(file=file),
+        "share_links": list(share_links_for_owner(owner=request.user).filter(file=file)),
+        "can_share": file.owner_id == request.user.pk
+        and file.status == UploadFile.Status.STORED
+        and bool(file.storage_key),
+        "share_action": reverse("frontend:file_share", args=[file.id]),
     }
     return render(request, "frontend/files/detail.html", context)
 
@@ -81,7 +93,8 @@ def file_download(request: AuthenticatedHttpRequest, file_id: UUID) -> HttpRespo
     if file.status != UploadFile.Status.STORED or not file.storage_key:
         messages.error(request, "Only stored files can be downloaded.")
         return redirect("frontend:file_detail", file_id=file.id)
-    return redirect(file_download_url(file, request=request))
+    downloader = Downloader(via=FileDownload.Via.PORTAL, user_id=request.user.pk)
+    return redirect(file_download_link(file=file, downloader=downloader, request=request))
 
 
 @login_required

@@ -14,14 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
 from common.services.emit import NewEvent, emit_events
 from portal.models import FileDownload, ShareLink, UploadFile
 from portal.services.payloads import file_downloaded_payload
-from portal.storage import file_storage, is_s3_storage
+from portal.storage import file_download_url, file_storage, is_s3_storage
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +122,32 @@ def stream_then(chunks: Iterable[bytes], on_complete: Callable[[], object]) -> I
 
 def share_link_downloader(link: ShareLink) -> Downloader:
     return Downloader(via=FileDownload.Via.SHARE_LINK, share_link_id=link.pk)
+
+
+def file_download_link(
+    *, file: UploadFile, downloader: Downloader, request: HttpRequest | None = None
+) -> str:
+    """Where a signed-in person's download (portal, API) is sent: a signed, expiring URL.
+
+    On local storage the URL is Doorito's download view, which records the
+    download when its last byte is out. On S3 it is a presigned URL and the
+    bytes never pass Doorito, so the download is recorded here, when the
+    link is handed out (docs/webhooks.md says so).
+    """
+    url = file_download_url(
+        file,
+        request=request,
+        via=downloader.via,
+        user_id=downloader.user_id,
+        token_id=downloader.token_id,
+    )
+    if is_s3_storage(file_storage()):
+        file_downloads_record(files=[file], downloader=downloader)
+    return url
+
+
+def downloader_from_link(*, via: str, user_id: str, token_id: str) -> Downloader:
+    """Who a signed download link was made for (``portal.storage.download_token_parts``)."""
+    if via not in (FileDownload.Via.PORTAL, FileDownload.Via.TOKEN):
+        return Downloader(via=FileDownload.Via.SIGNED_LINK)
+    return Downloader(via=via, user_id=user_id or None, token_id=token_id or None)

@@ -49,15 +49,9 @@ def share_token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def share_link_state(link: ShareLink, *, now: datetime | None = None) -> str:
+def share_link_state(link: ShareLink) -> str:
     """Whether the link still hands out its file: active, or why not."""
-    if link.revoked_at is not None:
-        return ShareLinkState.REVOKED
-    if link.expires_at <= (now or timezone.now()):
-        return ShareLinkState.EXPIRED
-    if link.max_downloads is not None and link.downloads >= link.max_downloads:
-        return ShareLinkState.USED_UP
-    return ShareLinkState.ACTIVE
+    return link.state
 
 
 def _latest_expiry(*, file: UploadFile | None, batch: UploadBatch | None) -> datetime | None:
