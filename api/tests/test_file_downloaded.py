@@ -15,7 +15,7 @@ def path_of(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def follow_download(client: Client, response) -> bytes:
+def follow_download(client, response) -> bytes:
     """Fetch the signed link a 302 points at, the way curl -L would (local storage)."""
     assert response.status_code == 302
     got = client.get(path_of(response["Location"]))
