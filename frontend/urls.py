@@ -38,6 +38,7 @@ urlpatterns = [
     path("upload/done/<uuid:upload_id>/", uploads.upload_result, name="upload_result"),
     path("upload/status/<uuid:upload_id>/", uploads.upload_status, name="upload_status"),
     path("files/", files.file_list, name="file_list"),
+    path("files/bulk/", files.file_bulk, name="file_bulk"),
     path("files/<uuid:file_id>/", files.file_detail, name="file_detail"),
     path("files/<uuid:file_id>/download/", files.file_download, name="file_download"),
     path("files/<uuid:file_id>/delete/", files.file_delete, name="file_delete"),
