@@ -46,9 +46,12 @@ GONE_REASONS = {
 
 
 def _private[R: HttpResponseBase](response: R) -> R:
-    # The token is in the URL: keep it out of caches, referrers and search engines.
+    # The token is in the URL: keep it out of caches, other sites' referrers
+    # and search engines. "same-origin", not "no-referrer": with the latter
+    # Chromium sends the password form's POST with "Origin: null", which
+    # Django's CSRF check refuses.
     response["Cache-Control"] = "private, no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
@@ -110,8 +113,8 @@ def share_page(request: HttpRequest, token: str) -> HttpResponse:
         if link.max_downloads is None
         else max(link.max_downloads - link.downloads, 0),
     }
-    status = 400 if error else 200
-    return _private(render(request, "frontend/share/page.html", context, status=status))
+    # Django's convention: a form with errors comes back as a normal page (200).
+    return _private(render(request, "frontend/share/page.html", context))
 
 
 def _file_response(link: ShareLink, file: UploadFile) -> StreamingHttpResponse:
