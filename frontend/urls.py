@@ -1,6 +1,16 @@
 from django.urls import path
 
-from frontend.views import accounts, batches, dashboard, events, files, tokens, uploads, webhooks
+from frontend.views import (
+    accounts,
+    batches,
+    dashboard,
+    events,
+    files,
+    share_links,
+    tokens,
+    uploads,
+    webhooks,
+)
 
 app_name = "frontend"
 
@@ -28,9 +38,17 @@ urlpatterns = [
     path("upload/done/<uuid:upload_id>/", uploads.upload_result, name="upload_result"),
     path("upload/status/<uuid:upload_id>/", uploads.upload_status, name="upload_status"),
     path("files/", files.file_list, name="file_list"),
+    path("files/bulk/", files.file_bulk, name="file_bulk"),
     path("files/<uuid:file_id>/", files.file_detail, name="file_detail"),
     path("files/<uuid:file_id>/download/", files.file_download, name="file_download"),
     path("files/<uuid:file_id>/delete/", files.file_delete, name="file_delete"),
+    path("files/<uuid:file_id>/share/", share_links.file_share, name="file_share"),
+    path("batches/<uuid:batch_id>/share/", share_links.batch_share, name="batch_share"),
+    path(
+        "share-links/<uuid:link_id>/revoke/",
+        share_links.share_link_revoke_view,
+        name="share_link_revoke",
+    ),
     path("batches/", batches.batch_list, name="batch_list"),
     path("batches/new/", batches.batch_create, name="batch_create"),
     path("batches/<uuid:batch_id>/", batches.batch_detail, name="batch_detail"),

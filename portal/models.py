@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from common.models import BaseModel
 
@@ -324,3 +325,121 @@ class FileTotalsDelta(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status}: {self.files:+d} files, {self.bytes:+d} bytes"
+
+
+class ShareLink(BaseModel):
+    """A public link that hands one stored file, or a batch as a zip, to anyone holding it.
+
+    Only a SHA-256 of the link's token is kept (the token has 256 bits, so a
+    fast hash is enough and the lookup is one index probe); the plain link is
+    shown once, when it is made. ``downloads`` is raised by one conditional
+    UPDATE per download (``portal.services.share_links``), so parallel
+    downloads can never pass ``max_downloads``.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
+    )
+    file = models.ForeignKey(
+        UploadFile, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
+    batch = models.ForeignKey(
+        UploadBatch, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    # Django's password hash, or "" for a link without a password.
+    password_hash = models.CharField(max_length=128, blank=True, default="")
+    max_downloads = models.PositiveIntegerField(null=True, blank=True)
+    downloads = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_downloaded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(file__isnull=False, batch__isnull=True)
+                | Q(file__isnull=True, batch__isnull=False),
+                name="portal_sharelink_file_xor_batch",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_downloads__isnull=True)
+                | Q(downloads__lte=models.F("max_downloads")),
+                name="portal_sharelink_downloads_within_max",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["file", "-created_at"], name="portal_sharelink_file"),
+            models.Index(fields=["batch", "-created_at"], name="portal_sharelink_batch"),
+        ]
+
+    def __str__(self) -> str:
+        target = f"file {self.file_id}" if self.file_id else f"batch {self.batch_id}"
+        return f"share link {self.id} ({target})"
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_hash)
+
+    @property
+    def state(self) -> str:
+        """``active``, or why not: ``revoked``, ``expired``, ``used_up``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        if self.max_downloads is not None and self.downloads >= self.max_downloads:
+            return "used_up"
+        return "active"
+
+    @property
+    def state_label(self) -> str:
+        return {"used_up": "Used up"}.get(self.state, self.state.capitalize())
+
+
+class FileDownload(BaseModel):
+    """One completed download of a file: how it was fetched, by whom, when.
+
+    Written with its ``file.downloaded`` event in one transaction; the file's
+    page lists them (events are pruned after ``OUTBOX_RETENTION_HOURS``, these
+    rows live as long as the file).
+    """
+
+    class Via(models.TextChoices):
+        SHARE_LINK = "share_link", "Share link"
+        TOKEN = "token", "API token"
+        PORTAL = "portal", "Portal"
+        SIGNED_LINK = "signed_link", "Signed link"
+
+    file = models.ForeignKey(UploadFile, on_delete=models.CASCADE, related_name="downloads")
+    via = models.CharField(max_length=16, choices=Via.choices)
+    share_link = models.ForeignKey(
+        ShareLink, on_delete=models.SET_NULL, null=True, blank=True, related_name="file_downloads"
+    )
+    # Who asked (portal, API), when known; a share link's visitor has no account.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="file_downloads",
+    )
+    token = models.ForeignKey(
+        "accounts.ApiToken",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="file_downloads",
+    )
+    # Part of a zip (a batch's share link, the Files page's bulk download).
+    archive = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["file", "-created_at"], name="portal_download_file_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"download of {self.file_id} ({self.via})"

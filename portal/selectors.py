@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common.models import OutboxEvent
-from portal.models import FileTotalsDelta, UploadBatch, UploadFile, UploadSession, UserQuota
+from portal.models import (
+    FileDownload,
+    FileTotalsDelta,
+    ShareLink,
+    UploadBatch,
+    UploadFile,
+    UploadSession,
+    UserQuota,
+)
 
 
 def files_for_user(user: Any) -> QuerySet[UploadFile]:
@@ -268,3 +277,38 @@ def quota_for_owner(*, owner: Any) -> QuotaStanding | None:
     if limits.unlimited:
         return None
     return QuotaStanding(limits=limits, usage=quota_usage_for_owner(owner=owner))
+
+
+def share_link_get_by_token(raw: str) -> ShareLink | None:
+    """The link a visitor's token names (one index probe on its hash), whatever its state."""
+    if not raw or len(raw) > 100:
+        return None
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return (
+        ShareLink.objects.select_related("file", "file__owner", "batch", "owner")
+        .filter(token_hash=digest)
+        .first()
+    )
+
+
+def share_links_for_owner(*, owner: Any) -> QuerySet[ShareLink]:
+    return ShareLink.objects.filter(owner=owner).order_by("-created_at", "-id")
+
+
+def share_link_files(link: ShareLink) -> list[UploadFile]:
+    """What a link hands out now: its file, or its batch's stored files (oldest first)."""
+    stored = UploadFile.objects.filter(status=UploadFile.Status.STORED).exclude(storage_key="")
+    if link.file_id:
+        return list(stored.filter(pk=link.file_id).select_related("owner"))
+    return list(
+        stored.filter(batch_id=link.batch_id).select_related("owner").order_by("created_at", "id")
+    )
+
+
+def downloads_for_file(*, file: UploadFile, limit: int = 50) -> list[FileDownload]:
+    """The file's latest completed downloads, newest first."""
+    return list(
+        FileDownload.objects.filter(file=file)
+        .select_related("user", "token", "share_link")
+        .order_by("-created_at")[:limit]
+    )

@@ -78,8 +78,19 @@ def content_disposition(filename: str, *, attachment: bool = True) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-def file_download_token(file: UploadFile) -> str:
-    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).sign(str(file.id))
+def file_download_token(
+    file: UploadFile, *, via: str = "", user_id: object = None, token_id: object = None
+) -> str:
+    """The signed value of a download link: the file id, and who the link was made for.
+
+    A link handed to a signed-in person (``via`` "portal" or "token") names
+    them, so the download view can say who downloaded (``file.downloaded``);
+    a bare file id (webhook payloads, links made before) is a "signed_link".
+    """
+    value = str(file.id)
+    if via:
+        value = "|".join([value, via, str(user_id or ""), str(token_id or "")])
+    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).sign(value)
 
 
 def site_url(request: HttpRequest | None = None) -> str:
@@ -97,7 +108,14 @@ def site_url(request: HttpRequest | None = None) -> str:
     return f"http://127.0.0.1:{settings.WEB_PORT}"
 
 
-def file_download_url(file: UploadFile, *, request: HttpRequest | None = None) -> str:
+def file_download_url(
+    file: UploadFile,
+    *,
+    request: HttpRequest | None = None,
+    via: str = "",
+    user_id: object = None,
+    token_id: object = None,
+) -> str:
     """An absolute, signed, expiring URL that downloads ``file``.
 
     The URL is itself the authorisation, so a webhook receiver can fetch the
@@ -116,13 +134,22 @@ def file_download_url(file: UploadFile, *, request: HttpRequest | None = None) -
             },
             expire=expire,
         )
-    path = reverse("downloads:file-download", kwargs={"token": file_download_token(file)})
+    token = file_download_token(file, via=via, user_id=user_id, token_id=token_id)
+    path = reverse("downloads:file-download", kwargs={"token": token})
     return site_url(request) + path
 
 
 def file_id_from_download_token(token: str) -> str:
     """The file id a token was issued for; raises ``signing.BadSignature`` or
     ``signing.SignatureExpired``."""
-    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).unsign(
+    return download_token_parts(token)[0]
+
+
+def download_token_parts(token: str) -> tuple[str, str, str, str]:
+    """``(file_id, via, user_id, token_id)`` of a link (empty strings where not named);
+    raises ``signing.BadSignature`` or ``signing.SignatureExpired``."""
+    value = signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).unsign(
         token, max_age=download_url_expiry_seconds()
     )
+    file_id, via, user_id, token_id = ([*value.split("|"), "", "", ""])[:4]
+    return file_id, via, user_id, token_id

@@ -14,7 +14,8 @@ from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import Field
 
-from accounts.models import User
+from accounts.models import ApiToken, User
+from accounts.services.tokens import token_hash
 from api.auth import ApiRequest
 from api.errors import error_response, errors
 from api.pagination import CursorPageIn, NewestFirstPageOut, paginate_newest_first
@@ -28,9 +29,10 @@ from common.exceptions import (
 from common.services.json_input import MAX_JSON_DEPTH, json_parse
 from common.services.text import text_is_storable
 from common.sizes import size_exact
-from portal.models import UploadBatch, UploadFile
+from portal.models import FileDownload, UploadBatch, UploadFile
 from portal.selectors import file_totals_for_owner, files_for_user
 from portal.services.batches import MAX_METADATA_BYTES
+from portal.services.downloads import Downloader, file_download_link
 from portal.services.file_records import clean_ttl_hours, upload_file_delete
 from portal.services.file_totals import FOLD_OWNER_OVER, file_totals_fold
 from portal.services.streaming import (
@@ -43,7 +45,6 @@ from portal.services.uploads import (
     upload_file_create,
     upload_file_create_streamed,
 )
-from portal.storage import file_download_url
 
 router = Router(tags=["files"])
 
@@ -165,7 +166,16 @@ def download_file(request: ApiRequest, file_id: UUID):
             code="file_not_stored",
             details={"file_id": str(file.id), "status": file.status},
         )
-    return HttpResponseRedirect(file_download_url(file, request=request))
+    downloader = Downloader(via=FileDownload.Via.PORTAL, user_id=request.auth.pk)
+    raw = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    if raw:
+        token = ApiToken.objects.filter(token_hash=token_hash(raw)).only("id").first()
+        downloader = Downloader(
+            via=FileDownload.Via.TOKEN, user_id=request.auth.pk, token_id=token and token.pk
+        )
+    return HttpResponseRedirect(
+        file_download_link(file=file, downloader=downloader, request=request)
+    )
 
 
 @router.delete(

@@ -72,3 +72,21 @@ def batch_event_payload(batch: UploadBatch) -> dict[str, Any]:
         },
         "uploader": uploader_payload(batch.owner),
     }
+
+
+def download_payload(download: Any) -> dict[str, Any]:
+    """The ``download`` object of ``file.downloaded`` (a ``FileDownload``)."""
+    return {
+        "id": str(download.id),
+        "via": download.via,
+        "share_link_id": str(download.share_link_id) if download.share_link_id else None,
+        "token_id": str(download.token_id) if download.token_id else None,
+        "user_id": str(download.user_id) if download.user_id else None,
+        "archive": download.archive,
+        "at": _iso(download.created_at),
+    }
+
+
+def file_downloaded_payload(file: UploadFile, download: Any) -> dict[str, Any]:
+    """``file.downloaded``: the file (without a fresh download URL) and how it was fetched."""
+    return file_event_payload(file, with_download_url=False, download=download_payload(download))
