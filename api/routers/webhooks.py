@@ -26,7 +26,12 @@ from common.services.webhooks import (
 router = Router(tags=["webhook endpoints"])
 
 EventType = Literal[
-    "file.stored", "file.expiring", "file.deleted", "batch.completed", "webhook.test"
+    "file.stored",
+    "file.expiring",
+    "file.deleted",
+    "batch.completed",
+    "upload_request.submitted",
+    "webhook.test",
 ]
 URL_PATTERN = r"^https?://[^\x00]+$"
 URL_HELP = (

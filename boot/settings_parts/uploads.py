@@ -19,3 +19,7 @@ class UploadSettings:
     # An ``uploading`` record untouched this long was abandoned (its writer is
     # gone); the hourly expire-stale-upload-sessions run removes it and its bytes.
     UPLOAD_STALE_MINUTES = env(values.IntegerValue, 60)
+    # Upload requests (links for outsiders to send files): the longest a link
+    # may stay open, and its default.
+    UPLOAD_REQUEST_MAX_HOURS = env(values.IntegerValue, 30 * 24)
+    UPLOAD_REQUEST_DEFAULT_HOURS = env(values.IntegerValue, 7 * 24)

@@ -22,7 +22,14 @@ from common.services.signing import generate_secret
 from common.services.ssrf import validate_webhook_url
 from common.services.text import clean_text
 
-EVENT_TYPES = ("file.stored", "file.expiring", "file.deleted", "batch.completed", "webhook.test")
+EVENT_TYPES = (
+    "file.stored",
+    "file.expiring",
+    "file.deleted",
+    "batch.completed",
+    "upload_request.submitted",
+    "webhook.test",
+)
 TEST_EVENT_TYPE = "webhook.test"
 
 
