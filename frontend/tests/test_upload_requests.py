@@ -105,7 +105,7 @@ def test_the_outsider_gives_the_password_then_their_name_then_uploads(user):
     assert sent.status_code == 302
     uploader = sender.get(page)
     assert b"data-request-token=" in uploader.content
-    assert uploader["Referrer-Policy"] == "no-referrer"
+    assert uploader["Referrer-Policy"] == "same-origin"
     submission = UploadRequestSubmission.objects.get()
     assert (submission.sender_name, submission.sender_email) == ("Ada", "ada@example.com")
     assert submission.batch.owner == user

@@ -196,7 +196,9 @@ def _public_render(
     }
     response = render(request, f"frontend/upload_requests/{template}", context, status=status)
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"  # the link is the key: never leak it
+    # The link is the key: never sent to another site (same-origin, not
+    # no-referrer, under which browsers send "Origin: null" and CSRF fails).
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
