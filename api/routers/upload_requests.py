@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
+from django.conf import settings
 from django.db.models import QuerySet
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
@@ -76,6 +77,16 @@ class UploadRequestPage(PageOut):
     items: list[UploadRequestOut]
 
 
+# A MIME type or a wildcard such as image/* (RFC 6838 names).
+MimeType = Annotated[
+    str,
+    Field(
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/([A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*|\*)$",
+    ),
+]
+
+
 class UploadRequestIn(BodyIn):
     title: Annotated[str, STORABLE_TEXT] = Field(
         min_length=1, max_length=TITLE_MAX_LENGTH, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$"
@@ -83,7 +94,11 @@ class UploadRequestIn(BodyIn):
     message: Annotated[str, STORABLE_TEXT] = Field(
         "", max_length=MESSAGE_MAX_LENGTH, pattern=r"^[^\x00]*$"
     )
-    expires_in_hours: Annotated[int, Field(ge=1), INTEGRAL] | None = Field(
+    # The bound is the setting's, read when the schema is built, so the
+    # published schema says what the service accepts.
+    expires_in_hours: (
+        Annotated[int, Field(ge=1, le=int(settings.UPLOAD_REQUEST_MAX_HOURS)), INTEGRAL] | None
+    ) = Field(
         None, description="Default UPLOAD_REQUEST_DEFAULT_HOURS, at most UPLOAD_REQUEST_MAX_HOURS."
     )
     password: Annotated[str, STORABLE_TEXT] | None = Field(
@@ -92,7 +107,7 @@ class UploadRequestIn(BodyIn):
     max_files: Annotated[int, Field(ge=1, le=100_000), INTEGRAL] | None = None
     max_bytes: Annotated[int, Field(ge=1, le=2**62), INTEGRAL] | None = None
     require_sender: bool = False
-    allowed_types: list[Annotated[str, STORABLE_TEXT]] | None = Field(
+    allowed_types: list[MimeType] | None = Field(
         None, max_length=50, description="MIME types (image/* wildcards) narrowing the portal's."
     )
 
