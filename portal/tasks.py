@@ -74,6 +74,19 @@ def expire_stale_upload_sessions_task() -> dict:
     }
 
 
+@retrying_task(
+    name="portal.tasks.finish_idle_upload_request_submissions_task",
+    failure="Finishing idle upload request submissions failed",
+)
+def finish_idle_upload_request_submissions_task() -> dict:
+    """Send what senders who left without finishing had stored (event, owner's email)."""
+    from django.conf import settings
+
+    from portal.services.upload_requests import submissions_finish_idle
+
+    return submissions_finish_idle(idle_minutes=int(settings.UPLOAD_REQUEST_IDLE_MINUTES))
+
+
 @shared_task(
     name="portal.tasks.upload_request_notify_owner_task",
     bind=True,

@@ -23,3 +23,6 @@ class UploadSettings:
     # may stay open, and its default.
     UPLOAD_REQUEST_MAX_HOURS = env(values.IntegerValue, 30 * 24)
     UPLOAD_REQUEST_DEFAULT_HOURS = env(values.IntegerValue, 7 * 24)
+    # A sender who left without finishing: their stored files are sent (event,
+    # email) by the hourly run once nothing has moved for this long.
+    UPLOAD_REQUEST_IDLE_MINUTES = env(values.IntegerValue, 60)

@@ -249,3 +249,57 @@ def test_a_sender_who_sent_nothing_makes_no_email(user, smtp_server, settings):
     upload_request, _ = upload_request_create(owner=user, title="Nothing")
     submission_finish(submission=submission_start(upload_request=upload_request))
     assert smtp_server.messages == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sender_who_left_without_finishing_is_sent_by_the_hourly_run(user, settings):
+    from datetime import timedelta
+
+    from django.core import mail
+    from django.utils import timezone
+
+    from common.models import OutboxEvent
+    from portal.models import UploadSession
+    from portal.services.file_records import upload_file_record_stored
+    from portal.services.upload_requests import submissions_finish_idle
+    from portal.tasks import finish_idle_upload_request_submissions_task
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    upload_request, _ = upload_request_create(owner=user, title="Left early")
+    left = submission_start(upload_request=upload_request, sender_name="Gone")
+    still = submission_start(upload_request=upload_request, sender_name="Busy")
+    empty = submission_start(upload_request=upload_request, sender_name="Nothing")
+    for submission in (left, still):
+        upload_file_record_stored(
+            owner=user,
+            storage_key=f"uploads/2026/01/{submission.id.hex}",
+            filename="a.pdf",
+            content_type="application/pdf",
+            size=5,
+            sha256="0" * 64,
+            batch=submission.batch,
+            origin={"upload_request_id": upload_request.id},
+        )
+    # "Busy" has an upload still receiving.
+    UploadSession.objects.create(
+        owner=user,
+        batch=still.batch,
+        submission=still,
+        length=10,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    assert submissions_finish_idle(idle_minutes=60) == {"finished": 1, "remaining": 0}
+    assert UploadRequestSubmission.objects.get(pk=left.pk).submitted_at is not None
+    assert UploadRequestSubmission.objects.get(pk=still.pk).submitted_at is None
+    assert UploadRequestSubmission.objects.get(pk=empty.pk).submitted_at is None
+    assert OutboxEvent.objects.filter(event_type="upload_request.submitted").count() == 1
+    assert len(mail.outbox) == 1
+    # The task (as beat runs it) finds nothing more to do.
+    assert finish_idle_upload_request_submissions_task.apply().get() == {
+        "finished": 0,
+        "remaining": 0,
+    }
+    assert settings.CELERY_BEAT_SCHEDULE["finish-idle-upload-request-submissions"]["task"] == (
+        finish_idle_upload_request_submissions_task.name
+    )

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core import signing
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -477,6 +477,36 @@ def submission_finish(*, submission: UploadRequestSubmission) -> UploadRequestSu
             transaction.on_commit(lambda: _notify_owner_later(locked.id))
     logger.info("Upload request %s: submission %s sent", locked.request_id, locked.id)
     return locked
+
+
+def submissions_finish_idle(*, idle_minutes: int, limit: int = 200) -> dict[str, int]:
+    """Send the submissions whose sender left without finishing (the page closed).
+
+    A submission counts as ended when it has a stored file, none of its
+    uploads is still receiving (an unfinished one expires after
+    ``RESUMABLE_UPLOAD_EXPIRY_HOURS``), and nothing has moved for
+    ``idle_minutes``. Each is finished as if the sender had pressed
+    "I'm done": batch closed, ``upload_request.submitted``, the owner's email.
+    """
+    now = timezone.now()
+    quiet_since = now - timedelta(minutes=idle_minutes)
+    receiving = Session.objects.filter(
+        submission=OuterRef("pk"), status=Session.Status.ACTIVE, expires_at__gt=now
+    )
+    recent = Session.objects.filter(submission=OuterRef("pk"), updated_at__gt=quiet_since)
+    stored = UploadFile.objects.filter(
+        batch_id=OuterRef("batch_id"), status=UploadFile.Status.STORED
+    )
+    idle = (
+        UploadRequestSubmission.objects.filter(submitted_at__isnull=True, batch__isnull=False)
+        .filter(Exists(stored), ~Exists(receiving), ~Exists(recent))
+        .select_related("request", "request__owner", "batch")
+        .order_by("created_at")
+    )
+    found = list(idle[: limit + 1])
+    for submission in found[:limit]:
+        submission_finish(submission=submission)
+    return {"finished": len(found[:limit]), "remaining": max(0, len(found) - limit)}
 
 
 def _notify_owner_later(submission_id: Any) -> None:
