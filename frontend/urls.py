@@ -8,6 +8,7 @@ from frontend.views import (
     files,
     share_links,
     tokens,
+    upload_requests,
     uploads,
     webhooks,
 )
@@ -54,6 +55,26 @@ urlpatterns = [
     path("batches/<uuid:batch_id>/", batches.batch_detail, name="batch_detail"),
     path("batches/<uuid:batch_id>/progress/", batches.batch_progress, name="batch_progress"),
     path("batches/<uuid:batch_id>/close/", batches.batch_close, name="batch_close"),
+    path("requests/", upload_requests.request_list, name="upload_request_list"),
+    path(
+        "requests/<uuid:request_id>/",
+        upload_requests.request_detail,
+        name="upload_request_detail",
+    ),
+    path(
+        "requests/<uuid:request_id>/revoke/",
+        upload_requests.request_revoke,
+        name="upload_request_revoke",
+    ),
+    # An upload request's public page: no account, the token is the key.
+    path("r/<str:token>/", upload_requests.public_page, name="upload_request_page"),
+    path(
+        "r/<str:token>/status/<uuid:upload_id>/",
+        upload_requests.public_status,
+        name="upload_request_status",
+    ),
+    path("r/<str:token>/finish/", upload_requests.public_finish, name="upload_request_finish"),
+    path("r/<str:token>/again/", upload_requests.public_again, name="upload_request_again"),
     path("tokens/", tokens.token_list, name="token_list"),
     path("tokens/new/", tokens.token_create, name="token_create"),
     path("tokens/<uuid:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),

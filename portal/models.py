@@ -114,6 +114,17 @@ class UploadFile(BaseModel):
     error_message = models.TextField(blank=True, default="")
     stored_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Set for a file an outsider sent through an upload request (the owner is
+    # the requester); the sender as they gave themselves, for display only.
+    upload_request = models.ForeignKey(
+        "UploadRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="files",
+    )
+    sender_name = models.CharField(max_length=200, blank=True, default="")
+    sender_email = models.CharField(max_length=254, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -263,6 +274,15 @@ class UploadSession(BaseModel):
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
+    # An outsider's upload through an upload request: the request credential
+    # reaches only the sessions of its own submission.
+    submission = models.ForeignKey(
+        "UploadRequestSubmission",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="upload_sessions",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -443,3 +463,56 @@ class FileDownload(BaseModel):
 
     def __str__(self) -> str:
         return f"download of {self.file_id} ({self.via})"
+
+
+class UploadRequest(BaseModel):
+    """A link that lets people without an account send files to its owner.
+
+    Only a SHA-256 of the link's token is kept (like API tokens): the full
+    link is shown once, when the request is made. Limits hold on the server
+    at tus creation (``portal.services.upload_requests``).
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_requests"
+    )
+    title = models.CharField(max_length=200)
+    message = models.TextField(blank=True, default="")
+    token_hash = models.CharField(max_length=64, unique=True)
+    # Django's password hash; empty when the link needs no password.
+    password_hash = models.CharField(max_length=255, blank=True, default="")
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    max_files = models.PositiveIntegerField(null=True, blank=True)
+    max_bytes = models.BigIntegerField(null=True, blank=True)
+    require_sender = models.BooleanField(default=False)
+    # Narrows FILE_UPLOAD_ALLOWED_TYPES; empty: what the portal allows.
+    allowed_types = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="portal_request_owner_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"upload request {self.title!r} ({self.id})"
+
+
+class UploadRequestSubmission(BaseModel):
+    """One sender's visit to an upload request: their files land in one batch."""
+
+    request = models.ForeignKey(UploadRequest, on_delete=models.CASCADE, related_name="submissions")
+    batch = models.OneToOneField(
+        UploadBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="submission"
+    )
+    sender_name = models.CharField(max_length=200, blank=True, default="")
+    sender_email = models.CharField(max_length=254, blank=True, default="")
+    # When the sender's uploads ended (upload_request.submitted was emitted).
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"submission {self.id} to {self.request_id}"

@@ -19,6 +19,8 @@ from portal.models import (
     ShareLink,
     UploadBatch,
     UploadFile,
+    UploadRequest,
+    UploadRequestSubmission,
     UploadSession,
     UserQuota,
 )
@@ -311,4 +313,43 @@ def downloads_for_file(*, file: UploadFile, limit: int = 50) -> list[FileDownloa
         FileDownload.objects.filter(file=file)
         .select_related("user", "token", "share_link")
         .order_by("-created_at")[:limit]
+    )
+
+
+def upload_requests_for_user(user: Any) -> QuerySet[UploadRequest]:
+    """Upload requests the user may see (owners: their own; staff: all), with totals.
+
+    ``files_received``/``bytes_received`` count the stored files sent through each.
+    """
+    stored = Q(files__status=UploadFile.Status.STORED)
+    qs = UploadRequest.objects.annotate(
+        files_received=Count("files", filter=stored),
+        bytes_received=Coalesce(Sum("files__size", filter=stored), 0),
+    )
+    if getattr(user, "is_staff", False):
+        return qs
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
+    return qs.filter(owner=user)
+
+
+def upload_request_submissions(
+    upload_request: UploadRequest,
+) -> QuerySet[UploadRequestSubmission]:
+    """A request's submissions that sent something or ended, newest first, with their counts.
+
+    A visit that never started an upload is not listed.
+    """
+    batch_files = "batch__files"
+    stored = Q(**{f"{batch_files}__status": UploadFile.Status.STORED})
+    failed = Q(**{f"{batch_files}__status": UploadFile.Status.FAILED})
+    return (
+        UploadRequestSubmission.objects.filter(request=upload_request)
+        .annotate(
+            files_stored=Count(batch_files, filter=stored),
+            files_failed=Count(batch_files, filter=failed),
+            bytes_stored=Coalesce(Sum(f"{batch_files}__size", filter=stored), 0),
+        )
+        .filter(Q(submitted_at__isnull=False) | Q(files_stored__gt=0) | Q(files_failed__gt=0))
+        .order_by("-created_at")
     )

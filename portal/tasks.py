@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from common.task_retry import retrying_task
+from celery import shared_task
+
+from common.task_retry import MAX_RETRIES, RETRY_DELAY_SECONDS, retrying_task
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +76,34 @@ def expire_stale_upload_sessions_task() -> dict:
         "remaining": result.remaining,
         "stale_files_deleted": stale.deleted,
     }
+
+
+@retrying_task(
+    name="portal.tasks.finish_idle_upload_request_submissions_task",
+    failure="Finishing idle upload request submissions failed",
+)
+def finish_idle_upload_request_submissions_task() -> dict:
+    """Send what senders who left without finishing had stored (event, owner's email)."""
+    from django.conf import settings
+
+    from portal.services.upload_requests import submissions_finish_idle
+
+    return submissions_finish_idle(idle_minutes=int(settings.UPLOAD_REQUEST_IDLE_MINUTES))
+
+
+@shared_task(
+    name="portal.tasks.upload_request_notify_owner_task",
+    bind=True,
+    max_retries=MAX_RETRIES,
+    default_retry_delay=RETRY_DELAY_SECONDS,
+)
+def upload_request_notify_owner_task(self: Any, submission_id: str) -> dict:
+    """Email an upload request's owner that a sender's files arrived (retried if SMTP fails)."""
+    from portal.services.upload_requests import upload_request_notify_owner
+
+    try:
+        sent = upload_request_notify_owner(submission_id=submission_id)
+    except Exception as exc:
+        logger.exception("Upload request notice failed")
+        raise self.retry(exc=exc) from exc
+    return {"sent": sent}

@@ -66,6 +66,11 @@ class FileOut(Schema):
     created_at: datetime
     stored_at: datetime | None
     expires_at: datetime | None
+    upload_request_id: UUID | None = Field(
+        None, description="Set when an outsider sent the file through an upload request."
+    )
+    sender_name: str = Field("", description="The sender's name, as they gave it.")
+    sender_email: str = Field("", description="The sender's email, as they gave it.")
 
 
 class FilePage(NewestFirstPageOut):

@@ -31,6 +31,7 @@ EventType = Literal[
     "file.deleted",
     "file.downloaded",
     "batch.completed",
+    "upload_request.submitted",
     "webhook.test",
 ]
 URL_PATTERN = r"^https?://[^\x00]+$"

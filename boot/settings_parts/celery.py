@@ -145,6 +145,11 @@ class CelerySettings:
                 "schedule": crontab(minute=15),
                 "options": {"queue": "default"},
             },
+            "finish-idle-upload-request-submissions": {
+                "task": "portal.tasks.finish_idle_upload_request_submissions_task",
+                "schedule": crontab(minute=25),
+                "options": {"queue": "default"},
+            },
             "prune-sign-in-throttles": {
                 "task": "accounts.tasks.prune_sign_in_throttles_task",
                 "schedule": crontab(minute=45),

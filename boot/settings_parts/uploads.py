@@ -26,3 +26,10 @@ class UploadSettings:
     # (``portal.UserQuota``, in the admin).
     USER_QUOTA_BYTES = env(values.IntegerValue, 0)
     USER_QUOTA_FILES = env(values.IntegerValue, 0)
+    # Upload requests (links for outsiders to send files): the longest a link
+    # may stay open, and its default.
+    UPLOAD_REQUEST_MAX_HOURS = env(values.IntegerValue, 30 * 24)
+    UPLOAD_REQUEST_DEFAULT_HOURS = env(values.IntegerValue, 7 * 24)
+    # A sender who left without finishing: their stored files are sent (event,
+    # email) by the hourly run once nothing has moved for this long.
+    UPLOAD_REQUEST_IDLE_MINUTES = env(values.IntegerValue, 60)

@@ -28,6 +28,7 @@ EVENT_TYPES = (
     "file.deleted",
     "file.downloaded",
     "batch.completed",
+    "upload_request.submitted",
     "webhook.test",
 )
 TEST_EVENT_TYPE = "webhook.test"

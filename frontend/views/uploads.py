@@ -169,10 +169,11 @@ def upload_status(request: AuthenticatedHttpRequest, upload_id: UUID) -> JsonRes
         session = upload_session_status(owner=request.user, upload_id=upload_id)
     except ApplicationError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status_code)
-    return JsonResponse(_upload_state(session))
+    return JsonResponse(upload_state(session))
 
 
-def _upload_state(session: UploadSession) -> dict:
+def upload_state(session: UploadSession) -> dict:
+    """What the upload page is told of one upload (also the upload request page's)."""
     status = UploadSession.Status
     if session.concat == UploadSession.Concat.PARTIAL:
         # Never a file on its own (the page never makes one; API clients may).

@@ -90,8 +90,12 @@ def upload_file_record_failed(
     metadata: dict[str, Any],
     error_message: str,
     size: int = 0,
+    origin: dict[str, Any] | None = None,
 ) -> UploadFile:
-    """A refused file: a failed record for the owner's history, no bytes, no event."""
+    """A refused file: a failed record for the owner's history, no bytes, no event.
+
+    ``origin``: the upload request fields of a file an outsider sent.
+    """
     with transaction.atomic(durable=True):
         file = UploadFile.objects.create(
             owner=owner,
@@ -102,6 +106,7 @@ def upload_file_record_failed(
             metadata=metadata,
             status=UploadFile.Status.FAILED,
             error_message=error_message,
+            **(origin or {}),
         )
         if batch is not None:
             batch_record_file_ended(batch_id=batch.pk, stored=False)
@@ -156,8 +161,12 @@ def upload_file_record_stored(
     batch: UploadBatch | None = None,
     metadata: dict[str, Any] | None = None,
     ttl_hours: int | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> UploadFile:
     """Record bytes already in storage as a stored file and emit ``file.stored``.
+
+    ``origin`` holds the upload request fields of a file an outsider sent
+    (``upload_request_id``, ``sender_name``, ``sender_email``).
 
     One transaction (joins the caller's, if any): the record, the event and
     the batch counters commit together or not at all. The caller owns the
@@ -170,6 +179,7 @@ def upload_file_record_stored(
             filename=clean_filename(filename),
             content_type=content_type,
             metadata=clean_metadata(metadata),
+            **(origin or {}),
         )
         return file_record_stored(
             file, storage_key=storage_key, size=size, sha256=sha256, ttl_hours=ttl_hours

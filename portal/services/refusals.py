@@ -35,6 +35,7 @@ def refusal_recorded(
     metadata: dict[str, Any],
     content_type: str = "",
     size: int = 0,
+    origin: dict[str, Any] | None = None,
 ) -> ApplicationError:
     """Record the refused file as failed and return ``error`` naming that record.
 
@@ -49,6 +50,7 @@ def refusal_recorded(
         metadata=metadata,
         error_message=error.message,
         size=size,
+        origin=origin,
     )
     error.details["file_id"] = str(failed.id)
     return error

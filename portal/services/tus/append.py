@@ -56,6 +56,7 @@ from portal.services.tus.sessions import (
 
 if TYPE_CHECKING:
     from accounts.models import User
+    from portal.models import UploadRequestSubmission
     from portal.services.tus.values import Checksum, UploadMetadata
 
 logger = logging.getLogger(__name__)
@@ -70,14 +71,19 @@ def upload_session_append(
     content_length: int,
     checksum: Checksum | None = None,
     upload_length: int | None = None,
+    submission: UploadRequestSubmission | None = None,
 ) -> UploadSession:
-    """Apply one PATCH: store its bytes at ``offset`` and move the offset on."""
+    """Apply one PATCH: store its bytes at ``offset`` and move the offset on.
+
+    With ``submission`` (an upload request credential) only that
+    submission's uploads can be patched.
+    """
     try:
         session_id = UUID(str(upload_id))
     except ValueError:
         raise NotFoundError("No such upload.") from None
     with upload_session_lock(session_id) as lock:
-        session = upload_session_get(owner=owner, upload_id=session_id)
+        session = upload_session_get(owner=owner, upload_id=session_id, submission=submission)
         new_length = _check(
             session, offset=offset, content_length=content_length, upload_length=upload_length
         )
@@ -106,6 +112,7 @@ def upload_session_create_with_body(
     body: BinaryStream,
     body_length: int,
     checksum: Checksum | None,
+    submission: UploadRequestSubmission | None = None,
 ) -> UploadSession:
     """tus creation-with-upload: a creation, then its body as the first PATCH.
 
@@ -113,7 +120,12 @@ def upload_session_create_with_body(
     and the client sends them again with PATCH.
     """
     session = upload_session_create(
-        owner=owner, length=length, metadata=metadata, partial=partial, body_length=body_length
+        owner=owner,
+        length=length,
+        metadata=metadata,
+        partial=partial,
+        body_length=body_length,
+        submission=submission,
     )
     if not body_length or session.status != UploadSession.Status.ACTIVE:
         return session
@@ -125,6 +137,7 @@ def upload_session_create_with_body(
             stream=body,
             content_length=body_length,
             checksum=checksum,
+            submission=submission,
         )
     except ChecksumMismatchError:
         session.refresh_from_db()

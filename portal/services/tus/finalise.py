@@ -25,6 +25,7 @@ from portal.services.refusals import refusal_recorded
 from portal.services.tus import sha256_state
 from portal.services.tus.metadata import file_metadata, session_ttl_hours
 from portal.services.tus.parts import part_store, upload_objects
+from portal.services.upload_requests import submission_allowed_types, submission_file_fields
 from portal.signals import file_stored
 from portal.storage import generate_storage_key
 
@@ -69,11 +70,13 @@ def upload_session_finalise(
 ) -> None:
     """Assemble ``part_keys`` into the file ``session`` becomes; ``source_ids`` own the parts."""
     store = part_store()
+    submission = session.submission
     try:
         content_type = upload_file_content_type(
             head=store.read_head(part_keys),
             filename=session.filename,
             declared=session.filetype,
+            allowed_types=submission_allowed_types(submission),
         )
     except ApplicationError as exc:
         _fail(session, source_ids=source_ids, error=exc)
@@ -99,6 +102,7 @@ def upload_session_finalise(
                 batch=session.batch,
                 metadata=file_metadata(session),
                 ttl_hours=session_ttl_hours(session),
+                origin=submission_file_fields(submission),
             )
             session.file = file
             session.status = UploadSession.Status.COMPLETE
@@ -149,6 +153,7 @@ def _fail(
             metadata=file_metadata(session),
             content_type=session.filetype,
             size=session.length or 0,
+            origin=submission_file_fields(session.submission),
         )
         file_id = error.details["file_id"]
     with transaction.atomic(durable=True):

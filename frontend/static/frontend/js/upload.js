@@ -10,6 +10,12 @@
 // the third (410, a HEAD has no body). So before a restored
 // file resumes, and before a finished one is listed, the page asks the server
 // (data-status-url) what became of that upload, and shows exactly that.
+//
+// The same script runs an upload request's public page: there the browser
+// has no account, and tus is authorised by the request's credential
+// (data-request-token, sent as Upload-Request-Token); finished files are
+// listed without links, and when every file is in the page sends itself
+// (data-finish-form).
 "use strict";
 
 (function () {
@@ -21,7 +27,8 @@
   const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   // This tab's finished uploads, kept across reloads (sessionStorage ends
   // with the tab) for a day, the files' default lifetime.
-  const RESULTS_KEY = "doorito-upload-results";
+  const uppyId = data.uppyId || "doorito-upload";
+  const RESULTS_KEY = `${uppyId}-results`;
   const RESULTS_KEPT_MS = 24 * 60 * 60 * 1000;
   const maxSize = Number(data.maxSize) || null;
   const chunkSize = Number(data.chunkSize) || 50 * 1024 * 1024;
@@ -30,6 +37,19 @@
     .map((t) => t.trim())
     .filter(Boolean);
   const batchId = data.batchId || "";
+  const maxFiles = Number(data.maxFiles) || null;
+  // Refusals that are final for this file: a Retry starts a new upload.
+  const FINAL_REFUSALS = [
+    "unsupported_media_type",
+    "payload_too_large",
+    "batch_closed",
+    "batch_full",
+    "upload_request_closed",
+    "upload_request_max_files",
+    "upload_request_max_bytes",
+    "upload_request_type",
+    "submission_finished",
+  ];
   const resultsSection = document.querySelector("[data-upload-results-section]");
   const results = document.querySelector("[data-upload-results]");
 
@@ -40,10 +60,11 @@
   if (simple && !simple.querySelector(".field-error, .form-errors")) simple.open = false;
 
   const uppy = new Uppy.Uppy({
-    id: "doorito-upload",
+    id: uppyId,
     autoProceed: false,
     restrictions: {
       maxFileSize: maxSize,
+      maxNumberOfFiles: maxFiles,
       allowedFileTypes: allowedTypes.length ? allowedTypes : null,
     },
   });
@@ -66,7 +87,10 @@
     endpoint: data.endpoint,
     chunkSize: chunkSize,
     // The session authenticates; CSRF protects the state-changing requests.
-    headers: { "X-CSRFToken": data.csrfToken },
+    // On an upload request's page its credential does (no cookie, no CSRF).
+    headers: data.requestToken
+      ? { "Upload-Request-Token": data.requestToken }
+      : { "X-CSRFToken": data.csrfToken },
     // Only what the server records: name/type become filename/filetype.
     // "batch" is allowed per file (below): a listed field that a file lacks
     // would be sent as "undefined".
@@ -75,7 +99,7 @@
     // tus retries every 409 (offset mismatch); a closed or full batch is a
     // 409 too, and retrying cannot change that answer.
     onShouldRetry(error, retryAttempt, options, next) {
-      if (["batch_closed", "batch_full"].includes(serverError(error)?.code)) return false;
+      if (FINAL_REFUSALS.includes(serverError(error)?.code)) return false;
       return next(error);
     },
     removeFingerprintOnSuccess: true,
@@ -210,9 +234,16 @@
       item.dataset.uploadId = entry.uploadId;
       item.append(document.createElement("a"));
       results.append(item);
+    } else if (!item.querySelector("a")) {
+      return; // listed already, as text
     }
     const link = item.querySelector("a");
     link.textContent = entry.name;
+    if (!data.resultUrl) {
+      link.replaceWith(document.createTextNode(entry.name)); // a sender sees no files
+      resultsSection.hidden = false;
+      return;
+    }
     // Until the server has named the file, its upload's page redirects to it.
     link.href = entry.fileUrl || data.resultUrl.replace(ZERO_ID, entry.uploadId);
     resultsSection.hidden = false;
@@ -339,7 +370,7 @@
     if (!refusal || !refusal.message || !file || !uppy.getFile(file.id)) return;
     // A refused file (type, size, an ended batch) is over on the server: its
     // Retry starts a new upload.
-    if (["unsupported_media_type", "payload_too_large", "batch_closed", "batch_full"].includes(refusal.code)) {
+    if (FINAL_REFUSALS.includes(refusal.code)) {
       forgetUpload(file.id);
     }
     uppy.setFileState(file.id, { error: refusal.message });
@@ -442,4 +473,25 @@
   }
   setInterval(showProgress, 1000);
   uppy.on("complete", showProgress);
+
+  // An upload request's page: when every file of this round is stored, the
+  // sender's files are sent (the owner is told); with a failure the sender
+  // decides, with Retry or the page's own "I'm done" button.
+  const finishForm = data.finishForm ? document.querySelector(data.finishForm) : null;
+  if (finishForm) {
+    uppy.on("complete", (result) => {
+      if (!result || result.failed.length || !result.successful.length) return;
+      if (uppy.getFiles().some((f) => !f.progress.uploadComplete || f.error)) return;
+      // The status checks of upload-success run first; then the page moves on.
+      setTimeout(() => {
+        uppy.clear();
+        try {
+          sessionStorage.removeItem(RESULTS_KEY);
+        } catch (e) {
+          // nothing kept
+        }
+        finishForm.submit();
+      }, 500);
+    });
+  }
 })();
