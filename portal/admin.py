@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.db import models
 
 from common.services.json_input import MAX_JSON_DEPTH, StorableJSONDecoder
-from portal.models import UploadBatch, UploadFile, UploadPart, UploadSession
+from portal.models import UploadBatch, UploadFile, UploadPart, UploadSession, UserQuota
 
 # The metadata fields are saved straight to the model, past the services'
 # checks: the decoder refuses what jsonb cannot store (a form error, not a 500).
@@ -59,6 +59,7 @@ class UploadBatchAdmin(admin.ModelAdmin):
         "status",
         "files_stored",
         "files_failed",
+        "files_deleted",
         "closed_at",
         "completed_at",
         "created_at",
@@ -139,3 +140,14 @@ class UploadSessionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    """Staff set a user's quotas here; users without a row have the settings' defaults."""
+
+    list_display = ("owner", "max_bytes", "max_files", "updated_at")
+    search_fields = ("owner__email",)
+    list_select_related = ("owner",)
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("created_at", "updated_at")

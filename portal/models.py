@@ -7,6 +7,7 @@ exists. The original filename is data for display and download headers only.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -22,17 +23,33 @@ class UploadBatch(BaseModel):
         COMPLETE = "complete", "Complete"
         PARTIAL = "partial", "Partially failed"
         FAILED = "failed", "Failed"
+        # Closed by hand before every expected file had arrived.
+        INCOMPLETE = "incomplete", "Closed with files missing"
+        # Closed by hand with no file at all (and none announced).
+        EMPTY = "empty", "Closed empty"
 
-    TERMINAL_STATUSES = (Status.COMPLETE, Status.PARTIAL, Status.FAILED)
+    TERMINAL_STATUSES = (
+        Status.COMPLETE,
+        Status.PARTIAL,
+        Status.FAILED,
+        Status.INCOMPLETE,
+        Status.EMPTY,
+    )
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_batches"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.INIT)
-    # Null until known: either given at creation or fixed by closing the batch.
+    # Null until known: given at creation (and kept when the batch is closed
+    # early), or, for a batch created without it, the count when it was closed.
     expected_files = models.PositiveIntegerField(null=True, blank=True)
+    # Files of the batch now stored / failed. Deleting a file moves it from
+    # these to ``files_deleted`` (a trigger on portal_uploadfile, migration
+    # 0006), so the counts shown match the files listed and the files that
+    # arrived (``files_ended``) stay counted.
     files_stored = models.PositiveIntegerField(default=0)
     files_failed = models.PositiveIntegerField(default=0)
+    files_deleted = models.PositiveIntegerField(default=0, db_default=0)
     # NULL (not "") means "no key", so the unique constraint ignores it.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     metadata = models.JSONField(default=dict, blank=True)
@@ -59,7 +76,15 @@ class UploadBatch(BaseModel):
 
     @property
     def files_ended(self) -> int:
-        return self.files_stored + self.files_failed
+        """Files that arrived and ended (stored or failed), deleted ones included."""
+        return self.files_stored + self.files_failed + self.files_deleted
+
+    @property
+    def files_missing(self) -> int:
+        """Expected files that never came: non-zero only for a batch closed early."""
+        if self.closed_at is None or self.expected_files is None:
+            return 0
+        return max(0, self.expected_files - self.files_ended)
 
 
 class UploadFile(BaseModel):
@@ -116,10 +141,65 @@ class UploadFile(BaseModel):
                 condition=Q(status="stored"),
                 name="portal_file_owner_expires",
             ),
+            # TTL cleanup and expiry notices go by each file's own expiry
+            # (its keep time); files without one (failed, abandoned) by age.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(expires_at__isnull=False),
+                name="portal_file_expires",
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(expires_at__isnull=True),
+                name="portal_file_no_expiry_created",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
+
+
+class UserQuota(BaseModel):
+    """A staff-set override of one user's upload quotas.
+
+    Without a row, or with a field left empty, the user has the defaults
+    ``USER_QUOTA_BYTES`` / ``USER_QUOTA_FILES``; 0 means unlimited. Checked
+    when an upload starts (``portal.services.quotas.admit_upload``).
+    """
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_quota"
+    )
+    max_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Bytes of stored files and uploads in progress. "
+        "Empty: the default (USER_QUOTA_BYTES); 0: unlimited.",
+    )
+    max_files = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Stored files and uploads in progress. "
+        "Empty: the default (USER_QUOTA_FILES); 0: unlimited.",
+    )
+
+    class Meta:
+        verbose_name = "user quota"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_bytes__gte=0) | Q(max_bytes__isnull=True),
+                name="portal_quota_bytes_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_files__gte=0) | Q(max_files__isnull=True),
+                name="portal_quota_files_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.owner_id}"
 
 
 class UploadSession(BaseModel):

@@ -14,13 +14,17 @@ logger = logging.getLogger(__name__)
     failure="TTL cleanup of upload files failed",
 )
 def cleanup_expired_upload_files_task() -> dict:
-    """Delete at most 1000 files older than ``FILE_UPLOAD_TTL_HOURS``."""
+    """Delete at most 1000 expired files; queue a follow-up run while more are due.
+
+    Files without their own ``expires_at`` (failed, abandoned) expire
+    ``FILE_UPLOAD_TTL_HOURS`` after creation.
+    """
     from django.conf import settings
 
-    from portal.services.cleanup import cleanup_expired_upload_files
+    from portal.services.cleanup import cleanup_run
 
     ttl_hours = getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)
-    result = cleanup_expired_upload_files(ttl_hours=ttl_hours)
+    result = cleanup_run(ttl_hours=ttl_hours)
     logger.info("TTL cleanup: deleted %d files, %d remaining", result.deleted, result.remaining)
     return {"deleted": result.deleted, "remaining": result.remaining}
 

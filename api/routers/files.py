@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from ninja import Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,13 +27,22 @@ from common.exceptions import (
 )
 from common.services.json_input import MAX_JSON_DEPTH, json_parse
 from common.services.text import text_is_storable
+from common.sizes import size_exact
 from portal.models import UploadBatch, UploadFile
 from portal.selectors import file_totals_for_owner, files_for_user
 from portal.services.batches import MAX_METADATA_BYTES
-from portal.services.file_records import upload_file_delete
+from portal.services.file_records import clean_ttl_hours, upload_file_delete
 from portal.services.file_totals import FOLD_OWNER_OVER, file_totals_fold
-from portal.services.streaming import StreamedUpload, parse_streaming_upload
-from portal.services.uploads import upload_file_create, upload_file_create_streamed
+from portal.services.streaming import (
+    StreamedUpload,
+    declared_file_size,
+    parse_streaming_upload,
+)
+from portal.services.uploads import (
+    upload_file_admit,
+    upload_file_create,
+    upload_file_create_streamed,
+)
 from portal.storage import file_download_url
 
 router = Router(tags=["files"])
@@ -180,20 +189,23 @@ def delete_file(request: ApiRequest, file_id: UUID):
     return Status(204, None)
 
 
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
 def _reject_oversized_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Refuse a body whose declared length is over the limit before anything reads it."""
 
     def wrapped(request: ApiRequest, *args, **kwargs) -> HttpResponse:
         limit = int(settings.FILE_UPLOAD_MAX_SIZE)
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit + MULTIPART_OVERHEAD:
+        if _declared_length(request) > limit + MULTIPART_OVERHEAD:
             return error_response(
                 413,
                 "payload_too_large",
-                f"The file is larger than the limit of {limit} bytes.",
+                f"The file is larger than the limit of {size_exact(limit)}.",
                 {"max_size": limit},
             )
         return run(request, *args, **kwargs)
@@ -211,6 +223,12 @@ UPLOAD_BODY = {
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
                     "batch_id": {"type": "string", "format": "uuid"},
+                    "ttl_hours": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Keep time in hours, at most `FILE_UPLOAD_MAX_TTL_HOURS` "
+                        "(default `FILE_UPLOAD_TTL_HOURS`); the file's `expires_at`.",
+                    },
                     "metadata": {
                         "type": "object",
                         "description": "A JSON object (sent as a JSON string), at most "
@@ -236,9 +254,12 @@ def upload_file(request: ApiRequest):
     """Simple upload of one file up to `FILE_UPLOAD_MAX_SIZE` bytes.
 
     The body is `multipart/form-data` with the part `file`, and optionally
-    `batch_id` and `metadata` (a JSON object as a string). The bytes are
-    streamed to storage while hashed; the answer is the stored file record.
-    A refused file (size, type) is answered 413/415 and recorded as failed.
+    `batch_id`, `metadata` (a JSON object as a string) and `ttl_hours` (the
+    keep time, 1 to `FILE_UPLOAD_MAX_TTL_HOURS`; 400 naming the field
+    otherwise). The bytes are streamed to storage while hashed; the answer is
+    the stored file record. A refused file (size, type) is answered 413/415
+    and recorded as failed; an upload past your quota is answered 413
+    `quota_exceeded` naming the quota.
     """
     # Parsed by hand (not ninja File/Form params) so the size check above runs
     # before Django reads the body, and the form's rules are exactly these.
@@ -249,6 +270,9 @@ def upload_file(request: ApiRequest):
             details={"content_type": request.content_type},
         )
     user = request.auth
+    # The quota, before a byte is read: the file is at least the body less
+    # its framing. The exact size is checked again when it is recorded.
+    upload_file_admit(owner=user, size=declared_file_size(request))
     if not hasattr(request, "_files"):
         # Straight into storage while Django reads the body (no spool file).
         # A session caller's CSRF check may have read the body already.
@@ -269,10 +293,11 @@ def upload_file(request: ApiRequest):
         if batch is None:
             raise NotFoundError("Batch not found.", details={"batch_id": batch_id})
     meta = _parse_metadata(request.POST.get("metadata"))
+    ttl_hours = clean_ttl_hours(request.POST.get("ttl_hours"))
     try:
         if isinstance(upload, StreamedUpload):
             stored = upload_file_create_streamed(
-                owner=user, upload=upload, batch=batch, metadata=meta
+                owner=user, upload=upload, batch=batch, metadata=meta, ttl_hours=ttl_hours
             )
         else:
             declared = upload.content_type
@@ -283,6 +308,7 @@ def upload_file(request: ApiRequest):
                 content_type=declared if declared and text_is_storable(declared) else None,
                 batch=batch,
                 metadata=meta,
+                ttl_hours=ttl_hours,
             )
     finally:
         upload.close()

@@ -34,11 +34,10 @@ from common.exceptions import ApplicationError, AuthenticationError, Unsupported
 from portal.models import UploadSession
 from portal.services.tus.append import upload_session_append, upload_session_create_with_body
 from portal.services.tus.concatenation import upload_session_concatenate
-from portal.services.tus.errors import GoneError
 from portal.services.tus.sessions import (
+    ensure_alive,
     max_upload_size,
     upload_session_is_finished,
-    upload_session_is_gone,
     upload_session_status,
     upload_session_terminate,
 )
@@ -162,8 +161,7 @@ def _create(request: HttpRequest, user: User) -> HttpResponse:
 
 def _head(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
     session = upload_session_status(owner=user, upload_id=upload_id)
-    if upload_session_is_gone(session):
-        raise GoneError(details={"upload_id": str(session.id)})
+    ensure_alive(session)
     response = HttpResponse(status=200)
     response["Upload-Offset"] = str(session.offset)
     if session.length is None:

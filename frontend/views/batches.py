@@ -38,7 +38,10 @@ def _visible_batch(request: AuthenticatedHttpRequest, batch_id: UUID) -> UploadB
 
 def _progress_key(batch: UploadBatch) -> str:
     """What the progress block shows, in short: the same key, nothing new to show."""
-    return f"{batch.status}:{batch.files_stored}:{batch.files_failed}:{batch.expected_files}"
+    return (
+        f"{batch.status}:{batch.files_stored}:{batch.files_failed}:{batch.files_deleted}"
+        f":{batch.expected_files}"
+    )
 
 
 def _progress_context(batch: UploadBatch) -> dict:

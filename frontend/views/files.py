@@ -1,9 +1,10 @@
 """Files: the user's list (search, filters, sort, pages), detail with events,
 download and delete.
 
-The list shows the signed-in user's own files, staff included (staff reach
-anyone's file from the event and webhook pages; the detail page accepts any
-file staff may see). Another user's file is a 404, never a 403.
+The list shows the signed-in user's own files; staff can switch it to every
+user's files (``?everyone=1``) and narrow that to one owner (``?owner=``
+email), the portal-wide view outside /admin/. The detail page accepts any
+file staff may see. Another user's file is a 404, never a 403.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.http import AuthenticatedHttpRequest
 from common.exceptions import ApplicationError
 from common.selectors import event_list
-from frontend.forms.files import FileFilterForm
+from frontend.forms.files import FileFilterForm, OwnerScopeForm
 from frontend.paging import CappedPaginator
 from portal.models import UploadFile
-from portal.selectors import batches_for_user, files_for_user
+from portal.selectors import batches_for_user, files_for_user, files_in_view
 from portal.services.file_records import upload_file_delete
 from portal.storage import file_download_url
 
@@ -38,9 +39,12 @@ def _visible_file(request: AuthenticatedHttpRequest, file_id: UUID) -> UploadFil
 @require_GET
 def file_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = FileFilterForm(request.GET)
-    # Own files only; the list needs the batch's name, not the owner row.
-    own = files_for_user(request.user).filter(owner=request.user)
-    files = form.apply(own).select_related(None).select_related("batch")
+    scope_form = OwnerScopeForm(request.GET) if request.user.is_staff else None
+    everyone, owner = scope_form.scope() if scope_form else (False, None)
+    shown = files_in_view(user=request.user, everyone=everyone, owner=owner)
+    # The list needs the batch's name, and the owner's only in everyone's view.
+    related = ("batch", "owner") if everyone else ("batch",)
+    files = form.apply(shown).select_related(None).select_related(*related)
     page_obj = CappedPaginator(files, PER_PAGE).get_page(request.GET.get("page"))
     batch_id = form.cleaned_data.get("batch")
     batch = batches_for_user(request.user).filter(pk=batch_id).first() if batch_id else None
@@ -50,6 +54,9 @@ def file_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "page_obj": page_obj,
         "files": page_obj.object_list,
         "filter_batch": batch,
+        "scope_form": scope_form,
+        "everyone": everyone,
+        "owner": owner,
         "filtered": any(form.cleaned_data.get(k) for k in ("q", "status", "batch"))
         or bool(form.cleaned_data.get("created_from") or form.cleaned_data.get("created_to")),
     }

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.exceptions import PermissionDeniedError
+from common.exceptions import PermissionDeniedError, ValidationError
 from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
@@ -48,6 +48,39 @@ def clean_filename(filename: Any) -> str:
     return name
 
 
+MIN_TTL_HOURS = 1
+
+
+def clean_ttl_hours(value: Any, *, field: str = "ttl_hours") -> int | None:
+    """An uploader's keep time in whole hours, or ``None`` for the default.
+
+    From 1 hour up to ``FILE_UPLOAD_MAX_TTL_HOURS``; anything else (not a
+    whole number, out of range) is a 400 naming ``field`` before anything is
+    written. Empty means "not given".
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    limit = int(settings.FILE_UPLOAD_MAX_TTL_HOURS)
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        hours = int(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"{field} must be a whole number of hours.", details={"field": field}
+        ) from None
+    if not MIN_TTL_HOURS <= hours <= limit:
+        raise ValidationError(
+            f"{field} must be between {MIN_TTL_HOURS} and {limit} hours.",
+            details={"field": field, "min": MIN_TTL_HOURS, "max": limit, "value": hours},
+        )
+    return hours
+
+
+def default_ttl_hours() -> int:
+    return int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24))
+
+
 def upload_file_record_failed(
     *,
     owner: Any,
@@ -76,13 +109,22 @@ def upload_file_record_failed(
     return file
 
 
-def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str) -> UploadFile:
+def file_record_stored(
+    file: UploadFile,
+    *,
+    storage_key: str,
+    size: int,
+    sha256: str,
+    ttl_hours: int | None = None,
+) -> UploadFile:
     """Mark ``file`` stored, count it in its batch, emit ``file.stored``.
 
-    Runs in the caller's transaction.
+    Its ``expires_at`` (what TTL cleanup and expiry notices go by) is the
+    uploader's keep time ``ttl_hours`` (checked by ``clean_ttl_hours``), else
+    ``FILE_UPLOAD_TTL_HOURS``. Runs in the caller's transaction.
     """
     now = timezone.now()
-    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
+    ttl = timedelta(hours=ttl_hours if ttl_hours is not None else default_ttl_hours())
     file.storage_key = storage_key
     file.size = size
     file.sha256 = sha256
@@ -113,6 +155,7 @@ def upload_file_record_stored(
     sha256: str,
     batch: UploadBatch | None = None,
     metadata: dict[str, Any] | None = None,
+    ttl_hours: int | None = None,
 ) -> UploadFile:
     """Record bytes already in storage as a stored file and emit ``file.stored``.
 
@@ -128,7 +171,9 @@ def upload_file_record_stored(
             content_type=content_type,
             metadata=clean_metadata(metadata),
         )
-        return file_record_stored(file, storage_key=storage_key, size=size, sha256=sha256)
+        return file_record_stored(
+            file, storage_key=storage_key, size=size, sha256=sha256, ttl_hours=ttl_hours
+        )
 
 
 def upload_file_delete(*, file: UploadFile, actor: Any) -> None:

@@ -16,6 +16,7 @@ from portal.services.cleanup import cleanup_expired_upload_files
 from portal.services.uploads import upload_file_create
 from portal.storage import file_storage
 from portal.tasks import cleanup_expired_upload_files_task
+from portal.tests.aging import age
 from portal.tests.streams import BytesStream
 
 
@@ -24,10 +25,7 @@ def make_files(owner, count: int, *, age_hours: float) -> list[UploadFile]:
         upload_file_create(owner=owner, stream=BytesStream(b"%d" % i), filename=f"f{i}.txt")
         for i in range(count)
     ]
-    UploadFile.objects.filter(pk__in=[f.pk for f in files]).update(
-        created_at=timezone.now() - timedelta(hours=age_hours)
-    )
-    return files
+    return age(files, hours=age_hours)
 
 
 @pytest.mark.slow

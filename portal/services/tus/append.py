@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
@@ -36,8 +36,10 @@ from common.exceptions import (
     ValidationError,
 )
 from common.services.connections import release_connection
+from common.sizes import size_exact
 from portal.models import UploadSession
 from portal.services.hashing import BinaryStream
+from portal.services.quotas import admit_upload
 from portal.services.tus import sha256_state
 from portal.services.tus.errors import ChecksumMismatchError, OffsetMismatchError
 from portal.services.tus.finalise import upload_session_complete
@@ -148,7 +150,7 @@ def _check(
     limit = length if length is not None else max_upload_size()
     if session.offset + content_length > limit:
         raise PayloadTooLargeError(
-            f"This PATCH would take the upload past {limit} bytes.",
+            f"This PATCH would take the upload past {size_exact(limit)}.",
             details={"offset": session.offset, "content_length": content_length},
         )
     return new_length
@@ -173,6 +175,9 @@ def _new_length(
             details={"header": "Upload-Length"},
         )
     check_upload_length(upload_length)
+    # A deferred length was reserved as 0 bytes; the quota sees it now.
+    with transaction.atomic():
+        admit_upload(owner=session.owner, size=upload_length, files=0)
     return upload_length
 
 
@@ -213,8 +218,21 @@ def _append_bytes(
 # One round trip: the session's offset (and length, expiry, hash state) moves
 # and the part is recorded, or, if the offset is no longer the one this
 # request checked, neither happens.
+#
+# Committed without waiting for the WAL flush (``synchronous_commit`` off for
+# this statement's transaction only; ``cfg`` must be referenced to run): on
+# a small PATCH the flush was the largest single cost. Safe because a lost
+# record only moves the upload back: if PostgreSQL crashes within a fraction
+# of a second of the answer, the offset and hash state fall back together to
+# an earlier PATCH, the bytes past it are cut off (or their part object is
+# swept) on the next write, and the client resumes from HEAD's offset, as
+# after any broken request. The data file is not fsynced either, so a
+# recorded offset never outlived its bytes any better. What must not move
+# back, the file record made on the last byte, is committed as before
+# (``finalise``), and its flush carries this one's WAL with it.
 _RECORD = """
-WITH moved AS (
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+moved AS (
     UPDATE portal_uploadsession
     SET "offset" = %(new_offset)s, length = COALESCE(%(length)s, length),
         expires_at = %(expires_at)s, updated_at = %(now)s, sha256_state = %(state)s
@@ -226,7 +244,7 @@ INSERT INTO portal_uploadpart
 SELECT %(part)s, %(now)s, %(now)s, moved.id,
     (SELECT COALESCE(MAX(number), 0) + 1 FROM portal_uploadpart WHERE session_id = %(session)s),
     %(offset)s, %(size)s, %(key)s, %(checksum)s
-FROM moved
+FROM moved, cfg
 RETURNING number
 """
 

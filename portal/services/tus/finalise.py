@@ -23,7 +23,7 @@ from portal.services.file_records import (
 )
 from portal.services.refusals import refusal_recorded
 from portal.services.tus import sha256_state
-from portal.services.tus.metadata import file_metadata
+from portal.services.tus.metadata import file_metadata, session_ttl_hours
 from portal.services.tus.parts import part_store, upload_objects
 from portal.signals import file_stored
 from portal.storage import generate_storage_key
@@ -98,6 +98,7 @@ def upload_session_finalise(
                 sha256=assembled.sha256,
                 batch=session.batch,
                 metadata=file_metadata(session),
+                ttl_hours=session_ttl_hours(session),
             )
             session.file = file
             session.status = UploadSession.Status.COMPLETE

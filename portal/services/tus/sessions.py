@@ -19,10 +19,13 @@ from common.exceptions import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from common.sizes import size_exact
 from portal.models import UploadSession
+from portal.services.quotas import admit_upload
 from portal.services.tus.errors import (
     GoneError,
     LockedError,
+    UploadFailedError,
 )
 from portal.services.tus.finalise import (
     upload_session_complete,
@@ -52,7 +55,7 @@ def check_upload_length(length: int) -> None:
     limit = max_upload_size()
     if length > limit:
         raise PayloadTooLargeError(
-            f"The upload is {length} bytes; the limit is {limit} bytes.",
+            f"The upload is {size_exact(length)}; the limit is {size_exact(limit)}.",
             details={"length": length, "max_size": limit},
         )
 
@@ -90,7 +93,17 @@ def upload_session_is_finished(session: UploadSession) -> bool:
     return not _waiting_for_bytes(session)
 
 
+def ensure_not_failed(session: UploadSession) -> None:
+    if session.status == UploadSession.Status.FAILED:
+        raise UploadFailedError(
+            f"This upload was refused: {session.error_message}",
+            details={"upload_id": str(session.id)},
+        )
+
+
 def ensure_alive(session: UploadSession) -> None:
+    """Refuse a session that takes no more requests: gone, or refused at its last step."""
+    ensure_not_failed(session)
     if upload_session_is_gone(session):
         raise GoneError(details={"upload_id": str(session.id)})
 
@@ -144,6 +157,9 @@ def upload_session_create(
         )
     fields = session_fields(owner=owner, metadata=metadata)
     with transaction.atomic(durable=True):
+        # Counted from here on: the session reserves its whole length (a
+        # partial upload's file is counted by its final upload).
+        admit_upload(owner=owner, size=length or 0, files=0 if partial else 1)
         session = UploadSession.objects.create(
             owner=owner,
             length=length,
