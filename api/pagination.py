@@ -37,6 +37,7 @@ class CursorPageIn(PageIn):
     cursor: str | None = Field(
         None,
         max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
         description="The `next` of the page before: the items after its last one "
         "(same filters). Not together with `offset`.",
     )
@@ -59,7 +60,12 @@ def paginate(queryset: QuerySet, page: PageIn) -> dict[str, Any]:
 
 
 def _cursor_encode(item: Any) -> str:
-    raw = f"{item.created_at.isoformat()} {item.pk}".encode()
+    """The cursor after `item`, a model instance or a ``values()`` dict."""
+    if isinstance(item, dict):
+        created_at, pk = item["created_at"], item["id"]
+    else:
+        created_at, pk = item.created_at, item.pk
+    raw = f"{created_at.isoformat()} {pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

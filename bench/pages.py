@@ -15,6 +15,10 @@ Prints p50/p95 per page in milliseconds and the p95 ratio against
 ``/healthz``. The target (issue #10) is p95 <= 100 ms per page here; the
 query count per page (<= 10) is asserted by the tests, not here.
 
+``--keep`` leaves the rows, ``--reuse`` times them again when they match
+``--files``/``--batches`` (seeding 1 000 000 files takes minutes); give such
+runs a database of their own (``BENCH_DATABASE_URL``).
+
 Needs PostgreSQL at ``DATABASE_URL`` (default: ``doorito_pagebench`` on
 127.0.0.1; created and migrated if missing; the user and endpoints it made
 are removed afterwards, with everything that hangs off them).

@@ -4,62 +4,20 @@ from __future__ import annotations
 
 import ast
 import re
-from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 from celery import current_app
 from django.db import connection
-from django.utils import timezone
 
 from common.models import OutboxEvent
 from conftest import wait_until
 from portal.models import UploadFile
 from portal.services import cleanup
 from portal.services.cleanup import CLEANUP_TASK, cleanup_follow_up_request, cleanup_run
-from portal.storage import file_storage, generate_storage_key
+from portal.storage import file_storage
 from portal.tasks import cleanup_expired_upload_files_task
-
-
-def expired_files_on_disk(owner, count: int) -> list[str]:
-    """``count`` stored files past their expiry, with real objects (fast: one bulk insert)."""
-    storage = file_storage()
-    old = timezone.now() - timedelta(days=3)
-    rows = []
-    for i in range(count):
-        key = generate_storage_key()
-        path = Path(storage.path(key))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"%d" % i)
-        rows.append(
-            UploadFile(
-                owner=owner,
-                storage_key=key,
-                filename=f"old-{i}.txt",
-                content_type="text/plain",
-                size=len(b"%d" % i),
-                sha256="0" * 64,
-                status=UploadFile.Status.STORED,
-                stored_at=old,
-                expires_at=old + timedelta(hours=1),
-            )
-        )
-    UploadFile.objects.bulk_create(rows, batch_size=2000)
-    return [r.storage_key for r in rows]
-
-
-@pytest.fixture
-def follow_ups(monkeypatch) -> list[int]:
-    """Records the follow-ups a run asks for instead of queueing them."""
-    asked: list[int] = []
-
-    def ask() -> bool:
-        asked.append(1)
-        return True
-
-    monkeypatch.setattr(cleanup, "cleanup_follow_up_request", ask)
-    return asked
+from portal.tests.aging import expired_files_on_disk
 
 
 def test_a_run_over_the_cap_asks_for_one_follow_up(user, follow_ups):
@@ -102,6 +60,7 @@ def test_a_run_while_another_holds_the_lock_does_nothing(user, follow_ups):
 def test_no_second_follow_up_while_one_waits(settings):
     """On the SQL broker a waiting run is seen, so repeated asks queue one message."""
     settings.CELERY_TASK_ALWAYS_EAGER = False
+    current_app.control.purge()  # whatever another test of this database left queued
     try:
         assert cleanup_follow_up_request() is True
         assert cleanup_follow_up_request() is False
