@@ -175,6 +175,12 @@ class UploadSession(BaseModel):
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
+    # On S3: the multipart upload the bytes go into as they arrive, the key of
+    # the object it becomes, and the upload's first bytes for the type check
+    # (so finalising reads nothing back). Empty on local disk.
+    s3_upload_id = models.CharField(max_length=1024, blank=True, default="", db_default="")
+    s3_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    head = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -197,6 +203,10 @@ class UploadPart(BaseModel):
     storage_key = models.CharField(max_length=255)
     # The verified Upload-Checksum of this part ("sha1 <base64>"), if one was sent.
     checksum = models.CharField(max_length=128, blank=True, default="")
+    # On S3: the multipart upload's parts this PATCH uploaded, in order, as
+    # [part number, ETag, size]; ``storage_key`` then names only the bytes
+    # left over (fewer than S3's 5 MiB minimum part), if any.
+    s3_parts = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["session", "number"]
