@@ -118,10 +118,11 @@ class UploadFile(BaseModel):
 class UploadSession(BaseModel):
     """The server side of one tus upload: how much has arrived and where it is.
 
-    Bytes live in storage as one object per accepted PATCH on S3 (one data file
-    on local disk), recorded as ``UploadPart`` rows, so any web process on any
-    machine can take the next request; the final file is assembled from the
-    parts when the last byte arrives.
+    Bytes live in storage as the parts of the final object's S3 multipart
+    upload on S3 (one data file on local disk, one object per accepted PATCH on
+    other object storage), recorded as ``UploadPart`` rows, so any web process
+    on any machine can take the next request; the final file is assembled from
+    the parts when the last byte arrives.
     """
 
     class Status(models.TextChoices):
