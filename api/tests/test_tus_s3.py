@@ -55,6 +55,7 @@ def _assert_one_object(s3: StorageProbe, url: str, data: bytes) -> UploadFile:
     session = session_for(url)
     assert session.status == UploadSession.Status.COMPLETE
     file = session.file
+    assert file is not None
     expected = hashlib.sha256(data).hexdigest()
     assert file.status == UploadFile.Status.STORED
     assert (file.size, file.sha256) == (len(data), expected)
@@ -228,3 +229,22 @@ def _append(owner, session, data, offset, *, announced, arrives=None):
         stream=BytesStream(body),
         content_length=announced,
     )
+
+
+def test_upload_begun_as_one_object_per_patch_finishes_that_way(owner, s3):
+    """An upload in flight when this version was deployed keeps its objects and finishes."""
+    from portal.services.tus.parts import ObjectPartStore, S3PartStore
+
+    data = os.urandom(7 * MIB)
+    session = UploadSession.objects.get(id=_create(owner, len(data)))
+    S3PartStore._store, real = ObjectPartStore._store, S3PartStore._store
+    try:
+        _append(owner, session, data, 0, announced=6 * MIB)
+    finally:
+        S3PartStore._store = real
+    session.refresh_from_db()
+    assert session.offset == 6 * MIB and not session.s3_upload_id
+
+    _append(owner, session, data, 6 * MIB, announced=MIB)
+
+    _assert_one_object(s3, f"/api/tus/{session.id}", data)

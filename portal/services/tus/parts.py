@@ -326,6 +326,10 @@ class S3PartStore(ObjectPartStore):
         return str(self.storage._normalize_name(clean_name(key)))
 
     def _store(self, *, session: UploadSession, reader: HashingReader, limit: int) -> Stored:
+        if session.offset > 0 and not session.s3_upload_id:
+            # Begun before uploads were multipart uploads (its bytes are one
+            # object per PATCH): it finishes the way it started.
+            return super()._store(session=session, reader=reader, limit=limit)
         self._ensure_multipart(session)
         pending = _pending(session)
         ends_upload = session.length is not None and session.offset + limit == session.length
