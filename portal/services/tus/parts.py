@@ -352,7 +352,8 @@ class S3PartStore(ObjectPartStore):
                 head += chunk[: HEAD_SIZE - session.offset - len(head)]
             buffer += chunk
             while len(buffer) >= S3_PART_SIZE:
-                parts.append(self._upload_part(session, number, part_offset, buffer[:S3_PART_SIZE]))
+                piece = bytes(memoryview(buffer)[:S3_PART_SIZE])
+                parts.append(self._upload_part(session, number, part_offset, piece))
                 number += 1
                 part_offset += S3_PART_SIZE
                 del buffer[:S3_PART_SIZE]
@@ -364,7 +365,7 @@ class S3PartStore(ObjectPartStore):
         # A part needs 5 MiB unless it is the last; the buffer starts where the
         # parts end whenever it can become one (pending bytes were taken).
         if buffer and (len(buffer) >= S3_MIN_PART_SIZE or at_end):
-            parts.append(self._upload_part(session, number, part_offset, buffer))
+            parts.append(self._upload_part(session, number, part_offset, bytes(buffer)))
             earlier = 0
         elif len(buffer) > earlier:
             # A fresh key: no existence check (``Storage.save``'s HEAD) needed.
@@ -394,15 +395,13 @@ class S3PartStore(ObjectPartStore):
         session.head = bytes(session.head or b"")[: session.offset] + head
         UploadSession.objects.filter(id=session.id).update(head=session.head)
 
-    def _upload_part(
-        self, session: UploadSession, number: int, offset: int, data: bytearray
-    ) -> S3Part:
+    def _upload_part(self, session: UploadSession, number: int, offset: int, data: bytes) -> S3Part:
         answer = self.client.upload_part(
             Bucket=self.bucket,
             Key=self._name(session.s3_key),
             UploadId=session.s3_upload_id,
             PartNumber=number,
-            Body=bytes(data),
+            Body=data,
         )
         return (number, str(answer["ETag"]), len(data), offset)
 
@@ -469,7 +468,9 @@ class S3PartStore(ObjectPartStore):
             for key in pending.keys:
                 with self.storage.open(key, "rb") as fh:
                     data += fh.read()
-            parts.append(self._upload_part(session, pending.next_number, pending.flushed_end, data))
+            parts.append(
+                self._upload_part(session, pending.next_number, pending.flushed_end, bytes(data))
+            )
         name = self._name(session.s3_key)
         try:
             self.client.complete_multipart_upload(
