@@ -248,3 +248,22 @@ def test_upload_begun_as_one_object_per_patch_finishes_that_way(owner, s3):
     _append(owner, session, data, 6 * MIB, announced=MIB)
 
     _assert_one_object(s3, f"/api/tus/{session.id}", data)
+
+
+def test_patch_failing_its_checksum_leaves_nothing_the_retry_trips_over(tus, s3):
+    """Its part went up but was never recorded: the retry's part of the same number replaces it."""
+    import base64
+
+    data = os.urandom(6 * MIB + 10)
+    url = tus.create(len(data))
+    wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+    refused = tus.patch(url, data[: 6 * MIB], 0, **{"Upload-Checksum": f"sha256 {wrong}"})
+    assert refused.status_code == 460, refused.text
+    assert session_for(url).offset == 0
+
+    right = base64.b64encode(hashlib.sha256(data[: 6 * MIB]).digest()).decode()
+    resent = tus.patch(url, data[: 6 * MIB], 0, **{"Upload-Checksum": f"sha256 {right}"})
+    assert resent.status_code == 204, resent.text
+    assert tus.patch(url, data[6 * MIB :], 6 * MIB).status_code == 204
+
+    _assert_one_object(s3, url, data)
