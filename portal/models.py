@@ -217,10 +217,11 @@ class UserQuota(BaseModel):
 class UploadSession(BaseModel):
     """The server side of one tus upload: how much has arrived and where it is.
 
-    Bytes live in storage as one object per accepted PATCH on S3 (one data file
-    on local disk), recorded as ``UploadPart`` rows, so any web process on any
-    machine can take the next request; the final file is assembled from the
-    parts when the last byte arrives.
+    Bytes live in storage as the parts of the final object's S3 multipart
+    upload on S3 (one data file on local disk, one object per accepted PATCH on
+    other object storage), recorded as ``UploadPart`` rows, so any web process
+    on any machine can take the next request; the final file is assembled from
+    the parts when the last byte arrives.
     """
 
     class Status(models.TextChoices):
@@ -283,6 +284,12 @@ class UploadSession(BaseModel):
         blank=True,
         related_name="upload_sessions",
     )
+    # On S3: the multipart upload the bytes go into as they arrive, the key of
+    # the object it becomes, and the upload's first bytes for the type check
+    # (so finalising reads nothing back). Empty on local disk.
+    s3_upload_id = models.CharField(max_length=1024, blank=True, default="", db_default="")
+    s3_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    head = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -305,6 +312,10 @@ class UploadPart(BaseModel):
     storage_key = models.CharField(max_length=255)
     # The verified Upload-Checksum of this part ("sha1 <base64>"), if one was sent.
     checksum = models.CharField(max_length=128, blank=True, default="")
+    # On S3: the multipart upload's parts this PATCH uploaded, in order, as
+    # [part number, ETag, size]; ``storage_key`` then names only the bytes
+    # left over (fewer than S3's 5 MiB minimum part), if any.
+    s3_parts = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["session", "number"]

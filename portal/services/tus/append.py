@@ -222,6 +222,7 @@ def _append_bytes(
     except Exception:
         store.discard(session_id=session.id, key=written.key, offset=session.offset)
         raise
+    store.recorded(written)
     session.offset += written.size
     session.sha256_state = state
     if new_length is not None:
@@ -253,10 +254,11 @@ moved AS (
     RETURNING id
 )
 INSERT INTO portal_uploadpart
-    (id, created_at, updated_at, session_id, number, "offset", size, storage_key, checksum)
+    (id, created_at, updated_at, session_id, number, "offset", size, storage_key, checksum,
+     s3_parts)
 SELECT %(part)s, %(now)s, %(now)s, moved.id,
     (SELECT COALESCE(MAX(number), 0) + 1 FROM portal_uploadpart WHERE session_id = %(session)s),
-    %(offset)s, %(size)s, %(key)s, %(checksum)s
+    %(offset)s, %(size)s, %(key)s, %(checksum)s, %(s3_parts)s::jsonb
 FROM moved, cfg
 RETURNING number
 """
@@ -283,6 +285,7 @@ def _record(
         "size": written.size,
         "key": written.key,
         "checksum": checksum.header_value() if checksum else "",
+        "s3_parts": written.s3_parts_json(),
     }
     with connection.cursor() as cursor:
         cursor.execute(_RECORD, params)

@@ -47,6 +47,7 @@ def upload_session_complete(session: UploadSession) -> None:
     Called with the session's lock held.
     """
     if session.concat == UploadSession.Concat.PARTIAL:
+        part_store().seal(session)
         with transaction.atomic(durable=True):
             session.status = UploadSession.Status.COMPLETE
             session.completed_at = timezone.now()
@@ -73,7 +74,7 @@ def upload_session_finalise(
     submission = session.submission
     try:
         content_type = upload_file_content_type(
-            head=store.read_head(part_keys),
+            head=store.read_head(part_keys, session=session),
             filename=session.filename,
             declared=session.filetype,
             allowed_types=submission_allowed_types(submission),
@@ -82,7 +83,9 @@ def upload_session_finalise(
         _fail(session, source_ids=source_ids, error=exc)
         raise
 
-    assembled = store.assemble(part_keys, key=generate_storage_key(), known_sha256=known_sha256)
+    assembled = store.assemble(
+        part_keys, key=generate_storage_key(), known_sha256=known_sha256, session=session
+    )
     if assembled.size != session.length:
         store.unassemble(part_keys, assembled)
         raise ApplicationError(
