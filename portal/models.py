@@ -123,8 +123,8 @@ class UploadFile(BaseModel):
         blank=True,
         related_name="files",
     )
-    sender_name = models.CharField(max_length=200, blank=True, default="")
-    sender_email = models.CharField(max_length=254, blank=True, default="")
+    sender_name = models.CharField(max_length=200, blank=True, default="", db_default="")
+    sender_email = models.CharField(max_length=254, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-created_at"]

@@ -181,10 +181,10 @@ def test_a_day_with_the_portal(
     # --- the files list, the sha256 the server computed, download, delete ----
     page.goto("/files/")
     for name in ("big-video.bin", "notes.txt", "scan.bin"):
-        assert page.get_by_role("link", name=name).is_visible()
+        assert page.get_by_role("link", name=name, exact=True).is_visible()
     screenshot(page, "files")
     assert axe_violations(page) == []
-    page.get_by_role("link", name="notes.txt").click()
+    page.get_by_role("link", name="notes.txt", exact=True).click()
     page.wait_for_url(re.compile(r"/files/[0-9a-f-]+/$"))
     assert small_sha in page.locator("main").inner_text()
     screenshot(page, "file-detail")
@@ -194,14 +194,14 @@ def test_a_day_with_the_portal(
     assert Path(download_info.value.path()).read_bytes() == small.read_bytes()
 
     page.goto("/files/")
-    page.get_by_role("link", name="big-video.bin").click()
+    page.get_by_role("link", name="big-video.bin", exact=True).click()
     page.locator("#delete").click()
     screenshot(page, "file-delete")
     assert axe_violations(page) == []
     page.get_by_role("button", name="Delete file").click()
     page.wait_for_url(path_is("/files/"))
     assert not UploadFile.objects.filter(owner=user, filename="big-video.bin").exists()
-    assert page.get_by_role("link", name="big-video.bin").count() == 0
+    assert page.get_by_role("link", name="big-video.bin", exact=True).count() == 0
 
     # --- an API token: shown once, works against the API ----------------------
     page.goto("/tokens/")

@@ -16,12 +16,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="uploadfile",
             name="sender_email",
-            field=models.CharField(blank=True, default="", max_length=254),
+            field=models.CharField(blank=True, db_default="", default="", max_length=254),
         ),
         migrations.AddField(
             model_name="uploadfile",
             name="sender_name",
-            field=models.CharField(blank=True, default="", max_length=200),
+            field=models.CharField(blank=True, db_default="", default="", max_length=200),
         ),
         migrations.CreateModel(
             name="UploadRequest",
