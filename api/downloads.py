@@ -22,13 +22,22 @@ def _error(exc: ApplicationError) -> JsonResponse:
 
 @require_safe
 def file_download(request: HttpRequest, token: str) -> HttpResponseBase:
+    # An ordinary link serves a stored file; the pre-store hook's link serves
+    # a file being verified. Neither ever serves a quarantined or rejected one.
+    status = UploadFile.Status.STORED
     try:
-        file_id = file_id_from_download_token(token)
+        try:
+            file_id = file_id_from_download_token(token)
+        except signing.BadSignature as exc:
+            if isinstance(exc, signing.SignatureExpired):
+                raise
+            file_id = file_id_from_download_token(token, pre_store=True)
+            status = UploadFile.Status.SCANNING
     except signing.SignatureExpired:
         return _error(PermissionDeniedError("This download link has expired.", code="link_expired"))
     except signing.BadSignature:
         return _error(PermissionDeniedError("This download link is not valid.", code="bad_link"))
-    file = UploadFile.objects.filter(pk=file_id, status=UploadFile.Status.STORED).first()
+    file = UploadFile.objects.filter(pk=file_id, status=status).first()
     if file is None or not file.storage_key:
         return _error(NotFoundError("File not found.", details={"file_id": file_id}))
     try:

@@ -67,8 +67,22 @@ class UploadFile(BaseModel):
 
     class Status(models.TextChoices):
         UPLOADING = "uploading", "Uploading"
+        # Every byte is in, the file waits for the virus scan and the
+        # pre-store hook (portal/services/verification.py); not downloadable.
+        SCANNING = "scanning", "Scanning"
         STORED = "stored", "Stored"
         FAILED = "failed", "Failed"
+        # The scanner found malware: bytes kept for staff, never downloadable.
+        QUARANTINED = "quarantined", "Quarantined"
+        # Refused after its bytes arrived (pre-store hook, unscannable): bytes deleted.
+        REJECTED = "rejected", "Rejected"
+
+    class Scan(models.TextChoices):
+        NONE = "", "Not scanned (no scanner configured)"
+        CLEAN = "clean", "Clean"
+        INFECTED = "infected", "Infected"
+        # SCAN_FAIL_MODE=open let it through while the scanner was unreachable.
+        UNSCANNED = "unscanned", "Not scanned (scanner unavailable)"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_files"
@@ -88,6 +102,14 @@ class UploadFile(BaseModel):
     error_message = models.TextField(blank=True, default="")
     stored_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Verification (scan + pre-store hook) of a ``scanning`` file and its outcome.
+    scan_result = models.CharField(max_length=16, choices=Scan.choices, blank=True, default="")
+    scan_signature = models.CharField(max_length=255, blank=True, default="")
+    scanned_at = models.DateTimeField(null=True, blank=True)
+    verify_attempts = models.PositiveIntegerField(default=0)
+    # A ``scanning`` file is (re)tried from this time; a claim moves it ahead
+    # by a lease, so a verifier that died leaves it to the sweep.
+    verify_after = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -108,6 +130,12 @@ class UploadFile(BaseModel):
                 fields=["created_at"],
                 condition=Q(status="stored"),
                 name="portal_file_stored_created",
+            ),
+            # The verification sweep: files held in ``scanning``, by due time.
+            models.Index(
+                fields=["verify_after"],
+                condition=Q(status="scanning"),
+                name="portal_file_scanning_due",
             ),
         ]
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -74,3 +74,22 @@ def open_batches_for_owner(*, owner: Any) -> QuerySet[UploadBatch]:
     return UploadBatch.objects.filter(
         owner=owner, status__in=[UploadBatch.Status.INIT, UploadBatch.Status.IN_PROGRESS]
     ).order_by("-created_at")
+
+
+@dataclass(frozen=True)
+class HeldFiles:
+    count: int
+    oldest_age_seconds: float
+
+
+def held_files(*, now: datetime | None = None) -> HeldFiles:
+    """Files waiting in ``scanning`` (being verified, or held while the scanner
+    or the upload hook is away): how many, and the age of the oldest (since its
+    upload began)."""
+    now = now or timezone.now()
+    row = UploadFile.objects.filter(status=UploadFile.Status.SCANNING).aggregate(
+        n=Count("id"), oldest=Min("created_at")
+    )
+    oldest = row["oldest"]
+    age = (now - oldest).total_seconds() if oldest else 0.0
+    return HeldFiles(count=row["n"], oldest_age_seconds=max(age, 0.0))

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from portal.models import UploadFile
 
 DOWNLOAD_SIGNING_SALT = "portal.download"
+# Links for the pre-store hook: they serve a file still being verified
+# (``scanning``), and only such a file; ordinary links serve stored files only.
+PRE_STORE_SIGNING_SALT = "portal.download.pre_store"
 
 
 def file_storage() -> Storage:
@@ -78,8 +81,9 @@ def content_disposition(filename: str, *, attachment: bool = True) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-def file_download_token(file: UploadFile) -> str:
-    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).sign(str(file.id))
+def file_download_token(file: UploadFile, *, pre_store: bool = False) -> str:
+    salt = PRE_STORE_SIGNING_SALT if pre_store else DOWNLOAD_SIGNING_SALT
+    return signing.TimestampSigner(salt=salt).sign(str(file.id))
 
 
 def site_url(request: HttpRequest | None = None) -> str:
@@ -97,13 +101,17 @@ def site_url(request: HttpRequest | None = None) -> str:
     return f"http://127.0.0.1:{settings.WEB_PORT}"
 
 
-def file_download_url(file: UploadFile, *, request: HttpRequest | None = None) -> str:
+def file_download_url(
+    file: UploadFile, *, request: HttpRequest | None = None, pre_store: bool = False
+) -> str:
     """An absolute, signed, expiring URL that downloads ``file``.
 
     The URL is itself the authorisation, so a webhook receiver can fetch the
     file without a session; it stops working after the expiry. ``request``,
     when the link is made while serving one, lets an unset ``SITE_URL``
-    fall back to the request's host (see ``site_url``).
+    fall back to the request's host (see ``site_url``). ``pre_store``: the
+    link the pre-store hook gets, which serves the file while it is
+    ``scanning`` (and never once it is quarantined or rejected).
     """
     storage = file_storage()
     expire = download_url_expiry_seconds()
@@ -116,13 +124,13 @@ def file_download_url(file: UploadFile, *, request: HttpRequest | None = None) -
             },
             expire=expire,
         )
-    path = reverse("downloads:file-download", kwargs={"token": file_download_token(file)})
+    token = file_download_token(file, pre_store=pre_store)
+    path = reverse("downloads:file-download", kwargs={"token": token})
     return site_url(request) + path
 
 
-def file_id_from_download_token(token: str) -> str:
+def file_id_from_download_token(token: str, *, pre_store: bool = False) -> str:
     """The file id a token was issued for; raises ``signing.BadSignature`` or
     ``signing.SignatureExpired``."""
-    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).unsign(
-        token, max_age=download_url_expiry_seconds()
-    )
+    salt = PRE_STORE_SIGNING_SALT if pre_store else DOWNLOAD_SIGNING_SALT
+    return signing.TimestampSigner(salt=salt).unsign(token, max_age=download_url_expiry_seconds())

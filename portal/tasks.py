@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from celery import shared_task
+
 from common.task_retry import retrying_task
 
 logger = logging.getLogger(__name__)
@@ -69,3 +71,27 @@ def expire_stale_upload_sessions_task() -> dict:
         "remaining": result.remaining,
         "stale_files_deleted": stale.deleted,
     }
+
+
+@shared_task(name="portal.tasks.verify_file_task", ignore_result=True)
+def verify_file_task(file_id: str) -> dict:
+    """Scan one received file, ask the pre-store hook, then store, quarantine,
+    reject or hold it (``portal.services.verification``)."""
+    from portal.services.verification import verify_file
+
+    outcome = verify_file(file_id)
+    return {"file_id": file_id, "outcome": outcome.status, "reason": outcome.reason}
+
+
+@retrying_task(
+    name="portal.tasks.verify_held_files_task",
+    failure="Queueing held files for verification failed",
+)
+def verify_held_files_task() -> dict:
+    """Queue every ``scanning`` file whose backoff or lease has passed."""
+    from portal.services.verification import verify_held_files
+
+    queued = verify_held_files()
+    if queued:
+        logger.info("Verification sweep: %d held files queued", queued)
+    return {"queued": queued}

@@ -33,9 +33,15 @@ class CleanupResult:
 
 
 def expired_files(*, ttl_hours: int, now: datetime | None = None) -> QuerySet[UploadFile]:
-    """Every file (stored, failed or abandoned) created more than ``ttl_hours`` ago."""
+    """Every file (stored, failed or abandoned) created more than ``ttl_hours`` ago.
+
+    Files held in ``scanning`` are not: they wait for the scanner or the hook
+    and become stored (with a fresh TTL) or not; nothing held is lost.
+    """
     cutoff = (now or timezone.now()) - timedelta(hours=ttl_hours)
-    return UploadFile.objects.filter(created_at__lt=cutoff)
+    return UploadFile.objects.filter(created_at__lt=cutoff).exclude(
+        status=UploadFile.Status.SCANNING
+    )
 
 
 def cleanup_expired_upload_files(

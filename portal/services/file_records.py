@@ -20,8 +20,10 @@ from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_record_file_ended, clean_metadata
+from portal.services.clamd import scanning_enabled
 from portal.services.payloads import file_event_payload
 from portal.services.stored_objects import delete_object
+from portal.services.upload_hooks import hook_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -76,17 +78,53 @@ def upload_file_record_failed(
     return file
 
 
-def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str) -> UploadFile:
-    """Mark ``file`` stored, count it in its batch, emit ``file.stored``.
+def verification_enabled() -> bool:
+    """Whether received files wait in ``scanning`` (a scanner or an upload hook is set)."""
+    return scanning_enabled() or hook_enabled()
 
-    Runs in the caller's transaction.
+
+def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str) -> UploadFile:
+    """The store step every upload path reaches once its bytes are in storage and hashed.
+
+    Without a scanner (``CLAMD_URL``) or an upload hook (``UPLOAD_HOOK_URL``)
+    the file is stored at once (``file_record_store``). With either, it is
+    recorded ``scanning`` and verified by a task after this transaction
+    commits (``portal.services.verification``): scanned, asked about
+    (``upload.pre_store``), then stored, quarantined or rejected. Runs in the
+    caller's transaction.
     """
-    now = timezone.now()
-    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
     file.storage_key = storage_key
     file.size = size
     file.sha256 = sha256
+    if not verification_enabled():
+        return file_record_store(file)
+    file.status = UploadFile.Status.SCANNING
+    file.verify_after = timezone.now()
+    file.save()
+    file_id = file.id
+    transaction.on_commit(lambda: request_file_verification(file_id))
+    logger.info("File %s (%d bytes) received; verifying before it is stored", file.id, size)
+    return file
+
+
+def request_file_verification(file_id: Any) -> None:
+    """Queue the verification of one received file (best effort: the sweep is the safety net)."""
+    from celery import current_app
+
+    try:
+        current_app.send_task("portal.tasks.verify_file_task", args=[str(file_id)], queue="default")
+    except Exception:
+        logger.warning("Could not queue the verification of %s; the sweep will", file_id)
+
+
+def file_record_store(file: UploadFile) -> UploadFile:
+    """Mark ``file`` (bytes in storage, size and sha256 set) stored, count it in
+    its batch, emit ``file.stored``. Runs in the caller's transaction."""
+    now = timezone.now()
+    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
     file.status = UploadFile.Status.STORED
+    file.error_message = ""
+    file.verify_after = None
     file.stored_at = now
     file.expires_at = now + ttl
     file.save()
@@ -99,7 +137,7 @@ def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256:
         payload=file_event_payload(file),
         idempotency_key=str(file.id),
     )
-    logger.info("Stored file %s (%d bytes, %s)", file.id, size, file.content_type)
+    logger.info("Stored file %s (%d bytes, %s)", file.id, file.size, file.content_type)
     return file
 
 
@@ -114,7 +152,8 @@ def upload_file_record_stored(
     batch: UploadBatch | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> UploadFile:
-    """Record bytes already in storage as a stored file and emit ``file.stored``.
+    """Record bytes already in storage as a stored file and emit ``file.stored``
+    (or as ``scanning`` first, see ``file_record_stored``).
 
     One transaction (joins the caller's, if any): the record, the event and
     the batch counters commit together or not at all. The caller owns the
