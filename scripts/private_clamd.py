@@ -117,3 +117,23 @@ class PrivateClamd:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main() -> None:
+    """``python scripts/private_clamd.py``: a clamd for ``make run`` that knows only EICAR.
+
+    Prints the ``CLAMD_URL`` to put in ``.env`` and runs until Ctrl-C.
+    """
+    import signal
+
+    with PrivateClamd() as clamd:
+        print(f"CLAMD_URL={clamd.url}", flush=True)
+        print("clamd is running (signatures: the EICAR test file only); Ctrl-C stops it.")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
