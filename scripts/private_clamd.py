@@ -124,15 +124,14 @@ def main() -> None:
 
     Prints the ``CLAMD_URL`` to put in ``.env`` and runs until Ctrl-C.
     """
+    import contextlib
     import signal
 
     with PrivateClamd() as clamd:
         print(f"CLAMD_URL={clamd.url}", flush=True)
         print("clamd is running (signatures: the EICAR test file only); Ctrl-C stops it.")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

@@ -100,6 +100,10 @@ def test_refused_type_fails_the_upload_without_keeping_bytes(tus, settings):
     assert part_objects(settings) == []
     assert not OutboxEvent.objects.filter(event_type="file.stored").exists()
     assert [p for p in stored_objects(settings)] == []
+    # Refused after every byte arrived: subscribers hear of it once.
+    [rejected] = OutboxEvent.objects.filter(event_type="file.rejected")
+    assert rejected.aggregate_id == session.file.id
+    assert rejected.payload["reason"]["code"] == "unsupported_media_type"
 
 
 @pytest.mark.parametrize(

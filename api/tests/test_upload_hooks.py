@@ -69,9 +69,7 @@ def test_pre_create_is_signed_and_may_add_metadata(api, user, hook, settings):
 
 
 @pytest.mark.django_db
-def test_pre_create_refusal_is_403_with_the_hooks_message_and_changes_nothing(
-    api, hook, settings
-):
+def test_pre_create_refusal_is_403_with_the_hooks_message_and_changes_nothing(api, hook, settings):
     hook.always("/hook", answer(422, message="Only invoices, please."))
     error = assert_error(upload(api), 403, "upload_refused")
     assert error["message"] == "Only invoices, please."

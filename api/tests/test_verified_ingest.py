@@ -229,3 +229,16 @@ def test_signed_link_of_a_scanning_file_only_with_the_pre_store_token(db, user, 
     response = client.get(file_download_url(file, pre_store=True))
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"abc"
+
+
+@pytest.mark.django_db
+def test_closing_a_batch_waits_for_its_files_being_scanned(api, user, clamd):
+    from portal.services.batches import batch_close
+
+    batch = batch_create(owner=user)
+    body = upload(api, b"in the batch\n", batch_id=str(batch.id)).json()
+    batch = batch_close(batch=batch, actor=user)
+    assert batch.expected_files == 1 and batch.status == "in_progress"
+    verify_file(body["id"])
+    batch.refresh_from_db()
+    assert (batch.status, batch.files_stored) == ("complete", 1)

@@ -17,7 +17,7 @@ from common.exceptions import ConflictError, NotFoundError, ValidationError
 from common.services.emit import emit_event
 from common.services.json_input import json_check
 from common.services.text import clean_json, text_is_storable
-from portal.models import UploadBatch
+from portal.models import UploadBatch, UploadFile
 from portal.services.payloads import batch_event_payload
 
 MAX_EXPECTED_FILES = 100_000
@@ -180,7 +180,12 @@ def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
         if locked.status in UploadBatch.TERMINAL_STATUSES:
             return locked
         locked.closed_at = timezone.now()
-        locked.expected_files = locked.files_ended
+        # Files received but still being verified (``scanning``) belong to
+        # the batch: it ends when they are stored, quarantined or rejected.
+        held = UploadFile.objects.filter(
+            batch_id=locked.pk, status=UploadFile.Status.SCANNING
+        ).count()
+        locked.expected_files = locked.files_ended + held
         fields = ["closed_at", "expected_files", "status", "updated_at"]
         # Ending with no file at all is a complete (empty) batch.
         locked.status = UploadBatch.Status.IN_PROGRESS

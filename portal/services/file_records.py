@@ -59,8 +59,15 @@ def upload_file_record_failed(
     metadata: dict[str, Any],
     error_message: str,
     size: int = 0,
+    rejected_code: str | None = None,
 ) -> UploadFile:
-    """A refused file: a failed record for the owner's history, no bytes, no event."""
+    """A refused file: a failed record for the owner's history, no bytes.
+
+    No event, unless the refusal came after every byte had arrived
+    (``rejected_code``: a tus upload refused for its type at its last byte),
+    which emits ``file.rejected`` like every other refusal after the bytes
+    arrived (docs/webhooks.md).
+    """
     with transaction.atomic(durable=True):
         file = UploadFile.objects.create(
             owner=owner,
@@ -74,6 +81,18 @@ def upload_file_record_failed(
         )
         if batch is not None:
             batch_record_file_ended(batch_id=batch.pk, stored=False)
+        if rejected_code is not None:
+            emit_event(
+                aggregate_type="file",
+                aggregate_id=file.id,
+                event_type="file.rejected",
+                payload=file_event_payload(
+                    file,
+                    with_download_url=False,
+                    reason={"code": rejected_code, "message": error_message},
+                ),
+                idempotency_key=str(file.id),
+            )
     logger.info("Upload of %r refused: %s (file %s)", filename, error_message, file.id)
     return file
 

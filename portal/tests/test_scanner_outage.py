@@ -37,8 +37,10 @@ def test_held_files_are_stored_within_a_minute_of_clamds_return(tmp_path, clamd,
         assert body["status"] == "scanning"
         # The worker tried (clamd away) and holds it.
         wait_until(
-            lambda: "Waiting for the virus scanner"
-            in UploadFile.objects.get(pk=body["id"]).error_message,
+            lambda: (
+                "Waiting for the virus scanner"
+                in UploadFile.objects.get(pk=body["id"]).error_message
+            ),
             timeout=60,
             what="the worker to hold the file",
         )

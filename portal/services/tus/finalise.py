@@ -148,6 +148,7 @@ def _fail(
             metadata=file_metadata(session),
             content_type=session.filetype,
             size=session.length or 0,
+            bytes_arrived=True,
         )
         file_id = error.details["file_id"]
     with transaction.atomic(durable=True):
