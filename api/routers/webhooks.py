@@ -26,7 +26,13 @@ from common.services.webhooks import (
 router = Router(tags=["webhook endpoints"])
 
 EventType = Literal[
-    "file.stored", "file.expiring", "file.deleted", "batch.completed", "webhook.test"
+    "file.stored",
+    "file.expiring",
+    "file.deleted",
+    "file.quarantined",
+    "file.rejected",
+    "batch.completed",
+    "webhook.test",
 ]
 URL_PATTERN = r"^https?://[^\x00]+$"
 URL_HELP = (

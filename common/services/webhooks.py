@@ -22,7 +22,15 @@ from common.services.signing import generate_secret
 from common.services.ssrf import validate_webhook_url
 from common.services.text import clean_text
 
-EVENT_TYPES = ("file.stored", "file.expiring", "file.deleted", "batch.completed", "webhook.test")
+EVENT_TYPES = (
+    "file.stored",
+    "file.expiring",
+    "file.deleted",
+    "file.quarantined",
+    "file.rejected",
+    "batch.completed",
+    "webhook.test",
+)
 TEST_EVENT_TYPE = "webhook.test"
 
 
