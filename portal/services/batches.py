@@ -119,14 +119,32 @@ def _ensure_accepts_files(batch: UploadBatch) -> None:
         )
 
 
-def batch_record_file_ended(*, batch_id: Any, stored: bool) -> UploadBatch:
+def batch_check_accepts_received(*, batch_id: Any) -> None:
+    """Refuse a received file for a batch that ended meanwhile (as counting it would).
+
+    For a file that goes to verification (``scanning``) before it is counted;
+    locks the batch row so a concurrent close sees the file.
+    """
+    _ensure_accepts_files(UploadBatch.objects.select_for_update().get(pk=batch_id))
+
+
+def batch_record_file_ended(
+    *, batch_id: Any, stored: bool, received_earlier: bool = False
+) -> UploadBatch:
     """Count one stored or failed file; must run inside the recording transaction.
 
     Locks the batch row so the counter update, the status derivation and the
     one-time ``batch.completed`` event see a consistent batch.
+    ``received_earlier``: a file whose bytes the batch accepted before it was
+    closed, ending now that its verification did (closing counted it in
+    ``expected_files``); a batch that already ended leaves it uncounted.
     """
     batch = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch_id)
-    _ensure_accepts_files(batch)
+    if received_earlier:
+        if batch.status in UploadBatch.TERMINAL_STATUSES:
+            return batch
+    else:
+        _ensure_accepts_files(batch)
     fields = ["status", "updated_at"]
     if stored:
         batch.files_stored += 1

@@ -19,7 +19,11 @@ from common.exceptions import PermissionDeniedError
 from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
-from portal.services.batches import batch_record_file_ended, clean_metadata
+from portal.services.batches import (
+    batch_check_accepts_received,
+    batch_record_file_ended,
+    clean_metadata,
+)
 from portal.services.clamd import scanning_enabled
 from portal.services.payloads import file_event_payload
 from portal.services.stored_objects import delete_object
@@ -117,6 +121,8 @@ def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256:
     file.sha256 = sha256
     if not verification_enabled():
         return file_record_store(file)
+    if file.batch_id is not None:
+        batch_check_accepts_received(batch_id=file.batch_id)
     file.status = UploadFile.Status.SCANNING
     file.verify_after = timezone.now()
     file.save()
@@ -136,9 +142,13 @@ def request_file_verification(file_id: Any) -> None:
         logger.warning("Could not queue the verification of %s; the sweep will", file_id)
 
 
-def file_record_store(file: UploadFile) -> UploadFile:
+def file_record_store(file: UploadFile, *, verified: bool = False) -> UploadFile:
     """Mark ``file`` (bytes in storage, size and sha256 set) stored, count it in
-    its batch, emit ``file.stored``. Runs in the caller's transaction."""
+    its batch, emit ``file.stored``. Runs in the caller's transaction.
+
+    ``verified``: it comes from ``scanning``, so its batch accepted it earlier
+    and may have been closed since (``batch_record_file_ended``).
+    """
     now = timezone.now()
     ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
     file.status = UploadFile.Status.STORED
@@ -148,7 +158,7 @@ def file_record_store(file: UploadFile) -> UploadFile:
     file.expires_at = now + ttl
     file.save()
     if file.batch_id is not None:
-        batch_record_file_ended(batch_id=file.batch_id, stored=True)
+        batch_record_file_ended(batch_id=file.batch_id, stored=True, received_earlier=verified)
     emit_event(
         aggregate_type="file",
         aggregate_id=file.id,

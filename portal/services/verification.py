@@ -171,7 +171,7 @@ def _store(file: UploadFile, *, scan_result: str, added_metadata: dict[str, Any]
             row.metadata = {**row.metadata, **added_metadata}
         row.scan_result = scan_result
         row.scanned_at = timezone.now() if scan_result else None
-        file_record_store(row)
+        file_record_store(row, verified=True)
     return Outcome("stored")
 
 
@@ -189,7 +189,7 @@ def _quarantine(file: UploadFile, signature: str) -> Outcome:
         row.verify_after = None
         row.save()
         if row.batch_id is not None:
-            batch_record_file_ended(batch_id=row.batch_id, stored=False)
+            batch_record_file_ended(batch_id=row.batch_id, stored=False, received_earlier=True)
         emit_event(
             aggregate_type="file",
             aggregate_id=row.id,
@@ -227,7 +227,7 @@ def emit_file_rejected(file: UploadFile, *, code: str, message: str) -> None:
     file.verify_after = None
     file.save()
     if file.batch_id is not None:
-        batch_record_file_ended(batch_id=file.batch_id, stored=False)
+        batch_record_file_ended(batch_id=file.batch_id, stored=False, received_earlier=True)
     emit_event(
         aggregate_type="file",
         aggregate_id=file.id,
