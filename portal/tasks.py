@@ -73,7 +73,14 @@ def expire_stale_upload_sessions_task() -> dict:
     }
 
 
-@shared_task(name="portal.tasks.verify_file_task", ignore_result=True)
+@shared_task(
+    name="portal.tasks.verify_file_task",
+    ignore_result=True,
+    # The lease of verification's claim (LEASE_SECONDS): the scan of a big
+    # file on a busy scanner outlasts the default 300 s.
+    time_limit=900,
+    soft_time_limit=870,
+)
 def verify_file_task(file_id: str) -> dict:
     """Scan one received file, ask the pre-store hook, then store, quarantine,
     reject or hold it (``portal.services.verification``)."""

@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 CHUNK_SIZE = 1024 * 1024
+# The slowest scan rate waited for after the last byte (clamd scans at tens
+# to hundreds of MB/s; bench/scan.py): a 1 GiB verdict may take ~3.5 min more.
+VERDICT_BYTES_PER_SECOND = 5_000_000
 # clamd refuses a connection's data beyond its StreamMaxLength with this line.
 SIZE_LIMIT_REPLY = "INSTREAM size limit exceeded"
 
@@ -100,6 +103,7 @@ def clamd_scan(chunks: Iterable[bytes], *, url: str | None = None) -> ScanVerdic
     try:
         with _connect(url, _timeout()) as sock:
             sock.sendall(b"zINSTREAM\0")
+            sent = 0
             try:
                 for chunk in chunks:
                     view = memoryview(chunk)
@@ -107,10 +111,14 @@ def clamd_scan(chunks: Iterable[bytes], *, url: str | None = None) -> ScanVerdic
                         piece = view[start : start + CHUNK_SIZE]
                         sock.sendall(struct.pack("!L", len(piece)))
                         sock.sendall(piece)
+                        sent += len(piece)
                 sock.sendall(struct.pack("!L", 0))
             except (BrokenPipeError, ConnectionResetError):
                 # Past StreamMaxLength clamd answers and closes: read why.
                 pass
+            # clamd scans what it received only after the last chunk: its
+            # verdict may take a while for a big file on a busy machine.
+            sock.settimeout(_timeout() + sent / VERDICT_BYTES_PER_SECOND)
             answer = _reply(sock)
     except OSError as exc:
         raise ScannerUnavailable(f"clamd at {url} failed during the scan: {exc}") from exc

@@ -56,8 +56,10 @@ from portal.storage import file_download_url, file_storage
 logger = logging.getLogger(__name__)
 
 # A claim holds a file this long; past it the sweep gives the file to another
-# verifier (the first died). Celery's hard time limit is 300 s.
-LEASE_SECONDS = 300
+# verifier (the first died). It is verify_file_task's hard time limit, so a
+# living verifier always ends first: a 2 GiB file on a busy clamd may take
+# minutes (the other tasks' limit, 300 s, is too short for it).
+LEASE_SECONDS = 900
 # The sweep's period (the beat entry); held files are tried again after a
 # backoff of at most BACKOFF_MAX_SECONDS, so one whose scanner (or hook) is
 # back is stored within BACKOFF_MAX_SECONDS + VERIFY_SWEEP_SECONDS (45 s).
