@@ -6,7 +6,7 @@ from ninja import NinjaAPI
 
 from api.auth import ApiAuth
 from api.errors import JsonOnlyParser, install_exception_handlers
-from api.routers import batches, events, files, tokens, webhooks
+from api.routers import batches, events, files, share_links, tokens, upload_requests, webhooks
 
 api = NinjaAPI(
     title="Doorito API",
@@ -29,3 +29,5 @@ api.add_router("/", batches.router)
 api.add_router("/", tokens.router)
 api.add_router("/", webhooks.router)
 api.add_router("/", events.router)
+api.add_router("/", share_links.router)
+api.add_router("/", upload_requests.router)

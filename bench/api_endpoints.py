@@ -45,36 +45,58 @@ def server_env(database_url: str, media: Path) -> dict[str, str]:
     return production_env(database_url, media)
 
 
-def setup_database(env: dict[str, str], list_rows: int) -> str:
-    """Create + migrate the database, a user with ``list_rows`` files; return a token."""
-    subprocess.run([sys.executable, "scripts/ensure_db.py"], cwd=ROOT, env=env, check=True)
-    manage(env, "migrate", "-v", "0")
-    code = f"""
-from django.utils import timezone
+SETUP = """
+from django.db import connection, transaction
 from accounts.models import User
 from accounts.services.tokens import token_create
-from portal.models import UploadFile
-User.objects.filter(email={BENCH_EMAIL!r}).delete()
-u = User.objects.create_user({BENCH_EMAIL!r}, None)
-now = timezone.now()
-UploadFile.objects.bulk_create([
-    UploadFile(owner=u, storage_key=f"bench/{{i}}", filename=f"file-{{i}}.txt",
-               content_type="text/plain", size=i, sha256="0" * 64,
-               status="stored", stored_at=now, expires_at=now)
-    for i in range({list_rows})
-])
+u = User.objects.filter(email={email!r}).first()
+if not ({reuse!r} and u is not None and u.upload_files.count() == {rows}):
+    if u is not None:
+        with connection.cursor() as cur:  # one DELETE, not the ORM's cascade row by row
+            cur.execute("DELETE FROM portal_uploadfile WHERE owner_id = %s", [u.pk])
+        u.delete()
+    u = User.objects.create_user({email!r}, None)
+    # The rows bulk_create made, written by one INSERT ... SELECT.
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO portal_uploadfile (id, created_at, updated_at, owner_id, storage_key,"
+            " filename, content_type, size, sha256, metadata, status, error_message,"
+            " stored_at, expires_at)"
+            " SELECT common_uuid7(), clock_timestamp(), now(), %s, 'bench/' || g,"
+            " 'file-' || g || '.txt', 'text/plain', g, repeat('0', 64), '{{}}'::jsonb,"
+            " 'stored', '', now(), now() FROM generate_series(0, %s - 1) g",
+            [u.pk, {rows}],
+        )
+        cur.execute("ANALYZE portal_uploadfile")
 print(token_create(user=u, name="bench")[1])
 """
+
+CLEANUP = """
+from django.db import connection
+from accounts.models import User
+u = User.objects.filter(email={email!r}).first()
+if u is not None:
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM portal_uploadfile WHERE owner_id = %s", [u.pk])
+    u.delete()
+"""
+
+
+def setup_database(env: dict[str, str], list_rows: int, *, reuse: bool = False) -> str:
+    """Create + migrate the database, a user with ``list_rows`` files; return a token.
+
+    With `reuse`, a user a ``--keep`` run left with exactly ``list_rows``
+    files is kept (writing 1 000 000 rows takes minutes) and given a new token.
+    """
+    subprocess.run([sys.executable, "scripts/ensure_db.py"], cwd=ROOT, env=env, check=True)
+    manage(env, "migrate", "-v", "0")
+    code = SETUP.format(email=BENCH_EMAIL, reuse=reuse, rows=list_rows)
     return manage(env, "shell", "-c", code).strip().splitlines()[-1]
 
 
 def cleanup_database(env: dict[str, str]) -> None:
-    manage(
-        env,
-        "shell",
-        "-c",
-        f"from accounts.models import User; User.objects.filter(email={BENCH_EMAIL!r}).delete()",
-    )
+    code = CLEANUP.format(email=BENCH_EMAIL)
+    manage(env, "shell", "-c", code)
 
 
 def make_file(path: Path, size: int) -> str:
@@ -126,6 +148,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--list-rows", type=int, default=200)
+    parser.add_argument("--keep", action="store_true", help="leave the files for --reuse")
+    parser.add_argument(
+        "--reuse", action="store_true", help="use the files a --keep run left (same --list-rows)"
+    )
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
@@ -138,7 +164,7 @@ def main() -> None:
         media = work / "media"
         media.mkdir()
         env = server_env(args.database_url, media)
-        token = setup_database(env, args.list_rows)
+        token = setup_database(env, args.list_rows, reuse=args.reuse)
         src = work / "payload.bin"
         sha = make_file(src, args.size_mib * MIB)
         server = GunicornServer(env, work / "server.log")
@@ -161,7 +187,8 @@ def main() -> None:
                 health_rate = request_rate(client, server.url + "/healthz", args.requests)
         finally:
             server.stop()
-            cleanup_database(env)
+            if not args.keep:
+                cleanup_database(env)
 
     print(
         f"simple upload: {args.size_mib} MiB, median of {args.repeat} (httpx -> gunicorn, 1 worker)"

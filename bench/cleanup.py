@@ -12,11 +12,19 @@ per file. Prints both rates and their ratio (target >= 0.3x).
 
 Runs against a throwaway database (``test_<DATABASE_NAME>``, created and
 dropped here) and a temporary media directory, so it touches no real data.
+
+With ``--follow-ups`` it measures what operators see instead: a backlog of
+expired files (default 100 000) and one run sent as beat sends it, to a real
+worker (the documented command); the run and the follow-ups it queues drain
+the backlog. Prints how long that took beside ``CLEANUP_UPLOADS_INTERVAL_HOURS``.
+
+    python -m uv run python bench/cleanup.py --follow-ups [--files 100000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -124,6 +132,53 @@ def task_runs() -> tuple[int, int]:
             return deleted, runs
 
 
+def follow_up_drain(count: int, log: Path) -> tuple[float, int, list[dict]]:
+    """One task sent to a real worker; seconds until no expired file is left, and the runs."""
+    from django.conf import settings
+    from django.db import connection
+    from django_celery_results.models import TaskResult
+
+    from bench._harness import spawn, stop, worker_command
+    from common.tasks import ping
+    from portal.models import UploadFile
+    from portal.services.cleanup import CLEANUP_TASK
+    from portal.tasks import cleanup_expired_upload_files_task
+
+    s = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}"
+        f"/{s['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DATABASE_CONN_MAX_AGE": "60",
+    }
+    worker = spawn(worker_command(2, "info"), env, log)
+    print(f"worker log: {log}", file=sys.stderr)
+    try:
+        ping.apply_async().get(timeout=120)
+        start = time.perf_counter()
+        cleanup_expired_upload_files_task.delay()
+        while UploadFile.objects.exists():
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        # The last run's result is written just after its rows are gone.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = TaskResult.objects.filter(task_name=CLEANUP_TASK, status="SUCCESS").order_by(
+                "date_done"
+            )
+            runs = [
+                {**json.loads(r.result), "seconds": (r.date_done - r.date_started).total_seconds()}
+                for r in rows
+            ]
+            if sum(r["deleted"] for r in runs) >= count:
+                break
+            time.sleep(0.2)
+    finally:
+        stop(worker)
+    return seconds, len(runs), runs
+
+
 def close_broker_connections() -> None:
     """Delivery requests went to the SQL broker; its pooled connections block DROP."""
     from boot.celery import app
@@ -135,11 +190,23 @@ def close_broker_connections() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument(
+        "--files", type=int, default=None, help="10 000 (100 000 with --follow-ups)"
+    )
     parser.add_argument("--endpoints", type=int, default=1, help="active webhook endpoints")
+    parser.add_argument(
+        "--follow-ups",
+        action="store_true",
+        help="one run sent to a real worker drains --files (default 100 000) with follow-ups",
+    )
     args = parser.parse_args()
+    if args.files is None:
+        args.files = 100_000 if args.follow_ups else 10_000
     if args.files < 1 or args.endpoints < 0:
         parser.error("--files must be >= 1 and --endpoints >= 0")
+    if args.follow_ups:
+        follow_ups_main(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="doorito-bench-") as media_root:
         setup_django(media_root)
@@ -183,6 +250,49 @@ def main() -> None:
     print(f"cleanup task ({runs} runs, {events} events): {rate['task']:8.0f} files/s")
     print(f"ratio task/bare loop:  {rate['task'] / rate['bare']:.2f}x (target >= 0.3x)")
     print(f"ratio task/bulk floor: {rate['task'] / rate['floor']:.2f}x")
+
+
+def follow_ups_main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="doorito-bench-") as media_root:
+        setup_django(media_root)
+        from django.conf import settings
+        from django.db import connection
+
+        from accounts.models import User
+        from common.models import OutboxEvent, WebhookEndpoint
+        from common.services.signing import generate_secret
+
+        interval_hours = int(settings.CLEANUP_UPLOADS_INTERVAL_HOURS)
+        old_name = connection.settings_dict["NAME"]
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        try:
+            owner = User.objects.create_user("bench@example.com", "bench-password-1")
+            for i in range(args.endpoints):
+                WebhookEndpoint.objects.create(
+                    url=f"http://127.0.0.1:9/hook-{i}", secret=generate_secret()
+                )
+            started = time.perf_counter()
+            populate(owner, args.files)
+            made = time.perf_counter() - started
+            log = Path(media_root) / "worker.log"
+            seconds, runs, results = follow_up_drain(args.files, log)
+            events = OutboxEvent.objects.filter(event_type="file.deleted").count()
+        finally:
+            close_broker_connections()
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    deleted = sum(r["deleted"] for r in results)
+    assert deleted == args.files == events, (deleted, args.files, events)
+    assert max(r["deleted"] for r in results) <= 1000, results
+    print(f"files: {args.files} expired (made in {made:.0f} s), endpoints: {args.endpoints}")
+    print(f"one run sent, {runs} runs in all (each <= 1000 files), {events} file.deleted events")
+    busy = sum(r["seconds"] for r in results)
+    print(f"backlog drained in {seconds:.1f} s = {args.files / seconds:.0f} files/s")
+    print(f"time inside the runs: {busy:.1f} s (the rest: queueing and picking up follow-ups)")
+    print(
+        f"CLEANUP_UPLOADS_INTERVAL_HOURS = {interval_hours} h: drained in "
+        f"{seconds / (interval_hours * 3600) * 100:.2f} % of one interval"
+    )
 
 
 if __name__ == "__main__":

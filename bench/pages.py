@@ -15,6 +15,10 @@ Prints p50/p95 per page in milliseconds and the p95 ratio against
 ``/healthz``. The target (issue #10) is p95 <= 100 ms per page here; the
 query count per page (<= 10) is asserted by the tests, not here.
 
+``--keep`` leaves the rows, ``--reuse`` times them again when they match
+``--files``/``--batches`` (seeding 1 000 000 files takes minutes); give such
+runs a database of their own (``BENCH_DATABASE_URL``).
+
 Needs PostgreSQL at ``DATABASE_URL`` (default: ``doorito_pagebench`` on
 127.0.0.1; created and migrated if missing; the user and endpoints it made
 are removed afterwards, with everything that hangs off them).
@@ -49,6 +53,7 @@ def server_env(database_url: str, media: Path) -> dict[str, str]:
 SEED = """
 import json
 from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
+from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection, transaction
 from accounts.models import User
@@ -115,13 +120,40 @@ with transaction.atomic(), connection.cursor() as cur:
 
 session = SessionStore()
 session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
 batch = user.upload_batches.order_by("-created_at").first()
 file = user.upload_files.order_by("-created_at").first()
 print(json.dumps({{"session": session.session_key, "file": str(file.id),
                   "batch": str(batch.id), "endpoint": str(endpoints[0].id)}}))
+"""
+
+# With --reuse: the seeded user's session and ids, when the data already has
+# the asked numbers of files and batches (seeding 1 000 000 files takes minutes).
+FIND = """
+import json
+from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
+from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
+from accounts.models import User
+from common.models import WebhookEndpoint
+user = User.objects.filter(email={email!r}).first()
+endpoint = WebhookEndpoint.objects.filter(url={endpoint!r}).order_by("created_at").first()
+found = None
+if user is not None and endpoint is not None and (
+    user.upload_files.count() == {files} and user.upload_batches.count() == {batches}
+):
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    found = {{"session": session.session_key,
+             "file": str(user.upload_files.order_by("-created_at").first().id),
+             "batch": str(user.upload_batches.order_by("-created_at").first().id),
+             "endpoint": str(endpoint.id)}}
+print(json.dumps(found))
 """
 
 CLEANUP = """
@@ -133,13 +165,20 @@ User.objects.filter(email={email!r}).delete()
 """
 
 
-def seed(env: dict[str, str], *, files: int, batches: int, deliveries: int) -> dict[str, str]:
+def seed(
+    env: dict[str, str], *, files: int, batches: int, deliveries: int, reuse: bool = False
+) -> dict[str, str]:
     import json
 
     subprocess.run([sys.executable, "scripts/ensure_db.py"], cwd=ROOT, env=env, check=True)
     manage(env, "migrate", "-v", "0")
     # Production serves hashed static files: the templates need the manifest.
     manage(env, "collectstatic", "--noinput", "-v", "0")
+    if reuse:
+        code = FIND.format(email=BENCH_EMAIL, endpoint=ENDPOINT_URL, files=files, batches=batches)
+        found = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
+        if found is not None:
+            return found
     code = SEED.format(
         email=BENCH_EMAIL,
         endpoint=ENDPOINT_URL,
@@ -177,6 +216,14 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=100_000)
     parser.add_argument("--only", nargs="*", help="page names to time (default: all)")
     parser.add_argument(
+        "--keep", action="store_true", help="leave the seeded rows for a later --reuse"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the rows a --keep run left when they match --files/--batches",
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     args = parser.parse_args()
@@ -187,7 +234,13 @@ def main() -> None:
         media.mkdir()
         env = server_env(args.database_url, media)
         started = time.perf_counter()
-        ids = seed(env, files=args.files, batches=args.batches, deliveries=args.deliveries)
+        ids = seed(
+            env,
+            files=args.files,
+            batches=args.batches,
+            deliveries=args.deliveries,
+            reuse=args.reuse,
+        )
         seeded = time.perf_counter() - started
         pages = {
             "/healthz (baseline)": "/healthz",
@@ -208,7 +261,8 @@ def main() -> None:
                     results[name] = timings(client, path, args.requests)
         finally:
             server.stop()
-            manage(env, "shell", "-c", CLEANUP.format(email=BENCH_EMAIL, endpoint=ENDPOINT_URL))
+            if not args.keep:
+                manage(env, "shell", "-c", CLEANUP.format(email=BENCH_EMAIL, endpoint=ENDPOINT_URL))
 
     base_p95 = percentile(results["/healthz (baseline)"], 95)
     print(

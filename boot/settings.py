@@ -118,6 +118,8 @@ class Base(
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "django.middleware.csp.ContentSecurityPolicyMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
+        # Pages in the reader's time zone (the browser's, from a cookie).
+        "frontend.middleware.BrowserTimeZoneMiddleware",
         # A database outage answers 503 + Retry-After (web/outage.py), never 500.
         "web.outage.DatabaseUnavailableMiddleware",
         # Last: it turns a locked-out sign-in (the admin's too) into its page.

@@ -10,6 +10,8 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("portal/", include("api.download_urls")),
+    # Share links' public pages (no account).
+    path("s/", include("frontend.share_urls")),
     # tus resumable uploads; before api/ so the JSON API never shadows it.
     path("api/tus/", include("api.tus.urls")),
     # JSON API (api/tus/ is routed on its own line; api.urls leaves tus/ alone).

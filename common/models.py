@@ -28,6 +28,11 @@ class OutboxEvent(BaseModel):
         PENDING = "pending", "Pending"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
+        # No active endpoint was subscribed when it was written, or every
+        # endpoint it was for was deleted before delivering it: nobody got it.
+        NO_SUBSCRIBERS = "no_subscribers", "No subscribers"
+
+    TERMINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.NO_SUBSCRIBERS)
 
     aggregate_type = models.CharField(max_length=64)
     aggregate_id = models.CharField(max_length=64)

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Window
-from django.db.models.functions import Greatest
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Greatest, RowNumber
 from django.utils import timezone
 
 from common.exceptions import NotFoundError
@@ -53,6 +54,18 @@ def event_list(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return qs
+
+
+def events_with_subject(events: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
+    """Each event with ``subject``: the name of what it is about, read from its
+    payload (a file's name, a batch's name), or None.
+
+    Only those keys are read, so a list can still defer the (possibly large)
+    payload itself.
+    """
+    return events.annotate(
+        subject=Coalesce(KT("payload__file__filename"), KT("payload__batch__metadata__name"))
+    )
 
 
 def event_get(*, event_id: Any, with_attempts: bool = False) -> OutboxEvent:
@@ -134,9 +147,31 @@ def delivery_get(*, delivery_id: Any) -> WebhookDelivery:
         raise NotFoundError("No such delivery.") from exc
 
 
+def _attempt_number_in_history() -> Window:
+    """An attempt's place in its delivery's whole history: 1, 2, 3… in the order made.
+
+    ``attempt_number`` is the delivery's counter, which a re-send resets (a
+    fresh budget), so after one re-send two attempts were both "#1". This
+    number never restarts; the window runs over the delivery's rows before a
+    page or a prefetch slice is cut, so it is the same on every page.
+    """
+    return Window(
+        RowNumber(),
+        partition_by=F("delivery_id"),
+        order_by=[F("created_at").asc(), F("id").asc()],
+    )
+
+
 def delivery_attempt_list(*, delivery: Any) -> QuerySet[WebhookDeliveryAttempt]:
-    """A delivery's attempt history, newest first (its (delivery, created_at) index)."""
-    return WebhookDeliveryAttempt.objects.filter(delivery=delivery).order_by("-created_at", "-id")
+    """A delivery's attempt history, newest first (its (delivery, created_at) index).
+
+    Each row carries ``number``, its place in the whole history.
+    """
+    return (
+        WebhookDeliveryAttempt.objects.filter(delivery=delivery)
+        .annotate(number=_attempt_number_in_history())
+        .order_by("-created_at", "-id")
+    )
 
 
 def recent_attempts_prefetch(
@@ -148,11 +183,13 @@ def recent_attempts_prefetch(
     (Django turns the slice into a per-delivery ``ROW_NUMBER()``). Every row
     also carries ``history_size`` (its delivery's number of attempts) and
     ``older_attempts`` (how many are not shown), so a page can say "N more"
-    without a query per delivery.
+    without a query per delivery, and ``number`` (its place in the history).
     """
     history_size = Window(Count("id"), partition_by=F("delivery_id"))
     queryset = WebhookDeliveryAttempt.objects.annotate(
-        history_size=history_size, older_attempts=Greatest(history_size - limit, 0)
+        history_size=history_size,
+        older_attempts=Greatest(history_size - limit, 0),
+        number=_attempt_number_in_history(),
     ).order_by("-created_at", "-id")[:limit]
     return Prefetch(lookup, queryset=queryset, to_attr="recent_attempts")
 

@@ -13,7 +13,15 @@ from django.contrib import admin
 from django.db import models
 
 from common.services.json_input import MAX_JSON_DEPTH, StorableJSONDecoder
-from portal.models import UploadBatch, UploadFile, UploadPart, UploadSession
+from portal.models import (
+    UploadBatch,
+    UploadFile,
+    UploadPart,
+    UploadRequest,
+    UploadRequestSubmission,
+    UploadSession,
+    UserQuota,
+)
 
 # The metadata fields are saved straight to the model, past the services'
 # checks: the decoder refuses what jsonb cannot store (a form error, not a 500).
@@ -59,6 +67,7 @@ class UploadBatchAdmin(admin.ModelAdmin):
         "status",
         "files_stored",
         "files_failed",
+        "files_deleted",
         "closed_at",
         "completed_at",
         "created_at",
@@ -91,6 +100,9 @@ class UploadFileAdmin(admin.ModelAdmin):
         "error_message",
         "stored_at",
         "expires_at",
+        "upload_request",
+        "sender_name",
+        "sender_email",
         "created_at",
         "updated_at",
     )
@@ -138,4 +150,48 @@ class UploadSessionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    """Staff set a user's quotas here; users without a row have the settings' defaults."""
+
+    list_display = ("owner", "max_bytes", "max_files", "updated_at")
+    search_fields = ("owner__email",)
+    list_select_related = ("owner",)
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("created_at", "updated_at")
+
+
+class UploadRequestSubmissionInline(admin.TabularInline):
+    model = UploadRequestSubmission
+    fields = ("sender_name", "sender_email", "batch", "created_at", "submitted_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UploadRequest)
+class UploadRequestAdmin(admin.ModelAdmin):
+    """Made by their owners (portal, API): here only looked at, or revoked (``revoked_at``)."""
+
+    list_display = ("title", "owner", "expires_at", "revoked_at", "max_files", "created_at")
+    search_fields = ("id", "title", "owner__email")
+    list_select_related = ("owner",)
+    readonly_fields = (
+        "id",
+        "owner",
+        "token_hash",
+        "password_hash",
+        "allowed_types",
+        "created_at",
+        "updated_at",
+    )
+    inlines = [UploadRequestSubmissionInline]
+
+    def has_add_permission(self, request):
         return False

@@ -81,9 +81,27 @@ def content_disposition(filename: str, *, attachment: bool = True) -> str:
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-def file_download_token(file: UploadFile, *, pre_store: bool = False) -> str:
+def file_download_token(
+    file: UploadFile,
+    *,
+    pre_store: bool = False,
+    via: str = "",
+    user_id: object = None,
+    token_id: object = None,
+) -> str:
+    """The signed value of a download link: the file id, and who the link was made for.
+
+    A link handed to a signed-in person (``via`` "portal" or "token") names
+    them, so the download view can say who downloaded (``file.downloaded``);
+    a bare file id (webhook payloads, links made before) is a "signed_link".
+    ``pre_store``: the upload hook's link to a file being verified, signed
+    with its own salt so it never opens a stored-file link's door or back.
+    """
+    value = str(file.id)
+    if via:
+        value = "|".join([value, via, str(user_id or ""), str(token_id or "")])
     salt = PRE_STORE_SIGNING_SALT if pre_store else DOWNLOAD_SIGNING_SALT
-    return signing.TimestampSigner(salt=salt).sign(str(file.id))
+    return signing.TimestampSigner(salt=salt).sign(value)
 
 
 def site_url(request: HttpRequest | None = None) -> str:
@@ -102,7 +120,13 @@ def site_url(request: HttpRequest | None = None) -> str:
 
 
 def file_download_url(
-    file: UploadFile, *, request: HttpRequest | None = None, pre_store: bool = False
+    file: UploadFile,
+    *,
+    request: HttpRequest | None = None,
+    pre_store: bool = False,
+    via: str = "",
+    user_id: object = None,
+    token_id: object = None,
 ) -> str:
     """An absolute, signed, expiring URL that downloads ``file``.
 
@@ -124,7 +148,9 @@ def file_download_url(
             },
             expire=expire,
         )
-    token = file_download_token(file, pre_store=pre_store)
+    token = file_download_token(
+        file, pre_store=pre_store, via=via, user_id=user_id, token_id=token_id
+    )
     path = reverse("downloads:file-download", kwargs={"token": token})
     return site_url(request) + path
 
@@ -132,5 +158,13 @@ def file_download_url(
 def file_id_from_download_token(token: str, *, pre_store: bool = False) -> str:
     """The file id a token was issued for; raises ``signing.BadSignature`` or
     ``signing.SignatureExpired``."""
+    return download_token_parts(token, pre_store=pre_store)[0]
+
+
+def download_token_parts(token: str, *, pre_store: bool = False) -> tuple[str, str, str, str]:
+    """``(file_id, via, user_id, token_id)`` of a link (empty strings where not named);
+    raises ``signing.BadSignature`` or ``signing.SignatureExpired``."""
     salt = PRE_STORE_SIGNING_SALT if pre_store else DOWNLOAD_SIGNING_SALT
-    return signing.TimestampSigner(salt=salt).unsign(token, max_age=download_url_expiry_seconds())
+    value = signing.TimestampSigner(salt=salt).unsign(token, max_age=download_url_expiry_seconds())
+    file_id, via, user_id, token_id = ([*value.split("|"), "", "", ""])[:4]
+    return file_id, via, user_id, token_id

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
-from common.task_retry import retrying_task
+from common.task_retry import MAX_RETRIES, RETRY_DELAY_SECONDS, retrying_task
 
 logger = logging.getLogger(__name__)
 
@@ -16,13 +17,17 @@ logger = logging.getLogger(__name__)
     failure="TTL cleanup of upload files failed",
 )
 def cleanup_expired_upload_files_task() -> dict:
-    """Delete at most 1000 files older than ``FILE_UPLOAD_TTL_HOURS``."""
+    """Delete at most 1000 expired files; queue a follow-up run while more are due.
+
+    Files without their own ``expires_at`` (failed, abandoned) expire
+    ``FILE_UPLOAD_TTL_HOURS`` after creation.
+    """
     from django.conf import settings
 
-    from portal.services.cleanup import cleanup_expired_upload_files
+    from portal.services.cleanup import cleanup_run
 
     ttl_hours = getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)
-    result = cleanup_expired_upload_files(ttl_hours=ttl_hours)
+    result = cleanup_run(ttl_hours=ttl_hours)
     logger.info("TTL cleanup: deleted %d files, %d remaining", result.deleted, result.remaining)
     return {"deleted": result.deleted, "remaining": result.remaining}
 
@@ -102,3 +107,34 @@ def verify_held_files_task() -> dict:
     if queued:
         logger.info("Verification sweep: %d held files queued", queued)
     return {"queued": queued}
+
+
+@retrying_task(
+    name="portal.tasks.finish_idle_upload_request_submissions_task",
+    failure="Finishing idle upload request submissions failed",
+)
+def finish_idle_upload_request_submissions_task() -> dict:
+    """Send what senders who left without finishing had stored (event, owner's email)."""
+    from django.conf import settings
+
+    from portal.services.upload_requests import submissions_finish_idle
+
+    return submissions_finish_idle(idle_minutes=int(settings.UPLOAD_REQUEST_IDLE_MINUTES))
+
+
+@shared_task(
+    name="portal.tasks.upload_request_notify_owner_task",
+    bind=True,
+    max_retries=MAX_RETRIES,
+    default_retry_delay=RETRY_DELAY_SECONDS,
+)
+def upload_request_notify_owner_task(self: Any, submission_id: str) -> dict:
+    """Email an upload request's owner that a sender's files arrived (retried if SMTP fails)."""
+    from portal.services.upload_requests import upload_request_notify_owner
+
+    try:
+        sent = upload_request_notify_owner(submission_id=submission_id)
+    except Exception as exc:
+        logger.exception("Upload request notice failed")
+        raise self.retry(exc=exc) from exc
+    return {"sent": sent}

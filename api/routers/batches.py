@@ -12,13 +12,13 @@ from pydantic import Field
 from accounts.models import User
 from api.auth import ApiRequest
 from api.errors import errors
-from api.pagination import PageIn, PageOut, paginate
-from api.routers.files import FileFilters, FilePage, filter_files
+from api.pagination import CursorPageIn, PageIn, PageOut, paginate
+from api.routers.files import FileFilters, FilePage, list_page
 from api.validation import INTEGRAL, BodyIn, SafeJsonObject, SafeStr
 from common.exceptions import NotFoundError
 from common.services.json_input import MAX_JSON_DEPTH
 from portal.models import UploadBatch
-from portal.selectors import batches_for_user, files_for_user
+from portal.selectors import batches_for_user
 from portal.services.batches import (
     MAX_EXPECTED_FILES,
     MAX_METADATA_BYTES,
@@ -27,6 +27,8 @@ from portal.services.batches import (
 )
 
 router = Router(tags=["batches"])
+
+BatchStatus = Literal["init", "in_progress", "complete", "partial", "failed", "incomplete", "empty"]
 
 
 class BatchCreateIn(BodyIn):
@@ -51,13 +53,25 @@ class BatchCreateIn(BodyIn):
 class BatchOut(Schema):
     id: UUID
     owner_id: UUID
-    status: Literal["init", "in_progress", "complete", "partial", "failed"]
-    expected_files: int | None
-    files_stored: int
-    files_failed: int
-    files_ended: int
+    status: BatchStatus = Field(
+        description="init, in_progress; ended: complete (all stored), partial, failed (none "
+        "stored), incomplete (closed before every expected file came), empty (closed with no "
+        "file and none announced)."
+    )
+    expected_files: int | None = Field(
+        description="As given at creation (kept when the batch is closed early); for a batch "
+        "created without it, the number of files that had arrived when it was closed."
+    )
+    files_stored: int = Field(description="Files of the batch stored now (deleted ones leave).")
+    files_failed: int = Field(description="Files of the batch refused (deleted ones leave).")
+    files_deleted: int = Field(description="Files that arrived and have been deleted since.")
+    files_ended: int = Field(description="Files that arrived: stored + failed + deleted.")
+    files_missing: int = Field(
+        description="Expected files that never came (non-zero only when status is incomplete)."
+    )
     progress: float | None = Field(
-        description="Ended files / expected files (0..1); null while the count is unknown."
+        description="Ended files / expected files (0..1); null while the count is unknown; "
+        "0 for a batch closed empty."
     )
     idempotency_key: str | None
     metadata: dict[str, Any]
@@ -67,6 +81,8 @@ class BatchOut(Schema):
 
     @staticmethod
     def resolve_progress(batch: UploadBatch) -> float | None:
+        if batch.status == UploadBatch.Status.EMPTY:
+            return 0.0
         if not batch.expected_files:
             return 1.0 if batch.status in UploadBatch.TERMINAL_STATUSES else None
         return min(1.0, batch.files_ended / batch.expected_files)
@@ -98,7 +114,7 @@ def create_batch(request: ApiRequest, body: BatchCreateIn):
 def list_batches(
     request: ApiRequest,
     page: Query[PageIn],
-    status: Literal["init", "in_progress", "complete", "partial", "failed"] | None = None,
+    status: BatchStatus | None = None,
 ):
     queryset = batches_for_user(request.auth)
     if status:
@@ -118,11 +134,11 @@ def get_batch(request: ApiRequest, batch_id: UUID):
     summary="List a batch's files",
 )
 def list_batch_files(
-    request: ApiRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[PageIn]
+    request: ApiRequest, batch_id: UUID, filters: Query[FileFilters], page: Query[CursorPageIn]
 ):
     batch = get_visible_batch(request.auth, batch_id)
     filters.batch_id = batch.id
-    return paginate(filter_files(files_for_user(request.auth), filters), page)
+    return list_page(request.auth, filters, page)
 
 
 @router.post(
@@ -131,5 +147,9 @@ def list_batch_files(
     summary="Close a batch",
 )
 def close_batch(request: ApiRequest, batch_id: UUID):
-    """No more files will come: the batch ends with the files it has."""
+    """No more files will come: the batch ends with the files it has.
+
+    A batch that announced ``expected_files`` keeps it; closed before all came
+    it ends ``incomplete`` with ``files_missing`` > 0.
+    """
     return batch_close(batch=get_visible_batch(request.auth, batch_id), actor=request.auth)

@@ -75,8 +75,13 @@ class StaffDeliveryOut(DeliveryOut):
 class AttemptOut(Schema):
     id: UUID
     delivery_id: UUID
+    number: int = Field(
+        description="The attempt's place in the delivery's whole history (1, 2, 3… in the "
+        "order made; never restarts)."
+    )
     attempt_number: int = Field(
-        description="The delivery's attempt counter at the time (restarts at 1 after a re-send)."
+        description="The delivery's attempt counter at the time (restarts at 1 after a re-send, "
+        "which gives a fresh budget)."
     )
     created_at: datetime = Field(description="When the attempt's outcome was recorded.")
     succeeded: bool = Field(description="The receiver answered 2xx.")
@@ -87,9 +92,9 @@ class AttemptOut(Schema):
     )
     error: str
     response_headers: dict[str, str] = Field(
-        description="The first response headers (lowercased names, 20 at most, 4 KB in all)."
+        description="The first response headers (lowercased names, 20 at most, 4 KiB in all)."
     )
-    response_excerpt: str = Field(description="The start of the response body (4 KB at most).")
+    response_excerpt: str = Field(description="The start of the response body (4 KiB at most).")
 
 
 class AttemptPage(PageOut):
@@ -103,7 +108,11 @@ class EventOut(Schema):
     event_type: str
     aggregate_type: str
     aggregate_id: str
-    status: Literal["pending", "delivered", "failed"]
+    status: Literal["pending", "delivered", "failed", "no_subscribers"] = Field(
+        description="pending until every delivery has ended; delivered, failed, or "
+        "no_subscribers (no active endpoint was subscribed, or every endpoint it was for "
+        "was deleted before delivering it)."
+    )
     payload: dict[str, Any]
     created_at: datetime
     delivered_at: datetime | None
@@ -144,7 +153,7 @@ def as_seen_by[Out: Schema](user: User, *, staff: type[Out], others: type[Out], 
 
 
 class EventFilters(Schema):
-    status: Literal["pending", "delivered", "failed"] | None = None
+    status: Literal["pending", "delivered", "failed", "no_subscribers"] | None = None
     event_type: EventType | None = None
     aggregate_type: Literal["file", "batch", "webhook_endpoint"] | None = None
     aggregate_id: SafeStr | None = Field(default=None, max_length=64)

@@ -31,7 +31,9 @@ EventType = Literal[
     "file.deleted",
     "file.quarantined",
     "file.rejected",
+    "file.downloaded",
     "batch.completed",
+    "upload_request.submitted",
     "webhook.test",
 ]
 URL_PATTERN = r"^https?://[^\x00]+$"

@@ -119,6 +119,15 @@ def test_upload_too_large_413(api, settings):
     assert not UploadFile.objects.filter(status="stored").exists()
 
 
+def test_too_large_names_the_limit_in_iec_units_and_bytes(api, settings):
+    settings.FILE_UPLOAD_MAX_SIZE = 2048
+    error = assert_error(upload(api, b"x" * 2049), 413, "payload_too_large")
+    assert error["message"] == "The file is larger than the limit of 2 KiB (2 048 bytes)."
+    # Refused on its Content-Length alone: the same words.
+    error = assert_error(upload(api, b"x" * 200_000), 413, "payload_too_large")
+    assert error["message"] == "The file is larger than the limit of 2 KiB (2 048 bytes)."
+
+
 def test_upload_rejected_early_on_content_length(api, settings):
     settings.FILE_UPLOAD_MAX_SIZE = 1000
     response = upload(api, b"x" * 200_000)
@@ -229,6 +238,26 @@ def test_batch_close(api):
     upload(api, b"one", "1.txt", batch_id=batch["id"])
     closed = api.post(f"/api/batches/{batch['id']}/close").json()
     assert closed["status"] == "complete" and closed["expected_files"] == 1
+    assert closed["files_missing"] == 0
+
+
+def test_batch_closed_early_keeps_expected_files(api):
+    """#23.1: 1 of 3 files came; the API says so."""
+    batch = api.post("/api/batches", {"expected_files": 3}, content_type="application/json")
+    batch = batch.json()
+    upload(api, b"one", "1.txt", batch_id=batch["id"])
+    closed = api.post(f"/api/batches/{batch['id']}/close").json()
+    assert closed["status"] == "incomplete"
+    assert (closed["expected_files"], closed["files_ended"], closed["files_missing"]) == (3, 1, 2)
+    assert closed["progress"] == pytest.approx(1 / 3)
+    listed = api.get("/api/batches?status=incomplete").json()
+    assert [b["id"] for b in listed["items"]] == [batch["id"]]
+
+
+def test_empty_batch_closed_is_empty_with_no_progress(api):
+    batch = api.post("/api/batches", {}, content_type="application/json").json()
+    closed = api.post(f"/api/batches/{batch['id']}/close").json()
+    assert closed["status"] == "empty" and closed["progress"] == 0
 
 
 @pytest.mark.parametrize(

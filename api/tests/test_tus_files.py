@@ -105,6 +105,17 @@ def test_refused_type_fails_the_upload_without_keeping_bytes(tus, settings):
     assert rejected.aggregate_id == str(session.file.id)
     assert rejected.payload["reason"]["code"] == "unsupported_media_type"
 
+    # Asked again, it is gone with the reason: never "every byte is here",
+    # which a client would take for stored.
+    head = tus.head(url)
+    assert head.status_code == 410
+    assert "Upload-Offset" not in head.headers
+    again = tus.patch(url, b"", 12)
+    assert again.status_code == 410
+    error = again.json()["error"]
+    assert error["code"] == "upload_failed"
+    assert error["message"] == "This upload was refused: Files of type text/x-sh are not accepted."
+
 
 @pytest.mark.parametrize(
     ("data", "meta"),
@@ -414,3 +425,13 @@ def test_a_patch_that_does_not_complete_the_upload_costs_at_most_four_queries(
     assert patch(b"012", 0).status_code == 204
     with django_assert_max_num_queries(4):
         assert patch(b"345", 3).status_code == 204
+
+    # The record's asynchronous commit is its own: the connection (pooled,
+    # reused by other requests) still commits synchronously.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    assert patch(b"6789", 6).status_code == 204
+    assert session_for(path).status == "complete"

@@ -205,6 +205,20 @@ def test_upload_over_tus_max_size_is_413(tus, settings):
     assert session_for(url).length is None
 
 
+def test_tus_size_refusals_name_sizes_in_iec_units_and_bytes(tus, settings):
+    settings.RESUMABLE_UPLOAD_MAX_SIZE = 5 * 1024**3
+    response = tus.request("POST", headers={"Upload-Length": str(5 * 1024**3 + 1)})
+    assert response.json()["error"]["message"] == (
+        "The upload is 5 GiB (5 368 709 121 bytes); the limit is 5 GiB (5 368 709 120 bytes)."
+    )
+    url = tus.create(2048)
+    over = tus.patch(url, b"x" * 2049, 0)
+    assert over.status_code == 413
+    assert over.json()["error"]["message"] == (
+        "This PATCH would take the upload past 2 KiB (2 048 bytes)."
+    )
+
+
 def test_patch_with_wrong_content_type_is_415(tus):
     url = tus.create(10)
     response = tus.request(

@@ -176,6 +176,9 @@ def test_delivery_attempts_newest_first_paginated_and_staff_only(staff_api, api,
     assert isinstance(oldest["duration_ms"], int)
     second = staff_api.get(f"/api/deliveries/{delivery.id}/attempts?limit=1&offset=1").json()
     assert [a["id"] for a in second["items"]] == [oldest["id"]]
+    # #23.4: the place in the history, the same on every page.
+    assert (newest["number"], oldest["number"]) == (2, 1)
+    assert second["items"][0]["number"] == 1
 
     # The uploader sees the delivery, not the receiver's answers.
     assert_error(api.get(f"/api/deliveries/{delivery.id}/attempts"), 403, "permission_denied")

@@ -30,18 +30,24 @@ from api.tus.headers import (
     parse_metadata,
     parse_non_negative_int,
 )
-from common.exceptions import ApplicationError, AuthenticationError, UnsupportedMediaTypeError
-from portal.models import UploadSession
+from common.exceptions import (
+    ApplicationError,
+    AuthenticationError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnsupportedMediaTypeError,
+)
+from portal.models import UploadRequestSubmission, UploadSession
 from portal.services.tus.append import upload_session_append, upload_session_create_with_body
 from portal.services.tus.concatenation import upload_session_concatenate
-from portal.services.tus.errors import GoneError
 from portal.services.tus.sessions import (
+    ensure_alive,
     max_upload_size,
     upload_session_is_finished,
-    upload_session_is_gone,
     upload_session_status,
     upload_session_terminate,
 )
+from portal.services.upload_requests import CREDENTIAL_HEADER, submission_from_credential
 from web.outage import DATABASE_ERRORS, database_unavailable
 
 logger = logging.getLogger(__name__)
@@ -110,13 +116,20 @@ def _options(request: HttpRequest, upload_id: str | None = None) -> HttpResponse
     return response
 
 
-def _create(request: HttpRequest, user: User) -> HttpResponse:
+def _create(
+    request: HttpRequest, user: User, submission: UploadRequestSubmission | None = None
+) -> HttpResponse:
     metadata = parse_metadata(request.headers.get("Upload-Metadata"))
     concat = parse_concat(request.headers.get("Upload-Concat"), prefix=_prefix())
     length = parse_non_negative_int(request.headers.get("Upload-Length"), header="Upload-Length")
     defer = request.headers.get("Upload-Defer-Length")
     body_length = _content_length(request)
 
+    if submission is not None and concat is not None:
+        raise PermissionDeniedError(
+            "An upload request credential cannot concatenate uploads.",
+            code="upload_request_forbidden",
+        )
     if concat is not None and concat.kind == "final":
         if length is not None or defer is not None or body_length:
             raise TusHeaderError(
@@ -151,6 +164,7 @@ def _create(request: HttpRequest, user: User) -> HttpResponse:
         body=request,
         body_length=body_length,
         checksum=checksum,
+        submission=submission,
     )
     response = HttpResponse(status=201)
     response["Location"] = _upload_url(request, session)
@@ -160,10 +174,14 @@ def _create(request: HttpRequest, user: User) -> HttpResponse:
     return response
 
 
-def _head(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
-    session = upload_session_status(owner=user, upload_id=upload_id)
-    if upload_session_is_gone(session):
-        raise GoneError(details={"upload_id": str(session.id)})
+def _head(
+    request: HttpRequest,
+    user: User,
+    upload_id: str,
+    submission: UploadRequestSubmission | None = None,
+) -> HttpResponse:
+    session = upload_session_status(owner=user, upload_id=upload_id, submission=submission)
+    ensure_alive(session)
     response = HttpResponse(status=200)
     response["Upload-Offset"] = str(session.offset)
     if session.length is None:
@@ -181,7 +199,12 @@ def _head(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
     return response
 
 
-def _patch(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
+def _patch(
+    request: HttpRequest,
+    user: User,
+    upload_id: str,
+    submission: UploadRequestSubmission | None = None,
+) -> HttpResponse:
     _require_offset_stream(request)
     offset = parse_non_negative_int(request.headers.get("Upload-Offset"), header="Upload-Offset")
     if offset is None:
@@ -198,6 +221,7 @@ def _patch(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
         content_length=_content_length(request),
         checksum=checksum,
         upload_length=upload_length,
+        submission=submission,
     )
     response = HttpResponse(status=204)
     response["Upload-Offset"] = str(session.offset)
@@ -205,7 +229,18 @@ def _patch(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
     return response
 
 
-def _delete(request: HttpRequest, user: User, upload_id: str) -> HttpResponse:
+def _delete(
+    request: HttpRequest,
+    user: User,
+    upload_id: str,
+    submission: UploadRequestSubmission | None = None,
+) -> HttpResponse:
+    if submission is not None:
+        # A request credential creates and continues uploads; it deletes nothing.
+        raise PermissionDeniedError(
+            "An upload request credential cannot delete uploads.",
+            code="upload_request_forbidden",
+        )
     upload_session_terminate(owner=user, upload_id=upload_id)
     return HttpResponse(status=204)
 
@@ -227,7 +262,28 @@ def _error_response(exc: ApplicationError, *, method: str) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="tus"'
     if isinstance(exc, MethodNotAllowedError):
         response["Allow"] = ", ".join(exc.details.get("allow", []))
+    if isinstance(exc, PayloadTooLargeError) and "remaining_bytes" in exc.details:
+        # An upload request's byte limit: what is left is the most this link takes.
+        response["Tus-Max-Size"] = str(min(max_upload_size(), exc.details["remaining_bytes"]))
+    elif isinstance(exc, PayloadTooLargeError):
+        response["Tus-Max-Size"] = str(max_upload_size())
     return response
+
+
+def _caller(request: HttpRequest) -> tuple[User, UploadRequestSubmission | None]:
+    """Who is uploading: an account (token, session), or an outsider's request credential.
+
+    The credential is read only when no ``Authorization`` is sent; it names
+    one submission of one upload request, and the upload is its owner's.
+    """
+    raw = request.headers.get(CREDENTIAL_HEADER)
+    if raw and not request.headers.get("Authorization"):
+        submission = submission_from_credential(raw.strip())
+        return submission.request.owner, submission
+    user = authenticate_request(request)
+    if user is None:
+        raise AuthenticationError()
+    return user, None
 
 
 def _handle(request: HttpRequest, upload_id: str | None) -> HttpResponse:
@@ -247,13 +303,11 @@ def _handle(request: HttpRequest, upload_id: str | None) -> HttpResponse:
                 raise MethodNotAllowedError(details={"allow": ["OPTIONS", *handlers]})
             if request.headers.get("Tus-Resumable", "").strip() != TUS_VERSION:
                 raise TusVersionError(details={"supported": [TUS_VERSION]})
-            user = authenticate_request(request)
-            if user is None:
-                raise AuthenticationError()
+            user, submission = _caller(request)
             if upload_id is None:
-                response = handlers[method](request, user)
+                response = handlers[method](request, user, submission)
             else:
-                response = handlers[method](request, user, upload_id)
+                response = handlers[method](request, user, upload_id, submission)
     except ApplicationError as exc:
         if exc.status_code >= 500:
             logger.error("tus %s failed: %s", method, exc.message)

@@ -155,6 +155,11 @@ class CelerySettings:
                 "schedule": timedelta(seconds=15),
                 "options": {"queue": "default", "expires": 15},
             },
+            "finish-idle-upload-request-submissions": {
+                "task": "portal.tasks.finish_idle_upload_request_submissions_task",
+                "schedule": crontab(minute=25),
+                "options": {"queue": "default"},
+            },
             "prune-sign-in-throttles": {
                 "task": "accounts.tasks.prune_sign_in_throttles_task",
                 "schedule": crontab(minute=45),

@@ -11,6 +11,9 @@ from boot.settings_parts.environment import env
 
 class UploadSettings:
     FILE_UPLOAD_TTL_HOURS = env(values.IntegerValue, 24)
+    # The longest keep time an uploader may ask for (``ttl_hours``); shorter
+    # ones down to an hour are always allowed.
+    FILE_UPLOAD_MAX_TTL_HOURS = env(values.IntegerValue, 720)
     FILE_UPLOAD_EXPIRY_NOTIFY_HOURS = env(values.IntegerValue, 1)
     FILE_UPLOAD_MAX_SIZE = env(values.IntegerValue, 50 * 1024 * 1024)
     FILE_UPLOAD_ALLOWED_TYPES = env(values.ListValue, None)
@@ -36,3 +39,15 @@ class UploadSettings:
     UPLOAD_HOOK_SECRET = env(values.Value, "")
     UPLOAD_HOOK_TIMEOUT_SECONDS = env(values.FloatValue, 5.0)
     UPLOAD_HOOK_FAIL_MODE = env(values.Value, "closed")
+
+    # Per-user defaults (0 = unlimited); staff set overrides per user
+    # (``portal.UserQuota``, in the admin).
+    USER_QUOTA_BYTES = env(values.IntegerValue, 0)
+    USER_QUOTA_FILES = env(values.IntegerValue, 0)
+    # Upload requests (links for outsiders to send files): the longest a link
+    # may stay open, and its default.
+    UPLOAD_REQUEST_MAX_HOURS = env(values.IntegerValue, 30 * 24)
+    UPLOAD_REQUEST_DEFAULT_HOURS = env(values.IntegerValue, 7 * 24)
+    # A sender who left without finishing: their stored files are sent (event,
+    # email) by the hourly run once nothing has moved for this long.
+    UPLOAD_REQUEST_IDLE_MINUTES = env(values.IntegerValue, 60)

@@ -52,9 +52,8 @@ WITH endpoints AS (
     )
     SELECT u.id, %(now)s, %(now)s, u.aggregate_type, u.aggregate_id, %(event_type)s,
            u.idempotency_key, u.payload::jsonb,
-           CASE WHEN s.yes THEN 'pending' ELSE 'delivered' END, 0, %(max_attempts)s,
-           CASE WHEN s.yes THEN %(now)s::timestamptz END,
-           CASE WHEN s.yes THEN NULL ELSE %(now)s::timestamptz END, ''
+           CASE WHEN s.yes THEN 'pending' ELSE 'no_subscribers' END, 0, %(max_attempts)s,
+           CASE WHEN s.yes THEN %(now)s::timestamptz END, NULL, ''
     FROM unnest(%(ids)s::uuid[], %(aggregate_types)s::text[], %(aggregate_ids)s::text[],
                 %(keys)s::text[], %(payloads)s::text[])
          AS u(id, aggregate_type, aggregate_id, idempotency_key, payload)
@@ -135,7 +134,7 @@ def emit_event(
         attempts=0,
         max_attempts=written.max_attempts,
         next_attempt_at=written.now if deliveries else None,
-        delivered_at=None if deliveries else written.now,
+        delivered_at=None,
     )
     # The row as the statement wrote it, without reading it back.
     model._state.adding = False

@@ -21,25 +21,36 @@ logger = logging.getLogger(__name__)
 D = WebhookDelivery.Status
 
 
+# An event left with no delivery at all (its only endpoints were deleted) is
+# ``no_subscribers`` — unless it had been delivered before, which stays so.
+# Without the LEFT JOIN such an event had no summary row and stayed
+# ``pending`` for ever.
 _SUMMARY_SQL = """
 UPDATE common_outboxevent e SET
-    status = CASE WHEN s.open > 0 THEN 'pending'
+    status = CASE WHEN s.total = 0 AND e.delivered_at IS NOT NULL THEN 'delivered'
+                  WHEN s.total = 0 THEN 'no_subscribers'
+                  WHEN s.open > 0 THEN 'pending'
                   WHEN s.failed > 0 THEN 'failed'
                   ELSE 'delivered' END,
-    attempts = s.attempts,
+    attempts = COALESCE(s.attempts, e.attempts),
     next_attempt_at = s.next_at,
-    delivered_at = CASE WHEN s.open = 0 AND s.failed = 0 THEN COALESCE(e.delivered_at, %s)
+    delivered_at = CASE WHEN s.total > 0 AND s.open = 0 AND s.failed = 0
+                        THEN COALESCE(e.delivered_at, %s)
                         ELSE e.delivered_at END,
     last_error = COALESCE(s.last_error, ''),
     updated_at = %s
 FROM (
-    SELECT event_id,
-           count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           max(attempts) AS attempts,
-           min(next_attempt_at) FILTER (WHERE status = 'pending') AS next_at,
-           max(last_error) FILTER (WHERE status <> 'delivered' AND last_error <> '') AS last_error
-    FROM common_webhookdelivery WHERE event_id = ANY(%s) GROUP BY event_id
+    SELECT ids.event_id,
+           count(d.id) AS total,
+           count(d.id) FILTER (WHERE d.status IN ('pending', 'sending')) AS open,
+           count(d.id) FILTER (WHERE d.status = 'failed') AS failed,
+           max(d.attempts) AS attempts,
+           min(d.next_attempt_at) FILTER (WHERE d.status = 'pending') AS next_at,
+           max(d.last_error) FILTER (WHERE d.status <> 'delivered' AND d.last_error <> '')
+               AS last_error
+    FROM unnest(%s::uuid[]) AS ids(event_id)
+    LEFT JOIN common_webhookdelivery d ON d.event_id = ids.event_id
+    GROUP BY ids.event_id
 ) s
 WHERE e.id = ANY(%s) AND e.id = s.event_id
 RETURNING e.id, e.status

@@ -1,4 +1,4 @@
-"""Retention: terminal events (with their deliveries and attempts) deleted after a while."""
+"""Retention: ended events (with their deliveries and attempts) deleted after a while."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common.models import OutboxEvent
+from common.services.event_state import summarize_events
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,30 @@ CLEANUP_BATCH_SIZE = 1000
 
 
 def cleanup_delivered_events(retention_hours: int = 168) -> CleanupResult:
-    """Delete up to 1000 terminal events (their deliveries and attempts) older than the retention.
+    """Delete up to 1000 ended events (their deliveries and attempts) older than the retention.
 
-    Pending events are never touched, however old: they are still owed to
-    someone. Age is the event's creation time.
+    Ended: delivered, failed, or with no subscriber. Events still ``pending``
+    past the retention are summarised again first: one whose summary went
+    stale (its deliveries all ended, or were deleted with their endpoint)
+    ends now and goes in the same run; one that still has a delivery owed to
+    someone is kept, however old. Age is the event's creation time.
     """
-    cutoff = timezone.now() - dt.timedelta(hours=retention_hours)
-    terminal = [OutboxEvent.Status.DELIVERED, OutboxEvent.Status.FAILED]
+    now = timezone.now()
+    cutoff = now - dt.timedelta(hours=retention_hours)
+    terminal = list(OutboxEvent.TERMINAL_STATUSES)
     with transaction.atomic(durable=True), connection.cursor() as cursor:
+        # Locked in id order like every summary update (no deadlock), skipping
+        # those a delivery run holds (it summarises them itself).
+        cursor.execute(
+            """
+            SELECT id FROM common_outboxevent
+            WHERE status = 'pending' AND created_at < %s
+            ORDER BY id LIMIT %s
+            FOR UPDATE SKIP LOCKED
+            """,
+            [cutoff, CLEANUP_BATCH_SIZE],
+        )
+        summarize_events([r[0] for r in cursor.fetchall()], now)
         cursor.execute(
             """
             SELECT id FROM common_outboxevent

@@ -28,7 +28,9 @@ EVENT_TYPES = (
     "file.deleted",
     "file.quarantined",
     "file.rejected",
+    "file.downloaded",
     "batch.completed",
+    "upload_request.submitted",
     "webhook.test",
 )
 TEST_EVENT_TYPE = "webhook.test"

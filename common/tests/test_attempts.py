@@ -69,6 +69,30 @@ def test_a_failure_then_a_success_leave_two_attempts(receiver):
     assert delivery.last_response == second.response_excerpt
 
 
+def test_attempts_after_a_resend_are_numbered_in_order(receiver, settings):
+    """#23.4: a re-send restarts the budget, not the numbering ("#1", "#1" before)."""
+    from common.selectors import delivery_attempt_list, delivery_list
+    from common.services.resend import delivery_resend
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    receiver.script("/a", Reply(status=500), Reply(status=200))
+    endpoint_create(url=receiver.url("/a"))
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
+    process_pending_events()
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "failed"
+    delivery_resend(delivery=delivery)
+    process_pending_events()
+
+    newest, oldest = delivery_attempt_list(delivery=delivery)
+    assert [(a.number, a.attempt_number, a.status_code) for a in (oldest, newest)] == [
+        (1, 1, 500),
+        (2, 1, 200),
+    ]
+    [with_recent] = delivery_list(with_attempts=True)
+    assert [a.number for a in with_recent.recent_attempts] == [2, 1]
+
+
 def test_a_network_error_is_an_attempt_with_its_class_and_message(receiver):
     endpoint_create(url=f"http://127.0.0.1:{_closed_port()}/hook")
     emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})

@@ -109,7 +109,11 @@ def test_no_subscriber_means_nothing_to_deliver(django_capture_on_commit_callbac
             event_type="file.stored", aggregate_type="file", aggregate_id="y", payload={}
         )
     assert callbacks == []
-    assert OutboxEvent.objects.get(pk=event.pk).status == OutboxEvent.Status.DELIVERED
+    # #23.3: nobody received it, so it is not "delivered".
+    stored = OutboxEvent.objects.get(pk=event.pk)
+    assert stored.status == event.status == OutboxEvent.Status.NO_SUBSCRIBERS
+    assert stored.get_status_display() == "No subscribers"
+    assert stored.delivered_at is None and event.delivered_at is None
 
 
 def test_rolled_back_transaction_leaves_nothing(django_capture_on_commit_callbacks):

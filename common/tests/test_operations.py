@@ -54,6 +54,9 @@ def test_cleanup_deletes_old_terminal_events_in_batches_of_1000(receiver):
     _events(4, status="delivered", age_hours=1, prefix="new-d-")
     old = OutboxEvent.objects.filter(idempotency_key="old-d-0").get()
     WebhookDelivery.objects.create(event=old, endpoint=endpoint, status="delivered")
+    # Still owed to an endpoint (a pending delivery): kept however old.
+    for owed in OutboxEvent.objects.filter(idempotency_key__startswith="old-p-"):
+        WebhookDelivery.objects.create(event=owed, endpoint=endpoint, status="pending")
 
     results = [cleanup_delivered_outbox_events_task.apply().get() for _ in range(4)]
 
@@ -65,7 +68,27 @@ def test_cleanup_deletes_old_terminal_events_in_batches_of_1000(receiver):
     ]
     assert OutboxEvent.objects.filter(status="pending").count() == 3
     assert OutboxEvent.objects.filter(idempotency_key__startswith="new-d-").count() == 4
-    assert not WebhookDelivery.objects.exists()
+    assert not WebhookDelivery.objects.exclude(status="pending").exists()
+
+
+def test_cleanup_ends_and_deletes_old_events_stuck_pending_with_nothing_owed(receiver):
+    """#23.3: pending events that owe nothing any more are cleaned up by retention."""
+    endpoint, _ = endpoint_create(url=receiver.url("/a"))
+    _events(3, status="pending", age_hours=500, prefix="orphan-")  # no delivery left
+    _events(1, status="pending", age_hours=500, prefix="ended-")
+    ended = OutboxEvent.objects.get(idempotency_key="ended-0")
+    WebhookDelivery.objects.create(event=ended, endpoint=endpoint, status="failed")
+    _events(1, status="pending", age_hours=500, prefix="owed-")
+    owed = OutboxEvent.objects.get(idempotency_key="owed-0")
+    WebhookDelivery.objects.create(event=owed, endpoint=endpoint, status="pending")
+    _events(2, status="no_subscribers", age_hours=200, prefix="nobody-")
+    _events(1, status="no_subscribers", age_hours=1, prefix="recent-")
+
+    assert cleanup_delivered_outbox_events_task.apply().get() == {"deleted": 6, "remaining": 0}
+    assert list(OutboxEvent.objects.values_list("idempotency_key", flat=True).order_by("id")) in (
+        ["owed-0", "recent-0"],
+        ["recent-0", "owed-0"],
+    )
 
 
 def test_cleanup_honours_retention_setting(settings):
@@ -205,6 +228,28 @@ def test_endpoint_delete_lets_shared_events_finish(receiver):
     process_pending_events()
     assert OutboxEvent.objects.get().status == "pending"
     endpoint_delete(endpoint=b)
+    assert OutboxEvent.objects.get().status == "delivered"
+
+
+def test_event_whose_only_endpoint_is_deleted_does_not_stay_pending(receiver):
+    """#23.3: it used to keep 'pending' for ever (no delivery left to summarise)."""
+    only, _ = endpoint_create(url=receiver.url("/a"))
+    receiver.script("/a", Reply(500))
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
+    process_pending_events()
+    assert OutboxEvent.objects.get().status == "pending"
+    endpoint_delete(endpoint=only)
+    event = OutboxEvent.objects.get()
+    assert event.status == "no_subscribers"
+    assert event.get_status_display() == "No subscribers"
+    assert (event.delivered_at, event.next_attempt_at) == (None, None)
+
+
+def test_delivered_event_stays_delivered_when_its_endpoint_is_deleted_later(receiver):
+    only, _ = endpoint_create(url=receiver.url("/a"))
+    emit_event(event_type="file.stored", aggregate_type="file", aggregate_id="f1", payload={})
+    process_pending_events()
+    endpoint_delete(endpoint=only)
     assert OutboxEvent.objects.get().status == "delivered"
 
 

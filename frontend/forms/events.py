@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils import timezone
 
 from common.models import OutboxEvent
 from common.services.webhooks import EVENT_TYPES
@@ -27,8 +28,15 @@ class EventFilterForm(forms.Form):
     status = forms.ChoiceField(
         label="Status", required=False, choices=[("", "Any status"), *OutboxEvent.Status.choices]
     )
-    since = _datetime_field("From (UTC)")
-    until = _datetime_field("Until (UTC)")
+    since = _datetime_field("From")
+    until = _datetime_field("Until")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Read in the reader's zone (frontend.middleware.BrowserTimeZoneMiddleware).
+        zone = timezone.get_current_timezone_name()
+        self.fields["since"].label = f"From ({zone})"
+        self.fields["until"].label = f"Until ({zone})"
 
     def clean(self):
         data = super().clean()

@@ -7,10 +7,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.selectors import user_get_by_email
+from common.exceptions import NotFoundError
+from common.exceptions import ValidationError as ServiceValidationError
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import MAX_EXPECTED_FILES
 
@@ -92,6 +96,40 @@ class FileFilterForm(forms.Form):
         return queryset.order_by(*FILE_SORTS[data.get("sort") or "-created"])
 
 
+class OwnerScopeForm(forms.Form):
+    """Staff's portal-wide view (``?everyone=1``), optionally one owner's files.
+
+    Only built for staff; the selector ignores both values for anyone else.
+    An unknown or malformed address is reported and not applied.
+    """
+
+    everyone = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    owner = forms.CharField(
+        label="Owner's email",
+        required=False,
+        max_length=254,
+        validators=[_no_nul],
+        widget=forms.TextInput(attrs={"placeholder": "everyone", "autocomplete": "off"}),
+    )
+
+    def clean_owner(self) -> Any:
+        value = self.cleaned_data.get("owner", "").strip()
+        if not value:
+            return None
+        try:
+            return user_get_by_email(email=value)
+        except NotFoundError as exc:
+            raise forms.ValidationError("No user has this email address.") from exc
+        except ServiceValidationError as exc:  # malformed, as normalize_email says
+            raise forms.ValidationError(exc.message) from exc
+
+    def scope(self) -> tuple[bool, Any]:
+        """(everyone, owner) from the valid values; an owner implies everyone's view."""
+        self.is_valid()
+        owner = self.cleaned_data.get("owner")
+        return bool(self.cleaned_data.get("everyone")) or owner is not None, owner
+
+
 def _start_of(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
@@ -104,6 +142,26 @@ class BatchChoiceField(forms.ModelChoiceField):
         return str(name) if name else f"Batch {str(obj.id)[:8]}"
 
 
+# Keep times offered on the upload page, in hours (those up to
+# FILE_UPLOAD_MAX_TTL_HOURS, plus the maximum itself).
+KEEP_TIME_PRESETS = (1, 6, 24, 72, 168, 720)
+
+
+def hours_label(hours: int) -> str:
+    if hours % 24 == 0:
+        days = hours // 24
+        return "1 day" if days == 1 else f"{days} days"
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
+def keep_time_choices() -> list[tuple[str, str]]:
+    """("", the default) first, then the other keep times an uploader may choose."""
+    default = int(settings.FILE_UPLOAD_TTL_HOURS)
+    limit = int(settings.FILE_UPLOAD_MAX_TTL_HOURS)
+    hours = sorted({h for h in (*KEEP_TIME_PRESETS, limit) if 1 <= h <= limit} - {default})
+    return [("", f"{hours_label(default)} (default)")] + [(str(h), hours_label(h)) for h in hours]
+
+
 class SimpleUploadForm(forms.Form):
     """The upload without JavaScript: one file, optionally into an open batch."""
 
@@ -111,11 +169,20 @@ class SimpleUploadForm(forms.Form):
     batch = BatchChoiceField(
         label="Batch", required=False, queryset=UploadBatch.objects.none(), empty_label="No batch"
     )
+    ttl_hours = forms.TypedChoiceField(
+        label="Keep for",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="Then the file is deleted.",
+    )
 
     def __init__(self, *args: Any, batches: QuerySet[UploadBatch], **kwargs: Any):
         super().__init__(*args, **kwargs)
         field = cast(BatchChoiceField, self.fields["batch"])  # declared above
         field.queryset = batches
+        keep = cast(forms.TypedChoiceField, self.fields["ttl_hours"])  # declared above
+        keep.choices = keep_time_choices()
 
 
 class BatchCreateForm(forms.Form):

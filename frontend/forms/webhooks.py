@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 
 from common.services.ssrf import allowed_networks
 from common.services.webhooks import EVENT_TYPES
@@ -58,7 +59,7 @@ class EndpointEditForm(EndpointForm):
 
 class ResendFailedForm(forms.Form):
     since = forms.DateTimeField(
-        label="Failed since (UTC)",
+        label="Failed since",
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         error_messages={
@@ -66,3 +67,8 @@ class ResendFailedForm(forms.Form):
             "invalid": "Enter a date and time, e.g. 2026-01-31T14:00.",
         },
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Read in the reader's zone (frontend.middleware.BrowserTimeZoneMiddleware).
+        self.fields["since"].label = f"Failed since ({timezone.get_current_timezone_name()})"

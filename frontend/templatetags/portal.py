@@ -1,4 +1,5 @@
-"""Template helpers for the portal: times people can read, with the exact one on hover."""
+"""Template helpers for the portal: times people can read (relative, and exact in
+the reader's zone beside it) and sizes in IEC units."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import UTC, datetime
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+
+from common.sizes import size_exact, size_iec
 
 register = template.Library()
 
@@ -25,19 +28,54 @@ def relative(value: datetime, now: datetime | None = None) -> str:
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
+def _local(value: datetime) -> datetime:
+    """``value`` in the reader's zone (``BrowserTimeZoneMiddleware``; UTC without it)."""
+    return timezone.localtime(value)
+
+
+def exact(value: datetime, *, seconds: bool = False) -> str:
+    """``2026-12-07 18:23 CET``: to the minute (or second), with the zone it is in."""
+    local = _local(value)
+    shown = local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return f"{shown} {local.tzname()}"
+
+
 @register.simple_tag
-def when(value: datetime | None, empty: str = "—") -> str:
-    """A ``<time>`` element: relative text, exact UTC time in ``title`` and ``datetime``."""
+def when(value: datetime | None, empty: str = "—", seconds: bool = False) -> str:
+    """A ``<time>``: the relative time for a glance and the exact one beside it,
+    in the reader's zone; the seconds and the zone's full name on hover."""
     if value is None:
         return empty
-    exact = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    full = f"{exact(value, seconds=True)} ({timezone.get_current_timezone_name()})"
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, relative(value)
+        '<time datetime="{}" title="{}"><span class="relative">{}</span>'
+        ' <span class="exact">{}</span></time>',
+        value.astimezone(UTC).isoformat(),
+        full,
+        relative(value),
+        exact(value, seconds=seconds),
     )
 
 
 @register.filter
 def exact_time(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """``2026-12-07 18:23:05 CET``: detail pages, where seconds can matter."""
+    return "—" if value is None else exact(value, seconds=True)
+
+
+@register.simple_tag
+def time_zone_name() -> str:
+    """The zone the page's times are in (``Europe/Berlin``, ``UTC``)."""
+    return timezone.get_current_timezone_name()
+
+
+@register.filter
+def size(value: int | None) -> str:
+    """``603.4 MiB``, never broken across lines (a no-break space before the unit)."""
+    return "—" if value is None else size_iec(int(value), space="\xa0")
+
+
+@register.filter
+def size_bytes(value: int | None) -> str:
+    """``5 GiB (5 368 709 120 bytes)``, for limits and a file's own page."""
+    return "—" if value is None else size_exact(int(value), space="\xa0")

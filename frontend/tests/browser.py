@@ -87,12 +87,16 @@ class Watch:
         )
 
 
-def open_context(chromium, live_server, *, width: int = 1280, height: int = 900):
-    """A fresh browser profile (cookies, storage) on the live server, and its watch."""
+def open_context(chromium, live_server, *, width: int = 1280, height: int = 900, **options):
+    """A fresh browser profile (cookies, storage) on the live server, and its watch.
+
+    ``options`` go to Playwright's ``new_context`` (``timezone_id``, say).
+    """
     context = chromium.new_context(
         base_url=live_server.url,
         viewport={"width": width, "height": height},
         accept_downloads=True,
+        **options,
     )
     context.set_default_timeout(20_000)
     watch = Watch(origin=live_server.url)

@@ -196,3 +196,41 @@ def test_list_query_count(client_user, user, django_assert_max_num_queries):
     with django_assert_max_num_queries(10):
         page = client_user.get("/batches/?page=2")
     assert page.content.decode().count("<progress") == 5
+
+
+def test_empty_closed_batch_shows_no_full_bar(client_user, user):
+    """#23.2: "Closed empty" and an empty bar, not "Complete" and a full one."""
+    batch = make_batch(user, "Nothing came")
+    client_user.post_form(f"/batches/{batch.id}/close/", page=f"/batches/{batch.id}/close/")
+    body = client_user.get(f"/batches/{batch.id}/").content.decode()
+    assert "Closed empty" in body and "badge-empty" in body
+    assert '<progress value="0" max="1"' in body
+    assert '<progress value="1" max="1"' not in body
+
+
+def test_batch_closed_early_shows_what_is_missing(client_user, user):
+    """#23.1: 1 of 3 arrived; the page says 2 never came and keeps 3 expected."""
+    batch = make_batch(user, "Three scans", expected_files=3)
+    make_file(user, batch=batch)
+    page = client_user.get(f"/batches/{batch.id}/close/").content.decode()
+    assert "3 were expected" in page
+    client_user.post_form(f"/batches/{batch.id}/close/", page=f"/batches/{batch.id}/close/")
+    body = client_user.get(f"/batches/{batch.id}/").content.decode()
+    assert "Closed with files missing" in body
+    assert re.search(r'id="files-expected">3<', body)
+    assert re.search(r'id="files-missing">2<', body)
+    assert '<progress value="1" max="3"' in body
+    listing = client_user.get("/batches/").content.decode()
+    assert "(2 missing)" in listing
+
+
+def test_deleted_file_leaves_the_stored_count(client_user, user):
+    """#23.2: 2 stored shown while 1 is listed, no more."""
+    batch = make_batch(user, "Pair", expected_files=2)
+    first = make_file(user, batch=batch)
+    make_file(user, "second.txt", batch=batch)
+    client_user.post_form(f"/files/{first.id}/delete/", page=f"/files/{first.id}/")
+    body = client_user.get(f"/batches/{batch.id}/").content.decode()
+    assert re.search(r'id="files-stored">1<', body)
+    assert re.search(r'id="files-deleted">1<', body)
+    assert body.count('class="filename"') == 1

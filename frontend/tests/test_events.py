@@ -177,3 +177,16 @@ def test_detail_shows_each_deliverys_attempts_newest_first(
     assert b"2 more attempts" in rows[flaky.id]
     assert re.findall(rb'<span class="attempt-number">#(\d)</span>', rows[ok.id]) == [b"1"]
     assert b"HTTP 200" in rows[ok.id]
+
+
+def test_event_nobody_received_is_not_labelled_delivered(client_staff):
+    """#23.3: with no subscribed endpoint the log said "Delivered"."""
+    event = _emit()
+    page = client_staff.get("/events/").content.decode()
+    row = re.search(rf'<tr id="event-{event.id}">.*?</tr>', page, re.S).group(0)
+    assert "No subscribers" in row and "badge-no_subscribers" in row
+    assert "Delivered" not in row
+    filtered = client_staff.get("/events/?status=no_subscribers").content
+    assert _row_ids(filtered) == [str(event.id)]
+    detail = client_staff.get(f"/events/{event.id}/").content.decode()
+    assert "never: no endpoint received it" in detail

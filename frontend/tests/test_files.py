@@ -306,3 +306,41 @@ def test_detail_shows_staff_the_endpoint_url(client_staff, user):
     file = _file_with_a_failed_delivery(user)
     body = client_staff.get(f"/files/{file.id}/").content.decode()
     assert "http://127.0.0.1:9/hooks/a?api_key=s3cret-api-key" in body
+
+
+def test_staff_list_every_users_files_and_filter_by_owner(
+    client_staff, staff_user, user, other_user
+):
+    """#23.9: the Files page's portal-wide view for staff, outside /admin/."""
+    from frontend.tests.helpers import make_file as _make
+
+    _make(user, "user-file.txt")
+    _make(other_user, "other-file.txt")
+    _make(staff_user, "staff-file.txt")
+
+    own = client_staff.get("/files/").content.decode()
+    assert "staff-file.txt" in own and "user-file.txt" not in own
+
+    everyone = client_staff.get("/files/?everyone=1").content.decode()
+    for name in ("user-file.txt", "other-file.txt", "staff-file.txt"):
+        assert name in everyone
+    assert '<th scope="col">Owner</th>' in everyone
+    assert f"?everyone=1&amp;owner={other_user.email.replace('@', '%40')}" in everyone
+
+    one = client_staff.get(f"/files/?everyone=1&owner={other_user.email}&q=file").content
+    one = one.decode()
+    assert "other-file.txt" in one and "user-file.txt" not in one
+    assert "1 file match" in one
+
+    bad = client_staff.get("/files/?everyone=1&owner=not-an-address").content.decode()
+    assert "This filter was not applied." in bad and "user-file.txt" in bad
+
+
+def test_non_staff_list_only_their_own_whatever_the_query(client_user, user, other_user):
+    from frontend.tests.helpers import make_file as _make
+
+    _make(user, "user-file.txt")
+    _make(other_user, "other-file.txt")
+    page = client_user.get(f"/files/?everyone=1&owner={other_user.email}").content.decode()
+    assert "user-file.txt" in page and "other-file.txt" not in page
+    assert "Owner" not in page

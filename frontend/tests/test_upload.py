@@ -49,8 +49,9 @@ def test_page_shows_limits_and_configures_uppy(client_user, settings):
     page = client_user.get("/upload/")
     assert page.status_code == 200
     body = page.content.decode()
-    assert "2.0\xa0GB" in body
-    assert "10.0\xa0MB" in body
+    # IEC units, as the limits are: not "2.0 GB" for 2 GiB.
+    assert "2\xa0GiB" in body
+    assert "10\xa0MiB" in body
     assert "image/*, application/pdf" in body
     assert "48 h after upload" in body
     assert attr(page, "data-max-size") == str(2 * 1024**3)

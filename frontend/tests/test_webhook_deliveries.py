@@ -269,6 +269,30 @@ def test_delivery_page_lists_every_attempt_with_headers(
     assert client_staff.get(f"/deliveries/{uuid.uuid4()}/").status_code == 404
 
 
+def test_attempts_after_a_resend_are_numbered_distinctly(
+    client_staff, staff_user, receiver, settings
+):
+    """#23.4: after a re-send the two attempts were both "#1"."""
+    from common.services.resend import delivery_resend
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    endpoint, _ = endpoint_create(owner=staff_user, url=receiver.url())
+    receiver.script("/hook", Reply(status=500), Reply(status=200))
+    event = endpoint_send_test_event(endpoint=endpoint)
+    _deliver_with_retries(1)
+    delivery = WebhookDelivery.objects.get(event=event)
+    assert delivery.status == "failed"
+    delivery_resend(delivery=delivery)
+    _deliver_with_retries(1)
+
+    row = _row(client_staff.get(f"/webhooks/{endpoint.id}/").content, delivery.id)
+    assert re.findall(rb'<span class="attempt-number">#(\d)</span>', row) == [b"2", b"1"]
+    assert b"try 1 after a re-send" in row
+    page = client_staff.get(f"/deliveries/{delivery.id}/")
+    rows = re.findall(rb'<tr id="attempt-[0-9a-f-]+">.*?</tr>', page.content, re.S)
+    assert [re.search(rb'<td class="num">(\d+)', r).group(1) for r in rows] == [b"2", b"1"]
+
+
 def test_delivery_page_of_a_delivery_attempted_before_the_history(client_staff, endpoint):
     delivery = _failed_delivery(endpoint)
     page = client_staff.get(f"/deliveries/{delivery.id}/")

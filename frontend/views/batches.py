@@ -22,7 +22,7 @@ from frontend.forms.errors import add_service_error
 from frontend.forms.files import BatchCreateForm
 from frontend.paging import CappedPaginator
 from portal.models import UploadBatch
-from portal.selectors import batches_for_user, files_for_user
+from portal.selectors import batches_for_user, files_for_user, share_links_for_owner
 from portal.services.batches import batch_close as close_batch
 from portal.services.batches import batch_create as create_batch
 
@@ -38,7 +38,10 @@ def _visible_batch(request: AuthenticatedHttpRequest, batch_id: UUID) -> UploadB
 
 def _progress_key(batch: UploadBatch) -> str:
     """What the progress block shows, in short: the same key, nothing new to show."""
-    return f"{batch.status}:{batch.files_stored}:{batch.files_failed}:{batch.expected_files}"
+    return (
+        f"{batch.status}:{batch.files_stored}:{batch.files_failed}:{batch.files_deleted}"
+        f":{batch.expected_files}"
+    )
 
 
 def _progress_context(batch: UploadBatch) -> dict:
@@ -105,6 +108,10 @@ def batch_detail(request: AuthenticatedHttpRequest, batch_id: UUID) -> HttpRespo
         **_progress_context(batch),
         "files": files[:FILES_SHOWN],
         "more_files": len(files) > FILES_SHOWN,
+        "share_links": list(share_links_for_owner(owner=request.user).filter(batch=batch)),
+        "can_share": batch.owner_id == request.user.pk and batch.files_stored > 0,
+        "share_batch": True,
+        "share_action": reverse("frontend:batch_share", args=[batch.id]),
     }
     return render(request, "frontend/batches/detail.html", context)
 

@@ -32,7 +32,7 @@ AGGREGATE_PAGES = {
 def event_list(request: HttpRequest) -> HttpResponse:
     form = EventFilterForm(request.GET)
     events = (
-        selectors.event_list(**form.filters())
+        selectors.events_with_subject(selectors.event_list(**form.filters()))
         .order_by("-created_at", "-id")
         # The list shows no payloads; they can be large.
         .defer("payload")

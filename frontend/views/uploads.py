@@ -16,12 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.http import AuthenticatedHttpRequest
 from common.exceptions import ApplicationError, PayloadTooLargeError, UnsupportedMediaTypeError
 from frontend.forms.errors import add_service_error
-from frontend.forms.files import BatchCreateForm, SimpleUploadForm
+from frontend.forms.files import BatchCreateForm, SimpleUploadForm, keep_time_choices
 from portal.models import UploadBatch, UploadSession
-from portal.selectors import files_for_user, open_batches_for_owner
-from portal.services.streaming import parse_streaming_upload
+from portal.selectors import files_for_user, open_batches_for_owner, quota_for_owner
+from portal.services.quotas import QuotaExceededError
+from portal.services.streaming import declared_file_size, parse_streaming_upload
 from portal.services.tus.sessions import upload_session_is_gone, upload_session_status
-from portal.services.uploads import upload_file_create_streamed
+from portal.services.uploads import upload_file_admit, upload_file_create_streamed
 
 # One tus upload per file, sent in PATCHes of this size (docs/tus.md, "Browser"):
 # big enough that a PATCH's fixed cost is lost in its bytes, and no parallel
@@ -57,6 +58,7 @@ def _limits() -> dict:
         "simple_max_size": int(settings.FILE_UPLOAD_MAX_SIZE),
         "allowed_types": allowed,
         "ttl_hours": int(settings.FILE_UPLOAD_TTL_HOURS),
+        "max_ttl_hours": int(settings.FILE_UPLOAD_MAX_TTL_HOURS),
     }
 
 
@@ -76,6 +78,8 @@ def _render_upload(
         "limits": limits,
         "allowed_types_attr": ",".join(limits["allowed_types"]),
         "chunk_size": CHUNK_SIZE,
+        "keep_time_choices": keep_time_choices(),
+        "quota": quota_for_owner(owner=request.user),
     }
     return render(request, "frontend/uploads/upload.html", context, status=status)
 
@@ -100,6 +104,13 @@ def upload_simple(request: AuthenticatedHttpRequest) -> HttpResponse:
     before anything reads the body, and the CSRF check reads it, so the check
     runs just after (Django's "modifying upload handlers on the fly").
     """
+    try:
+        # The quota, before a byte is read (the exact size is checked at the end).
+        upload_file_admit(owner=request.user, size=declared_file_size(request))
+    except QuotaExceededError as exc:
+        messages.error(request, f"The file was not uploaded: {exc.message}")
+        form = SimpleUploadForm(batches=open_batches_for_owner(owner=request.user))
+        return _render_upload(request, form=form, batch=None, status=exc.status_code)
     parse_streaming_upload(request, owner=request.user)
     return _upload_simple(request)
 
@@ -113,7 +124,10 @@ def _upload_simple(request: AuthenticatedHttpRequest) -> HttpResponse:
         upload = form.cleaned_data["file"]
         try:
             file = upload_file_create_streamed(
-                owner=request.user, upload=upload, batch=form.cleaned_data["batch"]
+                owner=request.user,
+                upload=upload,
+                batch=form.cleaned_data["batch"],
+                ttl_hours=form.cleaned_data.get("ttl_hours"),
             )
         except (PayloadTooLargeError, UnsupportedMediaTypeError) as exc:
             # Recorded as a failed file with no bytes; the message is about the file.
@@ -161,10 +175,11 @@ def upload_status(request: AuthenticatedHttpRequest, upload_id: UUID) -> JsonRes
         session = upload_session_status(owner=request.user, upload_id=upload_id)
     except ApplicationError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status_code)
-    return JsonResponse(_upload_state(session))
+    return JsonResponse(upload_state(session))
 
 
-def _upload_state(session: UploadSession) -> dict:
+def upload_state(session: UploadSession) -> dict:
+    """What the upload page is told of one upload (also the upload request page's)."""
     status = UploadSession.Status
     if session.concat == UploadSession.Concat.PARTIAL:
         # Never a file on its own (the page never makes one; API clients may).

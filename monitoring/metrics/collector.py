@@ -90,7 +90,7 @@ class DatabaseCollector(Collector):
 
     def _files(self) -> Iterator[Metric]:
         totals = selectors.file_totals()
-        if totals.delta_rows > FOLD_FILE_TOTALS_OVER:
+        if totals.foldable_rows > FOLD_FILE_TOTALS_OVER:
             from portal.services.file_totals import file_totals_fold
 
             file_totals_fold()

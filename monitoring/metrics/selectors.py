@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import connection
-from django.db.models import Count, Sum
+
+if TYPE_CHECKING:
+    from portal.selectors import FileTotals
 
 # Counting more than this per status or queue costs a scan of the backlog; a
 # gauge stuck at the cap already says "very big".
@@ -54,34 +57,18 @@ def delivery_counts() -> DeliveryCounts:
     return DeliveryCounts(**by_status, estimated_rows=estimate)
 
 
-@dataclass(frozen=True)
-class FileTotals:
-    by_status: dict[str, int]
-    stored_bytes: int
-    delta_rows: int  # rows summed; many means it is time to fold them
-
-
 def file_totals() -> FileTotals:
     """Files by status and bytes currently stored, exact.
 
     The sum of the running totals that triggers on ``portal_uploadfile`` keep
-    (``FileTotalsDelta``): it costs the rows written since the last fold, not
-    the files kept. An aggregate over the files took ~20 ms at 100 000 files,
-    half of a scrape's budget (bench/metrics.py).
+    (``FileTotalsDelta``): it costs the rows written since the last fold plus
+    one per owner and status, not the files kept. An aggregate over the
+    files took ~20 ms at 100 000 files, half of a scrape's budget
+    (bench/metrics.py).
     """
-    from portal.models import FileTotalsDelta, UploadFile
+    from portal.selectors import file_totals_for_owner
 
-    rows = FileTotalsDelta.objects.values("status").annotate(
-        n=Sum("files"), bytes=Sum("bytes"), rows=Count("id")
-    )
-    by_status = {s.value: 0 for s in UploadFile.Status}
-    stored_bytes = delta_rows = 0
-    for row in rows.order_by():
-        by_status[row["status"]] = int(row["n"])
-        delta_rows += row["rows"]
-        if row["status"] == UploadFile.Status.STORED:
-            stored_bytes = int(row["bytes"])
-    return FileTotals(by_status=by_status, stored_bytes=stored_bytes, delta_rows=delta_rows)
+    return file_totals_for_owner(owner=None)
 
 
 def beat_last_runs() -> dict[str, dt.datetime | None]:

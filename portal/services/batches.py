@@ -17,6 +17,7 @@ from common.exceptions import ConflictError, NotFoundError, ValidationError
 from common.services.emit import emit_event
 from common.services.json_input import json_check
 from common.services.text import clean_json, text_is_storable
+from common.sizes import size_exact
 from portal.models import UploadBatch, UploadFile
 from portal.services.payloads import batch_event_payload
 
@@ -40,7 +41,8 @@ def clean_metadata(metadata: Any) -> dict[str, Any]:
         ) from exc
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise ValidationError(
-            f"metadata is larger than {MAX_METADATA_BYTES} bytes.", details={"field": "metadata"}
+            f"metadata is larger than {size_exact(MAX_METADATA_BYTES)}.",
+            details={"field": "metadata"},
         )
     cleaned: dict[str, Any] = clean_json(metadata, field="metadata")
     return cleaned
@@ -155,8 +157,24 @@ def batch_record_file_ended(
     if batch.status == UploadBatch.Status.INIT:
         batch.status = UploadBatch.Status.IN_PROGRESS
     fields += _complete_if_ended(batch)
-    batch.save(update_fields=fields)
+    if received_earlier:
+        fields += _end_closed_if_verified(batch)
+    batch.save(update_fields=list(dict.fromkeys(fields)))
     return batch
+
+
+def _end_closed_if_verified(batch: UploadBatch) -> list[str]:
+    """A batch closed while some of its files were being verified ends when the
+    last of them does, with the status closing would have given it then
+    (``incomplete`` when announced files never came)."""
+    if batch.status in UploadBatch.TERMINAL_STATUSES or batch.closed_at is None:
+        return []
+    if UploadFile.objects.filter(batch_id=batch.pk, status=UploadFile.Status.SCANNING).exists():
+        return []
+    batch.status = _closed_status(batch)
+    batch.completed_at = timezone.now()
+    _emit_completed(batch)
+    return ["status", "completed_at"]
 
 
 def _derived_status(batch: UploadBatch) -> str:
@@ -175,6 +193,12 @@ def _complete_if_ended(batch: UploadBatch) -> list[str]:
         return []
     batch.status = _derived_status(batch)
     batch.completed_at = timezone.now()
+    _emit_completed(batch)
+    return ["status", "completed_at"]
+
+
+def _emit_completed(batch: UploadBatch) -> None:
+    """``batch.completed``, once per batch (the outbox key is the batch id)."""
     emit_event(
         aggregate_type="batch",
         aggregate_id=batch.id,
@@ -182,13 +206,26 @@ def _complete_if_ended(batch: UploadBatch) -> list[str]:
         payload=batch_event_payload(batch),
         idempotency_key=str(batch.id),
     )
-    return ["status", "completed_at"]
+
+
+def _closed_status(batch: UploadBatch) -> str:
+    """The status of a batch closed by hand, from what arrived against what was expected."""
+    if batch.files_ended < (batch.expected_files or 0):
+        return UploadBatch.Status.INCOMPLETE
+    if batch.files_ended == 0:
+        return UploadBatch.Status.EMPTY
+    return _derived_status(batch)
 
 
 def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
     """Declare that no more files will come; the batch ends with what it has.
 
-    For batches created without ``expected_files`` this is how they end.
+    For batches created without ``expected_files`` this is how they end, and
+    the count that arrived becomes ``expected_files``. A batch that announced
+    ``expected_files`` keeps it: closed before all of them came, it ends
+    ``incomplete`` (``files_missing`` says how many never came), so a runner
+    reading ``batch.completed`` can tell it from a complete one. A batch closed
+    with no file at all (and none announced) ends ``empty``.
     Closing an ended batch changes nothing.
     """
     if batch.owner_id != actor.pk and not actor.is_staff:
@@ -199,14 +236,21 @@ def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
             return locked
         locked.closed_at = timezone.now()
         # Files received but still being verified (``scanning``) belong to
-        # the batch: it ends when they are stored, quarantined or rejected.
+        # the batch: it ends when they are stored, quarantined or rejected
+        # (``batch_record_file_ended`` with ``received_earlier``).
         held = UploadFile.objects.filter(
             batch_id=locked.pk, status=UploadFile.Status.SCANNING
         ).count()
-        locked.expected_files = locked.files_ended + held
-        fields = ["closed_at", "expected_files", "status", "updated_at"]
-        # Ending with no file at all is a complete (empty) batch.
-        locked.status = UploadBatch.Status.IN_PROGRESS
-        fields += _complete_if_ended(locked)
-        locked.save(update_fields=list(dict.fromkeys(fields)))
+        if locked.expected_files is None:
+            locked.expected_files = locked.files_ended + held
+        if held:
+            locked.status = UploadBatch.Status.IN_PROGRESS
+            locked.save(update_fields=["closed_at", "expected_files", "status", "updated_at"])
+            return locked
+        locked.status = _closed_status(locked)
+        locked.completed_at = locked.closed_at
+        _emit_completed(locked)
+        locked.save(
+            update_fields=["closed_at", "expected_files", "status", "completed_at", "updated_at"]
+        )
     return locked

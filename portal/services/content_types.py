@@ -68,6 +68,11 @@ def _type_allowed(content_type: str, allowed: list[str]) -> bool:
     return False
 
 
+def type_allowed(content_type: str, allowed: list[str]) -> bool:
+    """Whether ``content_type`` matches one of ``allowed`` (``image/*``, ``*/*`` wildcards)."""
+    return _type_allowed(content_type, allowed)
+
+
 # Types whose files are text: recognised by being valid text of their kind,
 # since text carries no signature.
 _TEXT_APPLICATION_TYPES = frozenset(
@@ -153,7 +158,9 @@ def _refuse(content_type: str, allowed: list[str], message: str) -> UnsupportedM
     )
 
 
-def upload_file_content_type(*, head: bytes, filename: str, declared: str | None) -> str:
+def upload_file_content_type(
+    *, head: bytes, filename: str, declared: str | None, allowed_types: list[str] | None = None
+) -> str:
     """The file's type, from its first bytes, its extension and (last) the client.
 
     With ``FILE_UPLOAD_ALLOWED_TYPES`` set, the name and the declared type
@@ -165,6 +172,8 @@ def upload_file_content_type(*, head: bytes, filename: str, declared: str | None
     ``a.png``) is refused. An empty file is empty text: accepted only as an
     allowed text type that may be empty (``text/plain``, ``text/csv``).
     ``head`` is the file's first ``HEAD_SIZE`` bytes, all of it if shorter.
+    ``allowed_types`` (an upload request's list, already checked to narrow
+    the portal's) replaces the setting, with the same rules.
     """
     ext_type = _normalise_type(mimetypes.guess_type(filename, strict=False)[0])
     if ext_type == OCTET_STREAM:
@@ -176,6 +185,8 @@ def upload_file_content_type(*, head: bytes, filename: str, declared: str | None
     content_type = detected or ext_type or declared_type or OCTET_STREAM
 
     allowed = [t for t in (getattr(settings, "FILE_UPLOAD_ALLOWED_TYPES", None) or []) if t]
+    if allowed_types:
+        allowed = list(allowed_types)
     if not allowed or _type_allowed("*/*", allowed):
         return content_type
     if ext_type is not None and not _type_allowed(ext_type, allowed):

@@ -1,7 +1,8 @@
 """Expiry notices: one ``file.expiring`` per stored file, shortly before TTL cleanup.
 
 Each run looks at every stored file that will be (or already is) past its
-TTL within ``notify_hours``; the outbox's unique ``(event_type,
+``expires_at`` within ``notify_hours`` (a stored file without one, from
+before keep times, expires ``ttl_hours`` after it was created); the outbox's unique ``(event_type,
 idempotency_key)`` with the file id as key makes repeated and concurrent runs
 emit each notice once. Files already notified are counted as skipped.
 """
@@ -12,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from common.selectors import event_keys_existing
@@ -40,9 +42,13 @@ def notify_expiring_files(
 ) -> NotifyResult:
     """Emit ``file.expiring`` for each stored file within ``notify_hours`` of expiry."""
     now = now or timezone.now()
-    threshold = now - timedelta(hours=ttl_hours) + timedelta(hours=notify_hours)
+    soon = now + timedelta(hours=notify_hours)
+    threshold = soon - timedelta(hours=ttl_hours)
     due = (
-        UploadFile.objects.filter(status=UploadFile.Status.STORED, created_at__lte=threshold)
+        UploadFile.objects.filter(
+            Q(expires_at__lte=soon) | Q(expires_at__isnull=True, created_at__lte=threshold),
+            status=UploadFile.Status.STORED,
+        )
         .select_related("owner")
         .order_by("created_at", "id")
     )

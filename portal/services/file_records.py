@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.exceptions import PermissionDeniedError
+from common.exceptions import PermissionDeniedError, ValidationError
 from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
@@ -54,6 +54,39 @@ def clean_filename(filename: Any) -> str:
     return name
 
 
+MIN_TTL_HOURS = 1
+
+
+def clean_ttl_hours(value: Any, *, field: str = "ttl_hours") -> int | None:
+    """An uploader's keep time in whole hours, or ``None`` for the default.
+
+    From 1 hour up to ``FILE_UPLOAD_MAX_TTL_HOURS``; anything else (not a
+    whole number, out of range) is a 400 naming ``field`` before anything is
+    written. Empty means "not given".
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    limit = int(settings.FILE_UPLOAD_MAX_TTL_HOURS)
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        hours = int(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"{field} must be a whole number of hours.", details={"field": field}
+        ) from None
+    if not MIN_TTL_HOURS <= hours <= limit:
+        raise ValidationError(
+            f"{field} must be between {MIN_TTL_HOURS} and {limit} hours.",
+            details={"field": field, "min": MIN_TTL_HOURS, "max": limit, "value": hours},
+        )
+    return hours
+
+
+def default_ttl_hours() -> int:
+    return int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24))
+
+
 def upload_file_record_failed(
     *,
     owner: Any,
@@ -64,13 +97,15 @@ def upload_file_record_failed(
     error_message: str,
     size: int = 0,
     rejected_code: str | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> UploadFile:
     """A refused file: a failed record for the owner's history, no bytes.
 
     No event, unless the refusal came after every byte had arrived
     (``rejected_code``: a tus upload refused for its type at its last byte),
     which emits ``file.rejected`` like every other refusal after the bytes
-    arrived (docs/webhooks.md).
+    arrived (docs/webhooks.md). ``origin``: the upload request fields of a
+    file an outsider sent.
     """
     with transaction.atomic(durable=True):
         file = UploadFile.objects.create(
@@ -82,6 +117,7 @@ def upload_file_record_failed(
             metadata=metadata,
             status=UploadFile.Status.FAILED,
             error_message=error_message,
+            **(origin or {}),
         )
         if batch is not None:
             batch_record_file_ended(batch_id=batch.pk, stored=False)
@@ -106,7 +142,14 @@ def verification_enabled() -> bool:
     return scanning_enabled() or hook_enabled()
 
 
-def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256: str) -> UploadFile:
+def file_record_stored(
+    file: UploadFile,
+    *,
+    storage_key: str,
+    size: int,
+    sha256: str,
+    ttl_hours: int | None = None,
+) -> UploadFile:
     """The store step every upload path reaches once its bytes are in storage and hashed.
 
     Without a scanner (``CLAMD_URL``) or an upload hook (``UPLOAD_HOOK_URL``)
@@ -115,16 +158,26 @@ def file_record_stored(file: UploadFile, *, storage_key: str, size: int, sha256:
     commits (``portal.services.verification``): scanned, asked about
     (``upload.pre_store``), then stored, quarantined or rejected. Runs in the
     caller's transaction.
+
+    Its ``expires_at`` (what TTL cleanup and expiry notices go by) is the
+    uploader's keep time ``ttl_hours`` (checked by ``clean_ttl_hours``), else
+    ``FILE_UPLOAD_TTL_HOURS``, counted from when it is stored.
     """
+    ttl = timedelta(hours=ttl_hours if ttl_hours is not None else default_ttl_hours())
     file.storage_key = storage_key
     file.size = size
     file.sha256 = sha256
     if not verification_enabled():
-        return file_record_store(file)
+        return file_record_store(file, ttl=ttl)
     if file.batch_id is not None:
         batch_check_accepts_received(batch_id=file.batch_id)
+    now = timezone.now()
     file.status = UploadFile.Status.SCANNING
-    file.verify_after = timezone.now()
+    file.verify_after = now
+    # The keep time waits with the file, written as an expiry from its
+    # creation (cleanup and notices skip ``scanning`` files); once verified
+    # it counts from when the file is stored (``file_record_store``).
+    file.expires_at = (file.created_at or now) + ttl
     file.save()
     file_id = file.id
     transaction.on_commit(lambda: request_file_verification(file_id))
@@ -142,15 +195,24 @@ def request_file_verification(file_id: Any) -> None:
         logger.warning("Could not queue the verification of %s; the sweep will", file_id)
 
 
-def file_record_store(file: UploadFile, *, verified: bool = False) -> UploadFile:
+def file_record_store(
+    file: UploadFile, *, verified: bool = False, ttl: timedelta | None = None
+) -> UploadFile:
     """Mark ``file`` (bytes in storage, size and sha256 set) stored, count it in
     its batch, emit ``file.stored``. Runs in the caller's transaction.
 
     ``verified``: it comes from ``scanning``, so its batch accepted it earlier
-    and may have been closed since (``batch_record_file_ended``).
+    and may have been closed since (``batch_record_file_ended``), and its
+    keep time is the one ``file_record_stored`` held on it. ``ttl``: the keep
+    time, from now (default ``FILE_UPLOAD_TTL_HOURS``).
     """
     now = timezone.now()
-    ttl = timedelta(hours=int(getattr(settings, "FILE_UPLOAD_TTL_HOURS", 24)))
+    if ttl is None:
+        ttl = timedelta(hours=default_ttl_hours())
+        if verified and file.expires_at is not None and file.created_at is not None:
+            # Whole hours, as every keep time is.
+            held = (file.expires_at - file.created_at).total_seconds()
+            ttl = timedelta(hours=max(MIN_TTL_HOURS, round(held / 3600)))
     file.status = UploadFile.Status.STORED
     file.error_message = ""
     file.verify_after = None
@@ -180,9 +242,14 @@ def upload_file_record_stored(
     sha256: str,
     batch: UploadBatch | None = None,
     metadata: dict[str, Any] | None = None,
+    ttl_hours: int | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> UploadFile:
     """Record bytes already in storage as a stored file and emit ``file.stored``
     (or as ``scanning`` first, see ``file_record_stored``).
+
+    ``origin`` holds the upload request fields of a file an outsider sent
+    (``upload_request_id``, ``sender_name``, ``sender_email``).
 
     One transaction (joins the caller's, if any): the record, the event and
     the batch counters commit together or not at all. The caller owns the
@@ -195,8 +262,11 @@ def upload_file_record_stored(
             filename=clean_filename(filename),
             content_type=content_type,
             metadata=clean_metadata(metadata),
+            **(origin or {}),
         )
-        return file_record_stored(file, storage_key=storage_key, size=size, sha256=sha256)
+        return file_record_stored(
+            file, storage_key=storage_key, size=size, sha256=sha256, ttl_hours=ttl_hours
+        )
 
 
 def upload_file_delete(*, file: UploadFile, actor: Any) -> None:

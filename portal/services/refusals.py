@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from common.exceptions import ApplicationError, PayloadTooLargeError
+from common.sizes import size_exact
 from portal.models import UploadBatch
 from portal.services.file_records import upload_file_record_failed
 
@@ -21,7 +22,7 @@ def too_large_error() -> PayloadTooLargeError:
     """The size refusal, naming the limit (``FILE_UPLOAD_MAX_SIZE``)."""
     limit = int(settings.FILE_UPLOAD_MAX_SIZE)
     return PayloadTooLargeError(
-        f"The file is larger than the limit of {limit} bytes.", details={"max_size": limit}
+        f"The file is larger than the limit of {size_exact(limit)}.", details={"max_size": limit}
     )
 
 
@@ -35,6 +36,7 @@ def refusal_recorded(
     content_type: str = "",
     size: int = 0,
     bytes_arrived: bool = False,
+    origin: dict[str, Any] | None = None,
 ) -> ApplicationError:
     """Record the refused file as failed and return ``error`` naming that record.
 
@@ -52,6 +54,7 @@ def refusal_recorded(
         error_message=error.message,
         size=size,
         rejected_code=error.code if bytes_arrived else None,
+        origin=origin,
     )
     error.details["file_id"] = str(failed.id)
     return error

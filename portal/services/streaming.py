@@ -403,3 +403,20 @@ def parse_streaming_upload(request: HttpRequest, *, owner: Any) -> None:
     except BaseException:
         handler.abort()
         raise
+
+
+# Room for the multipart framing and the small form fields around the file.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def declared_file_size(request: HttpRequest) -> int:
+    """The least the file part of this multipart request holds: its length less the framing.
+
+    What a quota can be checked against before the body is read; the exact
+    size is checked when the upload is recorded.
+    """
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+    return max(0, length - MULTIPART_OVERHEAD)

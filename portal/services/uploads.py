@@ -24,7 +24,7 @@ from common.exceptions import ApplicationError, ConflictError, UnsupportedMediaT
 from portal.models import UploadBatch, UploadFile
 from portal.services.batches import batch_check_open, batch_record_file_ended, clean_metadata
 from portal.services.content_types import upload_file_content_type
-from portal.services.file_records import clean_filename, file_record_stored
+from portal.services.file_records import clean_filename, clean_ttl_hours, file_record_stored
 from portal.services.hashing import (
     BinaryStream,
     HashingReader,
@@ -32,6 +32,7 @@ from portal.services.hashing import (
     as_file,
     read_head,
 )
+from portal.services.quotas import QuotaExceededError, admit_upload
 from portal.services.refusals import refusal_recorded, too_large_error
 from portal.services.stored_objects import delete_objects
 from portal.services.upload_hooks import upload_hook_pre_create
@@ -91,17 +92,25 @@ def upload_file_create(
     content_type: str | None = None,
     batch: UploadBatch | None = None,
     metadata: dict[str, Any] | None = None,
+    ttl_hours: int | None = None,
+    declared_size: int | None = None,
 ) -> UploadFile:
     """Stream an upload into storage and record it as stored.
 
     Size and type are enforced while reading; a refused upload is recorded
     as failed (so the owner and the batch see it) and raises the matching
     ``ApplicationError`` after removing whatever bytes were written.
+    ``ttl_hours`` is the uploader's keep time (``clean_ttl_hours``). The
+    owner's quota is checked before a byte is read (against
+    ``declared_size`` when the caller knows it) and again, exactly, with the
+    size written.
     """
     filename = clean_filename(filename)
     metadata = clean_metadata(metadata)
+    ttl_hours = clean_ttl_hours(ttl_hours)
     if batch is not None:
         batch_check_open(batch=batch, owner=owner)
+    upload_file_admit(owner=owner, size=declared_size or 0)
 
     head = read_head(stream)
     try:
@@ -150,7 +159,17 @@ def upload_file_create(
         _forget_reserved(file)
         raise
 
-    return _finish_reserved(file, written)
+    return _finish_reserved(file, written, ttl_hours=ttl_hours)
+
+
+def upload_file_admit(*, owner: Any, size: int) -> None:
+    """The quota check of a simple upload about to start (413 ``quota_exceeded``).
+
+    ``size`` is what the client declared (the request's length), or 0 when
+    unknown; the exact size is checked again when the upload is recorded.
+    """
+    with transaction.atomic():
+        admit_upload(owner=owner, size=size)
 
 
 def _reserve(
@@ -225,6 +244,7 @@ def upload_file_create_streamed(
     upload: Any,
     batch: UploadBatch | None = None,
     metadata: dict[str, Any] | None = None,
+    ttl_hours: int | None = None,
 ) -> UploadFile:
     """Finish a simple upload whose bytes already streamed into storage.
 
@@ -235,6 +255,7 @@ def upload_file_create_streamed(
     request ends (``StreamedUpload.close``).
     """
     metadata = clean_metadata(metadata)
+    ttl_hours = clean_ttl_hours(ttl_hours)
     if batch is not None:
         batch_check_open(batch=batch, owner=owner)
     refused = {"owner": owner, "batch": batch, "metadata": metadata}
@@ -262,17 +283,33 @@ def upload_file_create_streamed(
     file.batch = batch
     # What the pre-create hook added (kept on the reservation) wins.
     file.metadata = {**metadata, **(file.metadata or {})}
-    return _finish_reserved(file, upload.written)
+    return _finish_reserved(file, upload.written, ttl_hours=ttl_hours)
 
 
-def _finish_reserved(file: UploadFile, written: Written) -> UploadFile:
-    """The bytes are in storage: mark the reserved record stored, or undo both."""
+def _finish_reserved(
+    file: UploadFile, written: Written, *, ttl_hours: int | None = None
+) -> UploadFile:
+    """The bytes are in storage: mark the reserved record stored, or undo both.
+
+    The quota is checked with the exact size under the owner's quota lock,
+    in the transaction that makes the file stored: parallel simple uploads
+    that all passed the check at their start cannot together overshoot it.
+    A refusal leaves a failed record, like any other refused upload.
+    """
     try:
         with transaction.atomic(durable=True):
             _claim_reserved(file)
+            # Its ``uploading`` record is already counted as a file.
+            admit_upload(owner=file.owner, size=written.size, files=0)
             stored = file_record_stored(
-                file, storage_key=written.key, size=written.size, sha256=written.sha256
+                file,
+                storage_key=written.key,
+                size=written.size,
+                sha256=written.sha256,
+                ttl_hours=ttl_hours,
             )
+    except QuotaExceededError as exc:
+        raise _fail_reserved(file, exc) from None
     except BaseException:
         delete_objects([written.key])
         _forget_reserved(file)

@@ -7,10 +7,15 @@ import threading
 import pytest
 from django.db import connection
 
-from common.exceptions import ConflictError, NotFoundError, UnsupportedMediaTypeError
+from common.exceptions import (
+    ConflictError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
 from common.models import OutboxEvent
 from portal.models import UploadBatch, UploadFile
-from portal.services.batches import batch_close, batch_create
+from portal.services.batches import batch_close, batch_create, clean_metadata
 from portal.services.uploads import upload_file_create
 from portal.tests.streams import EXE_HEAD, BytesStream, CountingStream
 
@@ -208,6 +213,12 @@ def _nested(levels: int) -> list:
     return value
 
 
+def test_the_metadata_limit_is_named_in_the_same_units():
+    with pytest.raises(ValidationError) as exc:
+        clean_metadata({"note": "x" * 17_000})
+    assert exc.value.message == "metadata is larger than 16 KiB (16 384 bytes)."
+
+
 @pytest.mark.parametrize(
     ("metadata", "path"),
     [
@@ -235,3 +246,71 @@ def test_metadata_jsonb_cannot_store_is_a_validation_error(user, metadata, path)
             assert exc.value.details["path"] == path
     assert not UploadBatch.objects.exists()
     assert not UploadFile.objects.exists()
+
+
+def test_closing_early_keeps_expected_files_and_says_files_are_missing(user):
+    """#23.1: closing a batch of 3 after 1 file must not report it complete."""
+    batch = batch_create(owner=user, expected_files=3)
+    upload_file_create(owner=user, stream=BytesStream(b"1"), filename="1.txt", batch=batch)
+    closed = batch_close(batch=batch, actor=user)
+    assert closed.status == UploadBatch.Status.INCOMPLETE
+    assert closed.get_status_display() == "Closed with files missing"
+    assert (closed.expected_files, closed.files_ended, closed.files_missing) == (3, 1, 2)
+    [event] = completed_events(batch)
+    payload = event.payload["batch"]
+    assert payload["status"] == "incomplete"
+    assert payload["expected_files"] == 3
+    assert (payload["files_stored"], payload["files_ended"], payload["files_missing"]) == (1, 1, 2)
+    assert payload["closed_at"] is not None and payload["completed_at"] is not None
+
+
+def test_closing_a_batch_that_has_all_its_files_is_complete(user):
+    batch = batch_create(owner=user)
+    upload_file_create(owner=user, stream=BytesStream(b"1"), filename="1.txt", batch=batch)
+    closed = batch_close(batch=batch, actor=user)
+    assert (closed.status, closed.expected_files, closed.files_missing) == ("complete", 1, 0)
+    assert completed_events(batch).get().payload["batch"]["files_missing"] == 0
+
+
+def test_closing_an_empty_batch_is_empty_not_complete(user):
+    """#23.2: an open-ended batch closed with no file is 'empty'."""
+    closed = batch_close(batch=batch_create(owner=user), actor=user)
+    assert closed.status == UploadBatch.Status.EMPTY
+    assert closed.files_missing == 0
+    assert completed_events(closed).get().payload["batch"]["status"] == "empty"
+    # Announced files that never came: incomplete, not empty.
+    announced = batch_close(batch=batch_create(owner=user, expected_files=2), actor=user)
+    assert (announced.status, announced.files_missing) == ("incomplete", 2)
+
+
+def test_deleting_files_moves_them_from_the_batch_counters_to_deleted(user, staff_user):
+    """#23.2: counters follow deletions, whoever deletes (service, bulk, SQL)."""
+    from portal.services.file_records import upload_file_delete
+
+    batch = batch_create(owner=user, expected_files=3)
+    files = [
+        upload_file_create(owner=user, stream=BytesStream(b"x"), filename=f"{i}.txt", batch=batch)
+        for i in range(3)
+    ]
+    upload_file_delete(file=files[0], actor=user)
+    batch.refresh_from_db()
+    assert (batch.files_stored, batch.files_deleted, batch.files_ended) == (2, 1, 3)
+    assert batch.status == UploadBatch.Status.COMPLETE
+    assert batch.files_stored == UploadFile.objects.filter(batch=batch, status="stored").count()
+    # A bulk delete of several files is counted in one statement.
+    UploadFile.objects.filter(batch=batch).delete()
+    batch.refresh_from_db()
+    assert (batch.files_stored, batch.files_failed, batch.files_deleted) == (0, 0, 3)
+    assert batch.files_missing == 0
+
+
+def test_a_deleted_file_still_counts_as_arrived_for_an_open_batch(user):
+    from portal.services.file_records import upload_file_delete
+
+    batch = batch_create(owner=user, expected_files=2)
+    first = upload_file_create(owner=user, stream=BytesStream(b"1"), filename="1.txt", batch=batch)
+    upload_file_delete(file=first, actor=user)
+    upload_file_create(owner=user, stream=BytesStream(b"2"), filename="2.txt", batch=batch)
+    batch.refresh_from_db()
+    assert batch.status == UploadBatch.Status.COMPLETE
+    assert (batch.files_stored, batch.files_deleted) == (1, 1)

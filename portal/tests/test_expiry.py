@@ -16,7 +16,10 @@ from portal.tests.streams import BytesStream
 
 def aged_file(owner, name: str, hours: float) -> UploadFile:
     file = upload_file_create(owner=owner, stream=BytesStream(b"data"), filename=name)
-    UploadFile.objects.filter(pk=file.pk).update(created_at=timezone.now() - timedelta(hours=hours))
+    created = timezone.now() - timedelta(hours=hours)
+    UploadFile.objects.filter(pk=file.pk).update(
+        created_at=created, stored_at=created, expires_at=created + timedelta(hours=24)
+    )
     return file
 
 

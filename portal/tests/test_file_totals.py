@@ -8,6 +8,7 @@ from django.db.models import Count, Sum
 
 from monitoring.metrics.selectors import file_totals
 from portal.models import FileTotalsDelta, UploadFile
+from portal.selectors import file_totals_for_owner
 from portal.services.file_totals import file_totals_fold
 from portal.services.uploads import upload_file_create
 from portal.tests.streams import BytesStream
@@ -96,16 +97,112 @@ def test_the_migration_counts_the_files_there_and_reverses(user):
             )
             return cursor.fetchone()[0]
 
+    before_totals = ("portal", "0003_verbose_name_plural")
     executor = MigrationExecutor(connection)
-    executor.migrate([("portal", "0003_verbose_name_plural")])
-    assert triggers() == 0
-    assert FileTotalsDelta._meta.db_table not in connection.introspection.table_names()
-    # Written as that schema knew files (later migrations add columns).
-    old_files = executor.loader.project_state(("portal", "0003_verbose_name_plural")).apps
-    old_files.get_model("portal", "UploadFile").objects.create(
-        owner_id=user.pk, filename="c.txt", size=len(b"while off"), status="stored"
-    )
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes("portal"))
+    executor.migrate([before_totals])
+    try:
+        assert triggers() == 0
+        assert FileTotalsDelta._meta.db_table not in connection.introspection.table_names()
+        # A file stored while the triggers were not there, written as the
+        # schema of then knows it (later migrations add columns to the table).
+        old_file = executor.loader.project_state(before_totals).apps.get_model(
+            "portal", "UploadFile"
+        )
+        old_file.objects.create(
+            owner_id=user.pk,
+            storage_key="uploads/2026/01/while-off",
+            filename="c.txt",
+            content_type="text/plain",
+            size=len(b"while off"),
+            status="stored",
+        )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("portal"))
     assert triggers() == 3
-    assert kept() == actual() == (counts(stored=2, failed=0), 15)
+    assert kept() == actual() == (counts(uploading=0, stored=2, failed=0), 15)
+
+
+def owners_actual(owner) -> tuple[dict[str, int], int]:
+    by_status = {s.value: 0 for s in UploadFile.Status}
+    rows = (
+        UploadFile.objects.filter(owner=owner)
+        .order_by()
+        .values("status")
+        .annotate(n=Count("id"), b=Sum("size"))
+    )
+    for row in rows:
+        by_status[row["status"]] = row["n"]
+    stored = sum(r["b"] for r in rows if r["status"] == UploadFile.Status.STORED)
+    return by_status, stored
+
+
+def owners_kept(owner) -> tuple[dict[str, int], int]:
+    totals = file_totals_for_owner(owner=owner)
+    return totals.by_status, totals.stored_bytes
+
+
+def test_each_owners_totals_follow_every_kind_of_write(user, other_user):
+    """The dashboard and the files API read these instead of counting the owner's files."""
+    for i in range(3):
+        upload_file_create(owner=user, stream=BytesStream(b"x" * (10 + i)), filename=f"{i}.txt")
+    upload_file_create(owner=other_user, stream=BytesStream(b"other"), filename="o.txt")
+    UploadFile.objects.create(owner=user, filename="half.bin", size=7)  # uploading
+    assert owners_kept(user) == owners_actual(user) == (counts(uploading=1, stored=3, failed=0), 33)
+    assert owners_kept(other_user) == owners_actual(other_user)
+
+    UploadFile.objects.filter(size=10).update(status=UploadFile.Status.FAILED)
+    UploadFile.objects.filter(size=11).update(owner=other_user)  # a file changes hands
+    UploadFile.objects.filter(size=12).delete()
+    for owner in (user, other_user):
+        assert owners_kept(owner) == owners_actual(owner)
+    assert owners_kept(user) == (counts(uploading=1, stored=0, failed=1), 0)
+    assert kept() == actual()
+
+    other_user.delete()
+    assert owners_kept(other_user) == (counts(uploading=0, stored=0, failed=0), 0)
+    assert file_totals_fold() is True
+    assert not FileTotalsDelta.objects.filter(owner_id=other_user.pk).exists()  # zeros dropped
+
+
+def test_an_owners_fold_leaves_the_others_rows(user, other_user):
+    for i in range(4):
+        upload_file_create(owner=user, stream=BytesStream(b"y" * i), filename=f"{i}.txt")
+    upload_file_create(owner=other_user, stream=BytesStream(b"z"), filename="z.txt")
+    theirs = set(FileTotalsDelta.objects.filter(owner_id=other_user.pk).values_list("id"))
+    before = owners_kept(user)
+    assert file_totals_for_owner(owner=user).foldable_rows > 0
+
+    assert file_totals_fold(owner=user) is True
+    assert owners_kept(user) == before == owners_actual(user)
+    assert FileTotalsDelta.objects.filter(owner_id=user.pk).count() == 1  # stored
+    assert file_totals_for_owner(owner=user).foldable_rows == 0
+    assert set(FileTotalsDelta.objects.filter(owner_id=other_user.pk).values_list("id")) == theirs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0006_counts_each_owners_files_and_reverses(user, other_user):
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = ("portal", "0005_upload_session_sha256_state")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    try:
+        # Written as the schema of then knows the table (later migrations
+        # add columns, and today's upload path reads tables not there yet).
+        old_file = executor.loader.project_state(before).apps.get_model("portal", "UploadFile")
+        for owner, data, name in ((user, b"mine", "m.txt"), (other_user, b"theirs!", "t.txt")):
+            old_file.objects.create(
+                owner_id=owner.pk,
+                storage_key=f"uploads/2026/01/{name}",
+                filename=name,
+                content_type="text/plain",
+                size=len(data),
+                status="stored",
+            )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("portal"))
+    assert owners_kept(user) == owners_actual(user) == (counts(uploading=0, stored=1, failed=0), 4)
+    assert owners_kept(other_user) == owners_actual(other_user)
+    assert kept() == actual()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.conf import settings
-from django.utils import timezone
 
 from portal import tasks
 from portal.models import UploadFile
 from portal.services.uploads import upload_file_create
 from portal.storage import file_storage
+from portal.tests.aging import age
 from portal.tests.streams import BytesStream
 
 
@@ -49,12 +47,8 @@ def test_worker_runs_both_tasks(celery_worker, django_user_model):
         upload_file_create(owner=user, stream=BytesStream(b"%d" % i), filename=f"{i}.txt")
         for i in range(3)
     ]
-    UploadFile.objects.filter(pk=files[0].pk).update(
-        created_at=timezone.now() - timedelta(hours=23.5)
-    )
-    UploadFile.objects.filter(pk__in=[f.pk for f in files[1:]]).update(
-        created_at=timezone.now() - timedelta(hours=30)
-    )
+    age(files[:1], hours=23.5)
+    age(files[1:], hours=30)
 
     notify = tasks.notify_expiring_files_task.delay().get(timeout=60)
     assert notify == {"notified": 3, "skipped": 0}

@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from common.exceptions import ApplicationError
 from common.management.progress import Progress
+from common.models import OutboxEvent
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         sub.add_parser("endpoints", help="list endpoints")
 
         events = sub.add_parser("events", help="list events with their delivery state")
-        events.add_argument("--status", choices=["pending", "delivered", "failed"])
+        events.add_argument("--status", choices=[s.value for s in OutboxEvent.Status])
         events.add_argument("--type", dest="event_type")
         events.add_argument("--limit", type=int, default=20)
         events.add_argument(

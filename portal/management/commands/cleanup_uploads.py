@@ -1,4 +1,8 @@
-"""Run the TTL cleanup now: ``manage.py cleanup_uploads [--ttl-hours N] [--once]``."""
+"""Run the TTL cleanup now: ``manage.py cleanup_uploads [--ttl-hours N] [--once]``.
+
+Stored files go by their own ``expires_at``; ``--ttl-hours`` is the age rule
+for records that have none (failed and abandoned uploads).
+"""
 
 from __future__ import annotations
 
@@ -20,14 +24,18 @@ def positive_int(value: str) -> int:
 
 
 class Command(BaseCommand):
-    help = "Delete upload files older than FILE_UPLOAD_TTL_HOURS now (objects, rows, events)."
+    help = (
+        "Delete upload files past their expires_at now (objects, rows, events); records "
+        "without one (failed, abandoned) once older than FILE_UPLOAD_TTL_HOURS."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--ttl-hours",
             type=str,
             default=None,
-            help="Age in hours after which files are deleted (default: FILE_UPLOAD_TTL_HOURS).",
+            help="Age in hours after which records without an expiry (failed, abandoned) are "
+            "deleted (default: FILE_UPLOAD_TTL_HOURS).",
         )
         parser.add_argument(
             "--batch-size",

@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
@@ -36,8 +36,10 @@ from common.exceptions import (
     ValidationError,
 )
 from common.services.connections import release_connection
+from common.sizes import size_exact
 from portal.models import UploadSession
 from portal.services.hashing import BinaryStream
+from portal.services.quotas import admit_upload
 from portal.services.tus import sha256_state
 from portal.services.tus.errors import ChecksumMismatchError, OffsetMismatchError
 from portal.services.tus.finalise import upload_session_complete
@@ -54,6 +56,7 @@ from portal.services.tus.sessions import (
 
 if TYPE_CHECKING:
     from accounts.models import User
+    from portal.models import UploadRequestSubmission
     from portal.services.tus.values import Checksum, UploadMetadata
 
 logger = logging.getLogger(__name__)
@@ -68,14 +71,19 @@ def upload_session_append(
     content_length: int,
     checksum: Checksum | None = None,
     upload_length: int | None = None,
+    submission: UploadRequestSubmission | None = None,
 ) -> UploadSession:
-    """Apply one PATCH: store its bytes at ``offset`` and move the offset on."""
+    """Apply one PATCH: store its bytes at ``offset`` and move the offset on.
+
+    With ``submission`` (an upload request credential) only that
+    submission's uploads can be patched.
+    """
     try:
         session_id = UUID(str(upload_id))
     except ValueError:
         raise NotFoundError("No such upload.") from None
     with upload_session_lock(session_id) as lock:
-        session = upload_session_get(owner=owner, upload_id=session_id)
+        session = upload_session_get(owner=owner, upload_id=session_id, submission=submission)
         new_length = _check(
             session, offset=offset, content_length=content_length, upload_length=upload_length
         )
@@ -104,6 +112,7 @@ def upload_session_create_with_body(
     body: BinaryStream,
     body_length: int,
     checksum: Checksum | None,
+    submission: UploadRequestSubmission | None = None,
 ) -> UploadSession:
     """tus creation-with-upload: a creation, then its body as the first PATCH.
 
@@ -111,7 +120,12 @@ def upload_session_create_with_body(
     and the client sends them again with PATCH.
     """
     session = upload_session_create(
-        owner=owner, length=length, metadata=metadata, partial=partial, body_length=body_length
+        owner=owner,
+        length=length,
+        metadata=metadata,
+        partial=partial,
+        body_length=body_length,
+        submission=submission,
     )
     if not body_length or session.status != UploadSession.Status.ACTIVE:
         return session
@@ -123,6 +137,7 @@ def upload_session_create_with_body(
             stream=body,
             content_length=body_length,
             checksum=checksum,
+            submission=submission,
         )
     except ChecksumMismatchError:
         session.refresh_from_db()
@@ -148,7 +163,7 @@ def _check(
     limit = length if length is not None else max_upload_size()
     if session.offset + content_length > limit:
         raise PayloadTooLargeError(
-            f"This PATCH would take the upload past {limit} bytes.",
+            f"This PATCH would take the upload past {size_exact(limit)}.",
             details={"offset": session.offset, "content_length": content_length},
         )
     return new_length
@@ -173,6 +188,9 @@ def _new_length(
             details={"header": "Upload-Length"},
         )
     check_upload_length(upload_length)
+    # A deferred length was reserved as 0 bytes; the quota sees it now.
+    with transaction.atomic():
+        admit_upload(owner=session.owner, size=upload_length, files=0)
     return upload_length
 
 
@@ -204,6 +222,7 @@ def _append_bytes(
     except Exception:
         store.discard(session_id=session.id, key=written.key, offset=session.offset)
         raise
+    store.recorded(written)
     session.offset += written.size
     session.sha256_state = state
     if new_length is not None:
@@ -213,8 +232,21 @@ def _append_bytes(
 # One round trip: the session's offset (and length, expiry, hash state) moves
 # and the part is recorded, or, if the offset is no longer the one this
 # request checked, neither happens.
+#
+# Committed without waiting for the WAL flush (``synchronous_commit`` off for
+# this statement's transaction only; ``cfg`` must be referenced to run): on
+# a small PATCH the flush was the largest single cost. Safe because a lost
+# record only moves the upload back: if PostgreSQL crashes within a fraction
+# of a second of the answer, the offset and hash state fall back together to
+# an earlier PATCH, the bytes past it are cut off (or their part object is
+# swept) on the next write, and the client resumes from HEAD's offset, as
+# after any broken request. The data file is not fsynced either, so a
+# recorded offset never outlived its bytes any better. What must not move
+# back, the file record made on the last byte, is committed as before
+# (``finalise``), and its flush carries this one's WAL with it.
 _RECORD = """
-WITH moved AS (
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+moved AS (
     UPDATE portal_uploadsession
     SET "offset" = %(new_offset)s, length = COALESCE(%(length)s, length),
         expires_at = %(expires_at)s, updated_at = %(now)s, sha256_state = %(state)s
@@ -222,11 +254,12 @@ WITH moved AS (
     RETURNING id
 )
 INSERT INTO portal_uploadpart
-    (id, created_at, updated_at, session_id, number, "offset", size, storage_key, checksum)
+    (id, created_at, updated_at, session_id, number, "offset", size, storage_key, checksum,
+     s3_parts)
 SELECT %(part)s, %(now)s, %(now)s, moved.id,
     (SELECT COALESCE(MAX(number), 0) + 1 FROM portal_uploadpart WHERE session_id = %(session)s),
-    %(offset)s, %(size)s, %(key)s, %(checksum)s
-FROM moved
+    %(offset)s, %(size)s, %(key)s, %(checksum)s, %(s3_parts)s::jsonb
+FROM moved, cfg
 RETURNING number
 """
 
@@ -252,6 +285,7 @@ def _record(
         "size": written.size,
         "key": written.key,
         "checksum": checksum.header_value() if checksum else "",
+        "s3_parts": written.s3_parts_json(),
     }
     with connection.cursor() as cursor:
         cursor.execute(_RECORD, params)

@@ -9,12 +9,18 @@ from django.db import transaction
 
 from common.exceptions import ConflictError, ValidationError
 from portal.models import UploadPart, UploadSession
-from portal.services.tus.errors import ConsumedPartialError, FinalUploadFailedError
+from portal.services.quotas import admit_upload
+from portal.services.tus.errors import ConsumedPartialError
 from portal.services.tus.finalise import upload_session_finalise
 from portal.services.tus.locks import upload_session_lock, upload_session_locks
 from portal.services.tus.metadata import session_fields
 from portal.services.tus.parts import upload_objects
-from portal.services.tus.sessions import check_upload_length, ensure_alive, session_expiry
+from portal.services.tus.sessions import (
+    check_upload_length,
+    ensure_alive,
+    ensure_not_failed,
+    session_expiry,
+)
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -56,6 +62,8 @@ def upload_session_concatenate(
                 partial.refresh_from_db()
             _ensure_usable(partials, changed=True)
             with transaction.atomic(durable=True):
+                # The partials reserved the bytes; the file is counted here.
+                admit_upload(owner=owner, size=0, files=1)
                 session = UploadSession.objects.create(
                     owner=owner,
                     length=length,
@@ -94,11 +102,7 @@ def _earlier_final(*, owner: User, partial_ids: list[UUID]) -> UploadSession | N
 
 def _answer(final: UploadSession) -> UploadSession:
     """The earlier final upload as the answer: it, or the refusal it ended in."""
-    if final.status == UploadSession.Status.FAILED:
-        raise FinalUploadFailedError(
-            f"This upload was refused: {final.error_message}",
-            details={"upload_id": str(final.id)},
-        )
+    ensure_not_failed(final)
     return final
 
 

@@ -36,8 +36,10 @@ class ChecksumMismatchError(ApplicationError):
     default_message = "The checksum of the received bytes does not match Upload-Checksum."
 
 
-class FinalUploadFailedError(GoneError):
-    """A final upload asked for again whose first attempt ended without a file."""
+class UploadFailedError(GoneError):
+    """An upload refused at its last step, asked about again (HEAD, PATCH, a
+    repeated final concatenation): gone, with the reason, so a client starts a
+    new upload instead of taking "every byte is here" for "stored"."""
 
     code = "upload_failed"
     default_message = "This upload was refused and its data is gone; start a new one."

@@ -23,8 +23,9 @@ from portal.services.file_records import (
 )
 from portal.services.refusals import refusal_recorded
 from portal.services.tus import sha256_state
-from portal.services.tus.metadata import file_metadata
+from portal.services.tus.metadata import file_metadata, session_ttl_hours
 from portal.services.tus.parts import part_store, upload_objects
+from portal.services.upload_requests import submission_allowed_types, submission_file_fields
 from portal.signals import file_stored
 from portal.storage import generate_storage_key
 
@@ -46,6 +47,7 @@ def upload_session_complete(session: UploadSession) -> None:
     Called with the session's lock held.
     """
     if session.concat == UploadSession.Concat.PARTIAL:
+        part_store().seal(session)
         with transaction.atomic(durable=True):
             session.status = UploadSession.Status.COMPLETE
             session.completed_at = timezone.now()
@@ -69,17 +71,21 @@ def upload_session_finalise(
 ) -> None:
     """Assemble ``part_keys`` into the file ``session`` becomes; ``source_ids`` own the parts."""
     store = part_store()
+    submission = session.submission
     try:
         content_type = upload_file_content_type(
-            head=store.read_head(part_keys),
+            head=store.read_head(part_keys, session=session),
             filename=session.filename,
             declared=session.filetype,
+            allowed_types=submission_allowed_types(submission),
         )
     except ApplicationError as exc:
         _fail(session, source_ids=source_ids, error=exc)
         raise
 
-    assembled = store.assemble(part_keys, key=generate_storage_key(), known_sha256=known_sha256)
+    assembled = store.assemble(
+        part_keys, key=generate_storage_key(), known_sha256=known_sha256, session=session
+    )
     if assembled.size != session.length:
         store.unassemble(part_keys, assembled)
         raise ApplicationError(
@@ -98,6 +104,8 @@ def upload_session_finalise(
                 sha256=assembled.sha256,
                 batch=session.batch,
                 metadata=file_metadata(session),
+                ttl_hours=session_ttl_hours(session),
+                origin=submission_file_fields(submission),
             )
             session.file = file
             session.status = UploadSession.Status.COMPLETE
@@ -149,6 +157,7 @@ def _fail(
             content_type=session.filetype,
             size=session.length or 0,
             bytes_arrived=True,
+            origin=submission_file_fields(session.submission),
         )
         file_id = error.details["file_id"]
     with transaction.atomic(durable=True):

@@ -18,11 +18,15 @@ from common.exceptions import (
     ApplicationError,
     NotFoundError,
     PayloadTooLargeError,
+    ValidationError,
 )
-from portal.models import UploadSession
+from common.sizes import size_exact
+from portal.models import UploadRequestSubmission, UploadSession
+from portal.services.quotas import admit_upload
 from portal.services.tus.errors import (
     GoneError,
     LockedError,
+    UploadFailedError,
 )
 from portal.services.tus.finalise import (
     upload_session_complete,
@@ -53,7 +57,7 @@ def check_upload_length(length: int) -> None:
     limit = max_upload_size()
     if length > limit:
         raise PayloadTooLargeError(
-            f"The upload is {length} bytes; the limit is {limit} bytes.",
+            f"The upload is {size_exact(length)}; the limit is {size_exact(limit)}.",
             details={"length": length, "max_size": limit},
         )
 
@@ -61,13 +65,25 @@ def check_upload_length(length: int) -> None:
 # --- selectors ------------------------------------------------------------------
 
 
-def upload_session_get(*, owner: User, upload_id: UUID | str) -> UploadSession:
-    """The owner's session; another user's upload is indistinguishable from none."""
+def upload_session_get(
+    *,
+    owner: User,
+    upload_id: UUID | str,
+    submission: UploadRequestSubmission | None = None,
+) -> UploadSession:
+    """The owner's session; another user's upload is indistinguishable from none.
+
+    With ``submission`` (an outsider's upload request credential) only that
+    submission's sessions are found.
+    """
     try:
         upload_id = UUID(str(upload_id))
     except ValueError:
         raise NotFoundError("No such upload.") from None
-    session = UploadSession.objects.filter(id=upload_id, owner=owner).first()
+    found = UploadSession.objects.filter(id=upload_id, owner=owner)
+    if submission is not None:
+        found = found.filter(submission=submission)
+    session = found.first()
     if session is None:
         raise NotFoundError("No such upload.", details={"upload_id": str(upload_id)})
     return session
@@ -91,12 +107,27 @@ def upload_session_is_finished(session: UploadSession) -> bool:
     return not _waiting_for_bytes(session)
 
 
+def ensure_not_failed(session: UploadSession) -> None:
+    if session.status == UploadSession.Status.FAILED:
+        raise UploadFailedError(
+            f"This upload was refused: {session.error_message}",
+            details={"upload_id": str(session.id)},
+        )
+
+
 def ensure_alive(session: UploadSession) -> None:
+    """Refuse a session that takes no more requests: gone, or refused at its last step."""
+    ensure_not_failed(session)
     if upload_session_is_gone(session):
         raise GoneError(details={"upload_id": str(session.id)})
 
 
-def upload_session_status(*, owner: User, upload_id: UUID | str) -> UploadSession:
+def upload_session_status(
+    *,
+    owner: User,
+    upload_id: UUID | str,
+    submission: UploadRequestSubmission | None = None,
+) -> UploadSession:
     """The session a HEAD reports, finishing it first if all its bytes are already in.
 
     A database outage between recording the last PATCH and recording the
@@ -104,7 +135,7 @@ def upload_session_status(*, owner: User, upload_id: UUID | str) -> UploadSessio
     retry asks HEAD where it is, learns it is done and stops. So the upload
     becomes its file here (or, at the latest, in the hourly sweep).
     """
-    session = upload_session_get(owner=owner, upload_id=upload_id)
+    session = upload_session_get(owner=owner, upload_id=upload_id, submission=submission)
     if not upload_session_is_fully_received(session) or upload_session_is_gone(session):
         return session
     try:
@@ -130,12 +161,22 @@ def upload_session_create(
     metadata: UploadMetadata,
     partial: bool = False,
     body_length: int = 0,
+    submission: UploadRequestSubmission | None = None,
 ) -> UploadSession:
     """Start an upload of ``length`` bytes (``None``: the client defers the length).
 
     A creation that carries bytes (``body_length``) is checked here and its
-    bytes are appended by ``append.upload_session_create_with_body``.
+    bytes are appended by ``append.upload_session_create_with_body``. An
+    outsider's upload (``submission``) goes into the submission's batch and
+    is admitted against the request's limits in the creating transaction.
     """
+    from portal.services.upload_requests import upload_request_admit
+
+    if submission is not None and (length is None or partial):
+        raise ValidationError(
+            "An upload through an upload request needs Upload-Length and no concatenation.",
+            details={"header": "Upload-Length"},
+        )
     if length is not None:
         check_upload_length(length)
     if body_length > (length if length is not None else max_upload_size()):
@@ -144,8 +185,11 @@ def upload_session_create(
             details={"content_length": body_length, "length": length},
         )
     fields = session_fields(owner=owner, metadata=metadata)
+    if submission is not None:
+        fields["batch"] = submission.batch
     # The operator's hook may refuse before the session (or any byte) exists;
-    # the metadata it adds goes to the file the session becomes.
+    # the metadata it adds goes to the file the session becomes. The quota and
+    # an upload request's limits are checked with the session's creation below.
     added = upload_hook_pre_create(
         owner=owner,
         filename=fields["filename"],
@@ -153,10 +197,22 @@ def upload_session_create(
         content_type=fields["filetype"],
         metadata=extra_metadata(metadata.values),
         batch=fields["batch"],
+        file_request=submission.request if submission is not None else None,
         kind="tus_partial" if partial else "tus",
     )
     with transaction.atomic(durable=True):
+        # Counted from here on: the session reserves its whole length (a
+        # partial upload's file is counted by its final upload).
+        admit_upload(owner=owner, size=length or 0, files=0 if partial else 1)
+        if submission is not None and length is not None:
+            upload_request_admit(
+                submission=submission,
+                length=length,
+                filename=fields["filename"],
+                filetype=fields["filetype"],
+            )
         session = UploadSession.objects.create(
+            submission=submission,
             owner=owner,
             length=length,
             concat=UploadSession.Concat.PARTIAL if partial else UploadSession.Concat.NONE,

@@ -3,6 +3,23 @@
 "use strict";
 
 (function () {
+  // The pages write times in the reader's zone: tell the server the
+  // browser's (frontend.middleware.BrowserTimeZoneMiddleware reads it; until
+  // it has, times are in UTC and the footer says so). Kept for a year, and
+  // set again when the browser's zone changes (a trip).
+  const TIME_ZONE_COOKIE = "doorito_tz";
+  try {
+    // IANA names ("America/Argentina/Buenos_Aires") are valid cookie values as they are.
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const sent = document.cookie.split("; ").includes(`${TIME_ZONE_COOKIE}=${zone}`);
+    if (zone && /^[A-Za-z0-9_+\/-]+$/.test(zone) && !sent) {
+      const secure = location.protocol === "https:" ? "; secure" : "";
+      document.cookie = `${TIME_ZONE_COOKIE}=${zone}; path=/; max-age=31536000; samesite=lax${secure}`;
+    }
+  } catch (e) {
+    // No Intl time zone: the pages stay in UTC, as they say.
+  }
+
   // Copy buttons: the button keeps its name; what happened is written in its
   // status region ([data-copy-status], role="status"), which screen readers
   // announce, and cleared a moment later.
