@@ -242,3 +242,52 @@ def test_closing_a_batch_waits_for_its_files_being_scanned(api, user, clamd):
     verify_file(body["id"])
     batch.refresh_from_db()
     assert (batch.status, batch.files_stored) == ("complete", 1)
+
+
+@pytest.mark.django_db
+def test_a_batch_closed_early_while_a_file_is_scanned_ends_incomplete(api, user, clamd):
+    from portal.services.batches import batch_close
+
+    batch = batch_create(owner=user, expected_files=3)
+    body = upload(api, b"one of three\n", batch_id=str(batch.id)).json()
+    batch = batch_close(batch=batch, actor=user)
+    # Closing keeps the announced count and waits for the file being verified.
+    assert (batch.expected_files, batch.status) == (3, "in_progress")
+    verify_file(body["id"])
+    batch.refresh_from_db()
+    assert (batch.status, batch.files_stored, batch.files_missing) == ("incomplete", 1, 2)
+    [completed] = OutboxEvent.objects.filter(
+        event_type="batch.completed", aggregate_id=str(batch.id)
+    )
+    assert completed.payload["batch"]["status"] == "incomplete"
+
+
+@pytest.mark.django_db
+def test_a_deleted_quarantined_file_counts_as_deleted_in_its_batch(api, user, clamd):
+    batch = batch_create(owner=user, expected_files=2)
+    body = upload(api, EICAR, "eicar.com", batch_id=str(batch.id)).json()
+    assert verify_file(body["id"]).status == "quarantined"
+    batch.refresh_from_db()
+    assert (batch.files_failed, batch.files_deleted) == (1, 0)
+    assert api.delete(f"/api/files/{body['id']}").status_code == 204
+    batch.refresh_from_db()
+    # As a deleted failed file: the counts shown match the files listed.
+    assert (batch.files_stored, batch.files_failed, batch.files_deleted) == (0, 0, 1)
+
+
+@pytest.mark.django_db
+def test_the_keep_time_is_counted_from_when_a_verified_file_is_stored(api, clamd):
+    body = upload(api, b"kept five hours\n", ttl_hours="5").json()
+    assert body["status"] == "scanning"
+    assert verify_file(body["id"]).status == "stored"
+    file = UploadFile.objects.get(pk=body["id"])
+    assert file.stored_at is not None and file.expires_at is not None
+    assert file.expires_at - file.stored_at == timedelta(hours=5)
+
+
+@pytest.mark.django_db
+def test_files_being_scanned_count_against_the_quota(api, clamd, settings):
+    settings.USER_QUOTA_FILES = 1
+    assert upload(api, b"first\n").json()["status"] == "scanning"
+    error = assert_error(upload(api, b"second\n"), 413, "quota_exceeded")
+    assert error["details"]["quota"] == "files"
