@@ -291,3 +291,46 @@ def test_files_being_scanned_count_against_the_quota(api, clamd, settings):
     assert upload(api, b"first\n").json()["status"] == "scanning"
     error = assert_error(upload(api, b"second\n"), 413, "quota_exceeded")
     assert error["details"]["quota"] == "files"
+
+
+@pytest.mark.django_db
+def test_an_upload_request_submission_is_sent_once_its_files_are_verified(user, clamd, settings):
+    from portal.services.file_records import upload_file_record_stored
+    from portal.services.upload_requests import (
+        submission_file_fields,
+        submission_finish,
+        submission_start,
+        upload_request_create,
+    )
+    from portal.storage import generate_storage_key
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the owner's email is sent in-process
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    upload_request, _ = upload_request_create(owner=user, title="Contracts")
+    submission = submission_start(
+        upload_request=upload_request, sender_name="Ada", sender_email="ada@example.com"
+    )
+    data = b"a signed contract\n"
+    key = file_storage().save(generate_storage_key(), SimpleUploadedFile("c", data))
+    file = upload_file_record_stored(
+        owner=user,
+        storage_key=key,
+        filename="contract.txt",
+        content_type="text/plain",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        batch=submission.batch,
+        origin=submission_file_fields(submission),
+    )
+    assert file.status == UploadFile.Status.SCANNING
+    # The sender is done while the file is still being verified: nothing is sent yet.
+    submission = submission_finish(submission=submission)
+    assert submission.submitted_at is None
+    assert not OutboxEvent.objects.filter(event_type="upload_request.submitted").exists()
+
+    assert verify_file(file.id).status == "stored"
+    submission.refresh_from_db()
+    assert submission.submitted_at is not None
+    [sent] = OutboxEvent.objects.filter(event_type="upload_request.submitted")
+    assert [f["id"] for f in sent.payload["files"]] == [str(file.id)]
+    assert sent.payload["files"][0]["status"] == "stored"

@@ -232,7 +232,8 @@ def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
         raise NotFoundError("Batch not found.", details={"batch_id": str(batch.id)})
     with transaction.atomic(durable=True):
         locked = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch.pk)
-        if locked.status in UploadBatch.TERMINAL_STATUSES:
+        # Ended, or closed and waiting for files being verified.
+        if locked.status in UploadBatch.TERMINAL_STATUSES or locked.closed_at is not None:
             return locked
         locked.closed_at = timezone.now()
         # Files received but still being verified (``scanning``) belong to

@@ -51,6 +51,7 @@ from portal.services.payloads import file_event_payload, file_payload, uploader_
 from portal.services.stored_objects import delete_objects
 from portal.services.upload_hooks import fail_open as hook_fails_open
 from portal.services.upload_hooks import hook_enabled, upload_hook_call
+from portal.services.upload_requests import submission_finish_verified
 from portal.storage import file_download_url, file_storage
 
 logger = logging.getLogger(__name__)
@@ -108,11 +109,22 @@ def _chunks(key: str) -> Iterator[bytes]:
             yield chunk
 
 
+ENDED = ("stored", "quarantined", "rejected")
+
+
 def verify_file(file_id: Any) -> Outcome:
     """Scan, ask the hook, and store / quarantine / reject / hold one ``scanning`` file."""
     file = _claim(file_id)
     if file is None:
         return Outcome("not_due")
+    outcome = _verify(file)
+    if outcome.status in ENDED and file.batch_id is not None:
+        # An outsider's submission that waited for its files is sent now.
+        submission_finish_verified(batch_id=file.batch_id)
+    return outcome
+
+
+def _verify(file: UploadFile) -> Outcome:
     scan_result = ""
     if scanning_enabled():
         try:
