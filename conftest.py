@@ -22,7 +22,7 @@ from scripts.private_cluster import free_port  # noqa: F401 - shared with the te
 
 ROOT = Path(__file__).resolve().parent
 # Fixture modules shared by every app's tests (registered once, here).
-pytest_plugins = ["tests.fixtures.storage", "tests.fixtures.clusters"]
+pytest_plugins = ["tests.fixtures.storage", "tests.fixtures.clusters", "tests.fixtures.clamd"]
 # The password of the ``user``/``other_user``/``staff_user`` fixtures.
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105
 

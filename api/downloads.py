@@ -29,17 +29,22 @@ def _error(exc: ApplicationError) -> JsonResponse:
 
 @require_safe
 def file_download(request: HttpRequest, token: str) -> HttpResponseBase:
+    # An ordinary link serves a stored file; the pre-store hook's link serves
+    # a file being verified. Neither ever serves a quarantined or rejected one.
+    status = UploadFile.Status.STORED
     try:
-        file_id, via, user_id, token_id = download_token_parts(token)
+        try:
+            file_id, via, user_id, token_id = download_token_parts(token)
+        except signing.BadSignature as exc:
+            if isinstance(exc, signing.SignatureExpired):
+                raise
+            file_id, via, user_id, token_id = download_token_parts(token, pre_store=True)
+            status = UploadFile.Status.SCANNING
     except signing.SignatureExpired:
         return _error(PermissionDeniedError("This download link has expired.", code="link_expired"))
     except signing.BadSignature:
         return _error(PermissionDeniedError("This download link is not valid.", code="bad_link"))
-    file = (
-        UploadFile.objects.select_related("owner")
-        .filter(pk=file_id, status=UploadFile.Status.STORED)
-        .first()
-    )
+    file = UploadFile.objects.select_related("owner").filter(pk=file_id, status=status).first()
     if file is None or not file.storage_key or not file_storage().exists(file.storage_key):
         return _error(NotFoundError("File not found.", details={"file_id": file_id}))
     downloader = downloader_from_link(via=via, user_id=user_id, token_id=token_id)
@@ -48,7 +53,11 @@ def file_download(request: HttpRequest, token: str) -> HttpResponseBase:
         response: HttpResponseBase = StreamingHttpResponse([], content_type=content_type)
     else:
         response = StreamingHttpResponse(
-            stream_then(
+            # The pre-store hook reading a file being verified is no download
+            # (the file is not stored yet): no ``file.downloaded`` for it.
+            file_chunks(file)
+            if status == UploadFile.Status.SCANNING
+            else stream_then(
                 file_chunks(file),
                 lambda: file_downloads_record(files=[file], downloader=downloader),
             ),

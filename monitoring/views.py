@@ -2,7 +2,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from monitoring.services.health import run_readiness_checks
+from monitoring.services.health import run_readiness_checks, scanner_state
 
 
 @never_cache
@@ -17,5 +17,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = run_readiness_checks()
     failed = sorted(name for name, result in checks.items() if result != "ok")
-    body = {"status": "ok" if not failed else "unavailable", "checks": checks, "failed": failed}
+    body = {
+        "status": "ok" if not failed else "unavailable",
+        "checks": checks,
+        "failed": failed,
+        "scanner": scanner_state(),
+    }
     return JsonResponse(body, status=503 if failed else 200)

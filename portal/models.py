@@ -93,8 +93,22 @@ class UploadFile(BaseModel):
 
     class Status(models.TextChoices):
         UPLOADING = "uploading", "Uploading"
+        # Every byte is in, the file waits for the virus scan and the
+        # pre-store hook (portal/services/verification.py); not downloadable.
+        SCANNING = "scanning", "Scanning"
         STORED = "stored", "Stored"
         FAILED = "failed", "Failed"
+        # The scanner found malware: bytes kept for staff, never downloadable.
+        QUARANTINED = "quarantined", "Quarantined"
+        # Refused after its bytes arrived (pre-store hook, unscannable): bytes deleted.
+        REJECTED = "rejected", "Rejected"
+
+    class Scan(models.TextChoices):
+        NONE = "", "Not scanned (no scanner configured)"
+        CLEAN = "clean", "Clean"
+        INFECTED = "infected", "Infected"
+        # SCAN_FAIL_MODE=open let it through while the scanner was unreachable.
+        UNSCANNED = "unscanned", "Not scanned (scanner unavailable)"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_files"
@@ -114,6 +128,16 @@ class UploadFile(BaseModel):
     error_message = models.TextField(blank=True, default="")
     stored_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Verification (scan + pre-store hook) of a ``scanning`` file and its outcome.
+    scan_result = models.CharField(
+        max_length=16, choices=Scan.choices, blank=True, default="", db_default=""
+    )
+    scan_signature = models.CharField(max_length=255, blank=True, default="", db_default="")
+    scanned_at = models.DateTimeField(null=True, blank=True)
+    verify_attempts = models.PositiveIntegerField(default=0, db_default=0)
+    # A ``scanning`` file is (re)tried from this time; a claim moves it ahead
+    # by a lease, so a verifier that died leaves it to the sweep.
+    verify_after = models.DateTimeField(null=True, blank=True)
     # Set for a file an outsider sent through an upload request (the owner is
     # the requester); the sender as they gave themselves, for display only.
     upload_request = models.ForeignKey(
@@ -145,6 +169,12 @@ class UploadFile(BaseModel):
                 fields=["created_at"],
                 condition=Q(status="stored"),
                 name="portal_file_stored_created",
+            ),
+            # The verification sweep: files held in ``scanning``, by due time.
+            models.Index(
+                fields=["verify_after"],
+                condition=Q(status="scanning"),
+                name="portal_file_scanning_due",
             ),
             # The dashboard's "expiring soon": one owner's stored files by
             # expiry, counted from the index alone (and only up to a cap).

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import Count, Min, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -57,6 +57,8 @@ class FileTotals:
     stored_bytes: int
     delta_rows: int  # rows summed
     foldable_rows: int  # rows a fold would remove; many means it is time to fold
+    # Bytes of the files being verified (``scanning``): held, not yet stored.
+    scanning_bytes: int = 0
 
     @property
     def files(self) -> int:
@@ -75,7 +77,7 @@ def file_totals_for_owner(*, owner: Any = None) -> FileTotals:
     if owner is not None:
         rows = rows.filter(owner_id=owner.pk)
     by_status = {s.value: 0 for s in UploadFile.Status}
-    stored_bytes = delta_rows = groups = 0
+    stored_bytes = scanning_bytes = delta_rows = groups = 0
     sums = rows.values("status").annotate(
         n=Sum("files"),
         bytes=Sum("bytes"),
@@ -89,11 +91,14 @@ def file_totals_for_owner(*, owner: Any = None) -> FileTotals:
         groups += row["groups"]
         if row["status"] == UploadFile.Status.STORED:
             stored_bytes = int(row["bytes"])
+        elif row["status"] == UploadFile.Status.SCANNING:
+            scanning_bytes = int(row["bytes"])
     return FileTotals(
         by_status=by_status,
         stored_bytes=stored_bytes,
         delta_rows=delta_rows,
         foldable_rows=delta_rows - groups,
+        scanning_bytes=scanning_bytes,
     )
 
 
@@ -174,6 +179,25 @@ def open_batches_for_owner(*, owner: Any) -> QuerySet[UploadBatch]:
 
 
 @dataclass(frozen=True)
+class HeldFiles:
+    count: int
+    oldest_age_seconds: float
+
+
+def held_files(*, now: datetime | None = None) -> HeldFiles:
+    """Files waiting in ``scanning`` (being verified, or held while the scanner
+    or the upload hook is away): how many, and the age of the oldest (since its
+    upload began)."""
+    now = now or timezone.now()
+    row = UploadFile.objects.filter(status=UploadFile.Status.SCANNING).aggregate(
+        n=Count("id"), oldest=Min("created_at")
+    )
+    oldest = row["oldest"]
+    age = (now - oldest).total_seconds() if oldest else 0.0
+    return HeldFiles(count=row["n"], oldest_age_seconds=max(age, 0.0))
+
+
+@dataclass(frozen=True)
 class QuotaLimits:
     """A user's quotas; 0 = unlimited."""
 
@@ -207,7 +231,8 @@ def quota_limits_for_owner(*, owner: Any) -> QuotaLimits:
 def quota_usage_for_owner(*, owner: Any, now: datetime | None = None) -> QuotaUsage:
     """Bytes and files held or reserved by ``owner``.
 
-    Held: stored files, and simple uploads still streaming (``uploading``;
+    Held: stored files, files being verified (``scanning``), and simple
+    uploads still streaming (``uploading``;
     their size is counted when they finish). Reserved: the declared
     ``Upload-Length`` of resumable uploads still receiving bytes (and of
     partial uploads waiting to be concatenated), so parallel creations see
@@ -218,12 +243,14 @@ def quota_usage_for_owner(*, owner: Any, now: datetime | None = None) -> QuotaUs
     now = now or timezone.now()
     # From the kept totals, not an aggregate over the owner's files (which
     # reads every one of them: ~170 ms at 1 000 000). An uploading file's
-    # size is not known yet, so stored bytes are the bytes held.
+    # size is not known yet, so stored bytes are the bytes held. Files being
+    # verified (``scanning``) hold their bytes as stored ones do.
     totals = file_totals_for_owner(owner=owner)
     held = {
         "files": totals.by_status[UploadFile.Status.STORED]
+        + totals.by_status[UploadFile.Status.SCANNING]
         + totals.by_status[UploadFile.Status.UPLOADING],
-        "bytes": totals.stored_bytes,
+        "bytes": totals.stored_bytes + totals.scanning_bytes,
     }
     waiting = Q(status=UploadSession.Status.ACTIVE) | Q(
         concat=UploadSession.Concat.PARTIAL, status=UploadSession.Status.COMPLETE

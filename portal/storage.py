@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from portal.models import UploadFile
 
 DOWNLOAD_SIGNING_SALT = "portal.download"
+# Links for the pre-store hook: they serve a file still being verified
+# (``scanning``), and only such a file; ordinary links serve stored files only.
+PRE_STORE_SIGNING_SALT = "portal.download.pre_store"
 
 
 def file_storage() -> Storage:
@@ -79,18 +82,26 @@ def content_disposition(filename: str, *, attachment: bool = True) -> str:
 
 
 def file_download_token(
-    file: UploadFile, *, via: str = "", user_id: object = None, token_id: object = None
+    file: UploadFile,
+    *,
+    pre_store: bool = False,
+    via: str = "",
+    user_id: object = None,
+    token_id: object = None,
 ) -> str:
     """The signed value of a download link: the file id, and who the link was made for.
 
     A link handed to a signed-in person (``via`` "portal" or "token") names
     them, so the download view can say who downloaded (``file.downloaded``);
     a bare file id (webhook payloads, links made before) is a "signed_link".
+    ``pre_store``: the upload hook's link to a file being verified, signed
+    with its own salt so it never opens a stored-file link's door or back.
     """
     value = str(file.id)
     if via:
         value = "|".join([value, via, str(user_id or ""), str(token_id or "")])
-    return signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).sign(value)
+    salt = PRE_STORE_SIGNING_SALT if pre_store else DOWNLOAD_SIGNING_SALT
+    return signing.TimestampSigner(salt=salt).sign(value)
 
 
 def site_url(request: HttpRequest | None = None) -> str:
@@ -112,6 +123,7 @@ def file_download_url(
     file: UploadFile,
     *,
     request: HttpRequest | None = None,
+    pre_store: bool = False,
     via: str = "",
     user_id: object = None,
     token_id: object = None,
@@ -121,7 +133,9 @@ def file_download_url(
     The URL is itself the authorisation, so a webhook receiver can fetch the
     file without a session; it stops working after the expiry. ``request``,
     when the link is made while serving one, lets an unset ``SITE_URL``
-    fall back to the request's host (see ``site_url``).
+    fall back to the request's host (see ``site_url``). ``pre_store``: the
+    link the pre-store hook gets, which serves the file while it is
+    ``scanning`` (and never once it is quarantined or rejected).
     """
     storage = file_storage()
     expire = download_url_expiry_seconds()
@@ -134,22 +148,23 @@ def file_download_url(
             },
             expire=expire,
         )
-    token = file_download_token(file, via=via, user_id=user_id, token_id=token_id)
+    token = file_download_token(
+        file, pre_store=pre_store, via=via, user_id=user_id, token_id=token_id
+    )
     path = reverse("downloads:file-download", kwargs={"token": token})
     return site_url(request) + path
 
 
-def file_id_from_download_token(token: str) -> str:
+def file_id_from_download_token(token: str, *, pre_store: bool = False) -> str:
     """The file id a token was issued for; raises ``signing.BadSignature`` or
     ``signing.SignatureExpired``."""
-    return download_token_parts(token)[0]
+    return download_token_parts(token, pre_store=pre_store)[0]
 
 
-def download_token_parts(token: str) -> tuple[str, str, str, str]:
+def download_token_parts(token: str, *, pre_store: bool = False) -> tuple[str, str, str, str]:
     """``(file_id, via, user_id, token_id)`` of a link (empty strings where not named);
     raises ``signing.BadSignature`` or ``signing.SignatureExpired``."""
-    value = signing.TimestampSigner(salt=DOWNLOAD_SIGNING_SALT).unsign(
-        token, max_age=download_url_expiry_seconds()
-    )
+    salt = PRE_STORE_SIGNING_SALT if pre_store else DOWNLOAD_SIGNING_SALT
+    value = signing.TimestampSigner(salt=salt).unsign(token, max_age=download_url_expiry_seconds())
     file_id, via, user_id, token_id = ([*value.split("|"), "", "", ""])[:4]
     return file_id, via, user_id, token_id

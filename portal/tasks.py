@@ -78,6 +78,37 @@ def expire_stale_upload_sessions_task() -> dict:
     }
 
 
+@shared_task(
+    name="portal.tasks.verify_file_task",
+    ignore_result=True,
+    # The lease of verification's claim (LEASE_SECONDS): the scan of a big
+    # file on a busy scanner outlasts the default 300 s.
+    time_limit=900,
+    soft_time_limit=870,
+)
+def verify_file_task(file_id: str) -> dict:
+    """Scan one received file, ask the pre-store hook, then store, quarantine,
+    reject or hold it (``portal.services.verification``)."""
+    from portal.services.verification import verify_file
+
+    outcome = verify_file(file_id)
+    return {"file_id": file_id, "outcome": outcome.status, "reason": outcome.reason}
+
+
+@retrying_task(
+    name="portal.tasks.verify_held_files_task",
+    failure="Queueing held files for verification failed",
+)
+def verify_held_files_task() -> dict:
+    """Queue every ``scanning`` file whose backoff or lease has passed."""
+    from portal.services.verification import verify_held_files
+
+    queued = verify_held_files()
+    if queued:
+        logger.info("Verification sweep: %d held files queued", queued)
+    return {"queued": queued}
+
+
 @retrying_task(
     name="portal.tasks.finish_idle_upload_request_submissions_task",
     failure="Finishing idle upload request submissions failed",

@@ -13,6 +13,13 @@ if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && comma
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "[test] could not install chromium; browser tests will skip (or fail under CI=true)" >&2
 fi
+# The scanning tests start Debian's clamd on a private socket with a signature
+# database of their own (scripts/private_clamd.py); installed the same way.
+if ! command -v clamd >/dev/null && [ ! -x /usr/sbin/clamd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[test] installing clamav-daemon (Debian package) for the scanning tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon clamdscan >/dev/null) \
+    || echo "[test] could not install clamav-daemon; scanning tests will skip (or fail under CI=true)" >&2
+fi
 "$UV" run --frozen python scripts/ensure_db.py
 "$UV" run --frozen ruff check .
 "$UV" run --frozen ruff format --check .

@@ -48,6 +48,8 @@ from portal.services.uploads import (
 
 router = Router(tags=["files"])
 
+FileStatus = Literal["uploading", "scanning", "stored", "failed", "quarantined", "rejected"]
+
 # Room for the multipart framing and the small form fields around the file.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -69,8 +71,10 @@ class FileOut(BaseModel):
     content_type: str
     size: int
     sha256: str
-    status: Literal["uploading", "stored", "failed"]
-    error_message: str
+    status: FileStatus
+    error_message: str = Field(description="Why a file failed, waits, or was quarantined/rejected.")
+    scan_result: Literal["", "clean", "infected", "unscanned"]
+    scan_signature: str
     metadata: dict[str, Any]
     created_at: datetime
     stored_at: datetime | None
@@ -87,7 +91,7 @@ class FilePage(NewestFirstPageOut):
 
 
 class FileFilters(Schema):
-    status: Literal["uploading", "stored", "failed"] | None = None
+    status: FileStatus | None = None
     batch_id: UUID | None = None
     q: SafeStr | None = Field(None, max_length=255, description="Filename contains (any case).")
     content_type: SafeStr | None = Field(

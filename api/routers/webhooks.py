@@ -29,6 +29,8 @@ EventType = Literal[
     "file.stored",
     "file.expiring",
     "file.deleted",
+    "file.quarantined",
+    "file.rejected",
     "file.downloaded",
     "batch.completed",
     "upload_request.submitted",

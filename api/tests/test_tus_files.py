@@ -100,6 +100,10 @@ def test_refused_type_fails_the_upload_without_keeping_bytes(tus, settings):
     assert part_objects(settings) == []
     assert not OutboxEvent.objects.filter(event_type="file.stored").exists()
     assert [p for p in stored_objects(settings)] == []
+    # Refused after every byte arrived: subscribers hear of it once.
+    [rejected] = OutboxEvent.objects.filter(event_type="file.rejected")
+    assert rejected.aggregate_id == str(session.file.id)
+    assert rejected.payload["reason"]["code"] == "unsupported_media_type"
 
     # Asked again, it is gone with the reason: never "every byte is here",
     # which a client would take for stored.

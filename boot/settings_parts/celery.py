@@ -99,6 +99,8 @@ class CelerySettings:
         "portal.tasks.cleanup_expired_upload_files_task": {"queue": "default"},
         "portal.tasks.notify_expiring_files_task": {"queue": "default"},
         "portal.tasks.expire_stale_upload_sessions_task": {"queue": "default"},
+        "portal.tasks.verify_file_task": {"queue": "default"},
+        "portal.tasks.verify_held_files_task": {"queue": "default"},
         "accounts.tasks.prune_sign_in_throttles_task": {"queue": "default"},
     }
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -144,6 +146,14 @@ class CelerySettings:
                 "task": "portal.tasks.expire_stale_upload_sessions_task",
                 "schedule": crontab(minute=15),
                 "options": {"queue": "default"},
+            },
+            # Files held in ``scanning`` (scanner or hook away, a verifier
+            # that died): portal/services/verification.py.
+            # Without a scanner or hook it finds nothing (one indexed query).
+            "verify-held-files": {
+                "task": "portal.tasks.verify_held_files_task",
+                "schedule": timedelta(seconds=15),
+                "options": {"queue": "default", "expires": 15},
             },
             "finish-idle-upload-request-submissions": {
                 "task": "portal.tasks.finish_idle_upload_request_submissions_task",

@@ -22,6 +22,24 @@ class UploadSettings:
     # An ``uploading`` record untouched this long was abandoned (its writer is
     # gone); the hourly expire-stale-upload-sessions run removes it and its bytes.
     UPLOAD_STALE_MINUTES = env(values.IntegerValue, 60)
+
+    # --- Verified ingest (portal/services/verification.py, docs/portal.md) ----
+    # clamd to stream every received file to (INSTREAM): tcp://host:port or
+    # unix:///path/to/clamd.ctl. Empty: no scanning.
+    CLAMD_URL = env(values.Value, "")
+    # closed: files wait in ``scanning`` while clamd is unreachable (retried,
+    # swept); open: they are stored, marked unscanned.
+    SCAN_FAIL_MODE = env(values.Value, "closed")
+    # The longest clamd may stay silent on one socket operation (a 1 GiB
+    # file's verdict takes a few seconds after its last byte).
+    CLAMD_TIMEOUT_SECONDS = env(values.FloatValue, 60.0)
+    # The operator's hook asked before an upload is created (upload.pre_create)
+    # and before a received file is stored (upload.pre_store).
+    UPLOAD_HOOK_URL = env(values.Value, "")
+    UPLOAD_HOOK_SECRET = env(values.Value, "")
+    UPLOAD_HOOK_TIMEOUT_SECONDS = env(values.FloatValue, 5.0)
+    UPLOAD_HOOK_FAIL_MODE = env(values.Value, "closed")
+
     # Per-user defaults (0 = unlimited); staff set overrides per user
     # (``portal.UserQuota``, in the admin).
     USER_QUOTA_BYTES = env(values.IntegerValue, 0)

@@ -26,6 +26,8 @@ EVENT_TYPES = (
     "file.stored",
     "file.expiring",
     "file.deleted",
+    "file.quarantined",
+    "file.rejected",
     "file.downloaded",
     "batch.completed",
     "upload_request.submitted",

@@ -136,7 +136,13 @@ def _upload_simple(request: AuthenticatedHttpRequest) -> HttpResponse:
         except ApplicationError as exc:
             add_service_error(form, exc)
         else:
-            messages.success(request, f"{file.filename} was uploaded and stored.")
+            if file.status == file.Status.SCANNING:
+                messages.success(
+                    request,
+                    f"{file.filename} was uploaded; it is being checked before it is stored.",
+                )
+            else:
+                messages.success(request, f"{file.filename} was uploaded and stored.")
             return redirect("frontend:file_detail", file_id=file.id)
         finally:
             upload.close()

@@ -29,7 +29,15 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         ok = True
-        for part in (self._outbox, self._deliveries, self._files, self._beat, self._broker):
+        parts = (
+            self._outbox,
+            self._deliveries,
+            self._files,
+            self._scanner,
+            self._beat,
+            self._broker,
+        )
+        for part in parts:
             try:
                 # Read fully first, so a failure never leaves half a group out.
                 yield from list(part())
@@ -92,6 +100,28 @@ class DatabaseCollector(Collector):
         yield files
         yield GaugeMetricFamily(
             "doorito_files_stored_bytes", "Bytes of the stored files.", value=totals.stored_bytes
+        )
+
+    def _scanner(self) -> Iterator[Metric]:
+        from portal.selectors import held_files
+        from portal.services.clamd import clamd_ping, scanning_enabled
+
+        if scanning_enabled():
+            yield GaugeMetricFamily(
+                "doorito_scanner_up",
+                "1 when clamd (CLAMD_URL) answers PING, else 0; absent without a scanner.",
+                value=1.0 if clamd_ping(timeout=1.0) is None else 0.0,
+            )
+        held = held_files()
+        yield GaugeMetricFamily(
+            "doorito_files_held",
+            "Files waiting in 'scanning' for the virus scan or the pre-store hook.",
+            value=held.count,
+        )
+        yield GaugeMetricFamily(
+            "doorito_files_held_oldest_age_seconds",
+            "How long the longest-waiting 'scanning' file has waited (0 when none).",
+            value=held.oldest_age_seconds,
         )
 
     def _beat(self) -> Iterator[Metric]:

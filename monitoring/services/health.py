@@ -55,6 +55,35 @@ READINESS_CHECKS: dict[str, Callable[[], str | None]] = {
 }
 
 
+def scanner_state() -> dict[str, Any]:
+    """The virus scanner as ``/readyz`` reports it, with the files it holds back.
+
+    Informational, not a readiness check: with ``SCAN_FAIL_MODE=closed`` a
+    web process still takes uploads while clamd is away (they wait in
+    ``scanning``), so taking the process out of its load balancer would only
+    refuse them.
+    """
+    from portal.selectors import held_files
+    from portal.services.clamd import clamd_ping, scanning_enabled
+
+    state: dict[str, Any] = {"configured": scanning_enabled()}
+    if scanning_enabled():
+        problem = clamd_ping()
+        state["state"] = "ok" if problem is None else "unreachable"
+        if problem:
+            state["detail"] = problem
+    else:
+        state["state"] = "off"
+    try:
+        held = held_files()
+        state["held_files"] = held.count
+        state["oldest_held_seconds"] = round(held.oldest_age_seconds, 1)
+    except Exception as exc:
+        state["held_files"] = None
+        state["detail"] = state.get("detail") or f"cannot count: {exc.__class__.__name__}"
+    return state
+
+
 def run_readiness_checks() -> dict[str, str]:
     """Runs every check; returns ``{name: "ok" | reason}``."""
     return {name: (check() or "ok") for name, check in READINESS_CHECKS.items()}

@@ -18,7 +18,7 @@ from common.services.emit import emit_event
 from common.services.json_input import json_check
 from common.services.text import clean_json, text_is_storable
 from common.sizes import size_exact
-from portal.models import UploadBatch
+from portal.models import UploadBatch, UploadFile
 from portal.services.payloads import batch_event_payload
 
 MAX_EXPECTED_FILES = 100_000
@@ -121,14 +121,32 @@ def _ensure_accepts_files(batch: UploadBatch) -> None:
         )
 
 
-def batch_record_file_ended(*, batch_id: Any, stored: bool) -> UploadBatch:
+def batch_check_accepts_received(*, batch_id: Any) -> None:
+    """Refuse a received file for a batch that ended meanwhile (as counting it would).
+
+    For a file that goes to verification (``scanning``) before it is counted;
+    locks the batch row so a concurrent close sees the file.
+    """
+    _ensure_accepts_files(UploadBatch.objects.select_for_update().get(pk=batch_id))
+
+
+def batch_record_file_ended(
+    *, batch_id: Any, stored: bool, received_earlier: bool = False
+) -> UploadBatch:
     """Count one stored or failed file; must run inside the recording transaction.
 
     Locks the batch row so the counter update, the status derivation and the
     one-time ``batch.completed`` event see a consistent batch.
+    ``received_earlier``: a file whose bytes the batch accepted before it was
+    closed, ending now that its verification did (closing counted it in
+    ``expected_files``); a batch that already ended leaves it uncounted.
     """
     batch = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch_id)
-    _ensure_accepts_files(batch)
+    if received_earlier:
+        if batch.status in UploadBatch.TERMINAL_STATUSES:
+            return batch
+    else:
+        _ensure_accepts_files(batch)
     fields = ["status", "updated_at"]
     if stored:
         batch.files_stored += 1
@@ -139,8 +157,24 @@ def batch_record_file_ended(*, batch_id: Any, stored: bool) -> UploadBatch:
     if batch.status == UploadBatch.Status.INIT:
         batch.status = UploadBatch.Status.IN_PROGRESS
     fields += _complete_if_ended(batch)
-    batch.save(update_fields=fields)
+    if received_earlier:
+        fields += _end_closed_if_verified(batch)
+    batch.save(update_fields=list(dict.fromkeys(fields)))
     return batch
+
+
+def _end_closed_if_verified(batch: UploadBatch) -> list[str]:
+    """A batch closed while some of its files were being verified ends when the
+    last of them does, with the status closing would have given it then
+    (``incomplete`` when announced files never came)."""
+    if batch.status in UploadBatch.TERMINAL_STATUSES or batch.closed_at is None:
+        return []
+    if UploadFile.objects.filter(batch_id=batch.pk, status=UploadFile.Status.SCANNING).exists():
+        return []
+    batch.status = _closed_status(batch)
+    batch.completed_at = timezone.now()
+    _emit_completed(batch)
+    return ["status", "completed_at"]
 
 
 def _derived_status(batch: UploadBatch) -> str:
@@ -198,11 +232,22 @@ def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
         raise NotFoundError("Batch not found.", details={"batch_id": str(batch.id)})
     with transaction.atomic(durable=True):
         locked = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch.pk)
-        if locked.status in UploadBatch.TERMINAL_STATUSES:
+        # Ended, or closed and waiting for files being verified.
+        if locked.status in UploadBatch.TERMINAL_STATUSES or locked.closed_at is not None:
             return locked
         locked.closed_at = timezone.now()
+        # Files received but still being verified (``scanning``) belong to
+        # the batch: it ends when they are stored, quarantined or rejected
+        # (``batch_record_file_ended`` with ``received_earlier``).
+        held = UploadFile.objects.filter(
+            batch_id=locked.pk, status=UploadFile.Status.SCANNING
+        ).count()
         if locked.expected_files is None:
-            locked.expected_files = locked.files_ended
+            locked.expected_files = locked.files_ended + held
+        if held:
+            locked.status = UploadBatch.Status.IN_PROGRESS
+            locked.save(update_fields=["closed_at", "expected_files", "status", "updated_at"])
+            return locked
         locked.status = _closed_status(locked)
         locked.completed_at = locked.closed_at
         _emit_completed(locked)

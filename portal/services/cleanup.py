@@ -49,12 +49,15 @@ def expired_files(*, ttl_hours: int, now: datetime | None = None) -> QuerySet[Up
 
     Stored files carry their own expiry (the uploader's keep time); failed
     and abandoned records have none and keep the global age rule.
+    Files held in ``scanning`` are not: they wait for the scanner or the hook
+    and become stored (their keep time counted from then) or not; nothing
+    held is lost.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(hours=ttl_hours)
     return UploadFile.objects.filter(
         Q(expires_at__lte=now) | Q(expires_at__isnull=True, created_at__lt=cutoff)
-    )
+    ).exclude(status=UploadFile.Status.SCANNING)
 
 
 def cleanup_expired_upload_files(

@@ -19,9 +19,15 @@ from common.exceptions import PermissionDeniedError, ValidationError
 from common.services.emit import emit_event
 from common.services.text import clean_text
 from portal.models import UploadBatch, UploadFile
-from portal.services.batches import batch_record_file_ended, clean_metadata
+from portal.services.batches import (
+    batch_check_accepts_received,
+    batch_record_file_ended,
+    clean_metadata,
+)
+from portal.services.clamd import scanning_enabled
 from portal.services.payloads import file_event_payload
 from portal.services.stored_objects import delete_object
+from portal.services.upload_hooks import hook_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +96,16 @@ def upload_file_record_failed(
     metadata: dict[str, Any],
     error_message: str,
     size: int = 0,
+    rejected_code: str | None = None,
     origin: dict[str, Any] | None = None,
 ) -> UploadFile:
-    """A refused file: a failed record for the owner's history, no bytes, no event.
+    """A refused file: a failed record for the owner's history, no bytes.
 
-    ``origin``: the upload request fields of a file an outsider sent.
+    No event, unless the refusal came after every byte had arrived
+    (``rejected_code``: a tus upload refused for its type at its last byte),
+    which emits ``file.rejected`` like every other refusal after the bytes
+    arrived (docs/webhooks.md). ``origin``: the upload request fields of a
+    file an outsider sent.
     """
     with transaction.atomic(durable=True):
         file = UploadFile.objects.create(
@@ -110,8 +121,25 @@ def upload_file_record_failed(
         )
         if batch is not None:
             batch_record_file_ended(batch_id=batch.pk, stored=False)
+        if rejected_code is not None:
+            emit_event(
+                aggregate_type="file",
+                aggregate_id=file.id,
+                event_type="file.rejected",
+                payload=file_event_payload(
+                    file,
+                    with_download_url=False,
+                    reason={"code": rejected_code, "message": error_message},
+                ),
+                idempotency_key=str(file.id),
+            )
     logger.info("Upload of %r refused: %s (file %s)", filename, error_message, file.id)
     return file
+
+
+def verification_enabled() -> bool:
+    """Whether received files wait in ``scanning`` (a scanner or an upload hook is set)."""
+    return scanning_enabled() or hook_enabled()
 
 
 def file_record_stored(
@@ -122,23 +150,77 @@ def file_record_stored(
     sha256: str,
     ttl_hours: int | None = None,
 ) -> UploadFile:
-    """Mark ``file`` stored, count it in its batch, emit ``file.stored``.
+    """The store step every upload path reaches once its bytes are in storage and hashed.
+
+    Without a scanner (``CLAMD_URL``) or an upload hook (``UPLOAD_HOOK_URL``)
+    the file is stored at once (``file_record_store``). With either, it is
+    recorded ``scanning`` and verified by a task after this transaction
+    commits (``portal.services.verification``): scanned, asked about
+    (``upload.pre_store``), then stored, quarantined or rejected. Runs in the
+    caller's transaction.
 
     Its ``expires_at`` (what TTL cleanup and expiry notices go by) is the
     uploader's keep time ``ttl_hours`` (checked by ``clean_ttl_hours``), else
-    ``FILE_UPLOAD_TTL_HOURS``. Runs in the caller's transaction.
+    ``FILE_UPLOAD_TTL_HOURS``, counted from when it is stored.
     """
-    now = timezone.now()
     ttl = timedelta(hours=ttl_hours if ttl_hours is not None else default_ttl_hours())
     file.storage_key = storage_key
     file.size = size
     file.sha256 = sha256
+    if not verification_enabled():
+        return file_record_store(file, ttl=ttl)
+    if file.batch_id is not None:
+        batch_check_accepts_received(batch_id=file.batch_id)
+    now = timezone.now()
+    file.status = UploadFile.Status.SCANNING
+    file.verify_after = now
+    # The keep time waits with the file, written as an expiry from its
+    # creation (cleanup and notices skip ``scanning`` files); once verified
+    # it counts from when the file is stored (``file_record_store``).
+    file.expires_at = (file.created_at or now) + ttl
+    file.save()
+    file_id = file.id
+    transaction.on_commit(lambda: request_file_verification(file_id))
+    logger.info("File %s (%d bytes) received; verifying before it is stored", file.id, size)
+    return file
+
+
+def request_file_verification(file_id: Any) -> None:
+    """Queue the verification of one received file (best effort: the sweep is the safety net)."""
+    from celery import current_app
+
+    try:
+        current_app.send_task("portal.tasks.verify_file_task", args=[str(file_id)], queue="default")
+    except Exception:
+        logger.warning("Could not queue the verification of %s; the sweep will", file_id)
+
+
+def file_record_store(
+    file: UploadFile, *, verified: bool = False, ttl: timedelta | None = None
+) -> UploadFile:
+    """Mark ``file`` (bytes in storage, size and sha256 set) stored, count it in
+    its batch, emit ``file.stored``. Runs in the caller's transaction.
+
+    ``verified``: it comes from ``scanning``, so its batch accepted it earlier
+    and may have been closed since (``batch_record_file_ended``), and its
+    keep time is the one ``file_record_stored`` held on it. ``ttl``: the keep
+    time, from now (default ``FILE_UPLOAD_TTL_HOURS``).
+    """
+    now = timezone.now()
+    if ttl is None:
+        ttl = timedelta(hours=default_ttl_hours())
+        if verified and file.expires_at is not None and file.created_at is not None:
+            # Whole hours, as every keep time is.
+            held = (file.expires_at - file.created_at).total_seconds()
+            ttl = timedelta(hours=max(MIN_TTL_HOURS, round(held / 3600)))
     file.status = UploadFile.Status.STORED
+    file.error_message = ""
+    file.verify_after = None
     file.stored_at = now
     file.expires_at = now + ttl
     file.save()
     if file.batch_id is not None:
-        batch_record_file_ended(batch_id=file.batch_id, stored=True)
+        batch_record_file_ended(batch_id=file.batch_id, stored=True, received_earlier=verified)
     emit_event(
         aggregate_type="file",
         aggregate_id=file.id,
@@ -146,7 +228,7 @@ def file_record_stored(
         payload=file_event_payload(file),
         idempotency_key=str(file.id),
     )
-    logger.info("Stored file %s (%d bytes, %s)", file.id, size, file.content_type)
+    logger.info("Stored file %s (%d bytes, %s)", file.id, file.size, file.content_type)
     return file
 
 
@@ -163,7 +245,8 @@ def upload_file_record_stored(
     ttl_hours: int | None = None,
     origin: dict[str, Any] | None = None,
 ) -> UploadFile:
-    """Record bytes already in storage as a stored file and emit ``file.stored``.
+    """Record bytes already in storage as a stored file and emit ``file.stored``
+    (or as ``scanning`` first, see ``file_record_stored``).
 
     ``origin`` holds the upload request fields of a file an outsider sent
     (``upload_request_id``, ``sender_name``, ``sender_email``).

@@ -39,6 +39,9 @@ def file_payload(file: UploadFile, *, with_download_url: bool = True) -> dict[st
         "stored_at": _iso(file.stored_at),
         "expires_at": _iso(file.expires_at),
         "download_url": file_download_url(file) if (with_download_url and stored) else None,
+        # "clean", "unscanned" (SCAN_FAIL_MODE=open, scanner away), "infected",
+        # or null when no scanner is configured.
+        "scan_result": file.scan_result or None,
         # Set for files an outsider sent through an upload request.
         "upload_request_id": str(file.upload_request_id) if file.upload_request_id else None,
         "sender_name": file.sender_name,

@@ -35,12 +35,15 @@ def refusal_recorded(
     metadata: dict[str, Any],
     content_type: str = "",
     size: int = 0,
+    bytes_arrived: bool = False,
     origin: dict[str, Any] | None = None,
 ) -> ApplicationError:
     """Record the refused file as failed and return ``error`` naming that record.
 
     The refusal's own ``content_type`` (what the content was found to be)
-    wins over the one the client declared.
+    wins over the one the client declared. ``bytes_arrived``: the refusal
+    came after the whole upload was received (tus), so ``file.rejected``
+    announces it.
     """
     failed = upload_file_record_failed(
         owner=owner,
@@ -50,6 +53,7 @@ def refusal_recorded(
         metadata=metadata,
         error_message=error.message,
         size=size,
+        rejected_code=error.code if bytes_arrived else None,
         origin=origin,
     )
     error.details["file_id"] = str(failed.id)

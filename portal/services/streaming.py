@@ -160,9 +160,18 @@ class StreamedUpload(_UploadedFile):
     uploaded file at the end of the response.
     """
 
-    def __init__(self, *, owner: Any, name: str, content_type: str | None, charset: str | None):
+    def __init__(
+        self,
+        *,
+        owner: Any,
+        name: str,
+        content_type: str | None,
+        charset: str | None,
+        body_length: int | None = None,
+    ):
         super().__init__(BytesIO(), name=name, content_type=content_type, size=0, charset=charset)
         self.owner = owner
+        self.body_length = body_length
         self.head = b""
         self.refusal: ApplicationError | None = None
         self.too_large = False
@@ -206,6 +215,7 @@ class StreamedUpload(_UploadedFile):
                 head=self.head,
                 filename=self.name or "",
                 declared=self._declared(),
+                body_length=self.body_length,
             )
         except ApplicationError as exc:
             # Refused by its name or its first bytes: no record, no bytes yet;
@@ -318,6 +328,7 @@ class StorageUploadHandler(FileUploadHandler):
         self.field = field
         self.upload: StreamedUpload | None = None
         self._current: StreamedUpload | None = None
+        self._body_length: int | None = None
 
     def new_file(
         self,
@@ -334,7 +345,11 @@ class StorageUploadHandler(FileUploadHandler):
         self._current = None
         if field_name == self.field and self.upload is None:
             self.upload = self._current = StreamedUpload(
-                owner=self.owner, name=file_name, content_type=content_type, charset=charset
+                owner=self.owner,
+                name=file_name,
+                content_type=content_type,
+                charset=charset,
+                body_length=self._body_length,
             )
 
     def handle_raw_input(
@@ -349,6 +364,7 @@ class StorageUploadHandler(FileUploadHandler):
 
         Django passes the boundary as ``bytes`` (its stubs say ``str``).
         """
+        self._body_length = content_length
         return parse_multipart(
             stream=input_data,
             boundary=boundary if isinstance(boundary, bytes) else boundary.encode("ascii"),

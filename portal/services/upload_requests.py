@@ -459,6 +459,14 @@ def submission_finish(*, submission: UploadRequestSubmission) -> UploadRequestSu
         )
         if locked.submitted_at is not None:
             return locked
+        if UploadFile.objects.filter(
+            batch_id=locked.batch_id, status=UploadFile.Status.SCANNING
+        ).exists():
+            # Files still being verified: the submission is sent when the
+            # last of them is (``submission_finish_verified``), so the event
+            # lists them stored, or leaves out those quarantined or rejected.
+            logger.info("Upload request submission %s waits for verification", locked.id)
+            return locked
         locked.submitted_at = timezone.now()
         locked.save(update_fields=["submitted_at", "updated_at"])
         files = list(
@@ -477,6 +485,21 @@ def submission_finish(*, submission: UploadRequestSubmission) -> UploadRequestSu
             transaction.on_commit(lambda: _notify_owner_later(locked.id))
     logger.info("Upload request %s: submission %s sent", locked.request_id, locked.id)
     return locked
+
+
+def submission_finish_verified(*, batch_id: Any) -> None:
+    """A file of ``batch_id`` finished its verification: if it belongs to an
+    outsider's submission whose sender had finished (its batch closed) and
+    that was waiting for it, send that submission now."""
+    submission = (
+        UploadRequestSubmission.objects.filter(
+            batch_id=batch_id, submitted_at__isnull=True, batch__closed_at__isnull=False
+        )
+        .select_related("request", "request__owner", "batch")
+        .first()
+    )
+    if submission is not None:
+        submission_finish(submission=submission)
 
 
 def submissions_finish_idle(*, idle_minutes: int, limit: int = 200) -> dict[str, int]:

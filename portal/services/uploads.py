@@ -35,6 +35,7 @@ from portal.services.hashing import (
 from portal.services.quotas import QuotaExceededError, admit_upload
 from portal.services.refusals import refusal_recorded, too_large_error
 from portal.services.stored_objects import delete_objects
+from portal.services.upload_hooks import upload_hook_pre_create
 from portal.signals import file_stored
 from portal.storage import file_storage, generate_storage_key
 
@@ -120,6 +121,20 @@ def upload_file_create(
         raise refusal_recorded(
             exc, owner=owner, filename=filename, batch=batch, metadata=metadata
         ) from None
+    # The operator's hook may refuse before any record or byte exists.
+    size = getattr(stream, "size", None)
+    metadata = {
+        **metadata,
+        **upload_hook_pre_create(
+            owner=owner,
+            filename=filename,
+            size=size if isinstance(size, int) else None,
+            content_type=detected_type,
+            metadata=metadata,
+            batch=batch,
+            kind="simple",
+        ),
+    }
 
     file = _reserve(
         owner=owner, batch=batch, filename=filename, content_type=detected_type, metadata=metadata
@@ -181,18 +196,32 @@ def _reserve(
 
 
 def upload_file_reserve(
-    *, owner: Any, head: bytes, filename: str, declared: str | None
+    *,
+    owner: Any,
+    head: bytes,
+    filename: str,
+    declared: str | None,
+    body_length: int | None = None,
 ) -> UploadFile:
     """The ``uploading`` record a streamed upload writes under, once its head is known.
 
-    Raises the refusal (bad name, refused type) before any record or byte
-    exists. Batch and metadata are set when the upload is finished
-    (``upload_file_create_streamed``): in a multipart body they may come
-    after the file.
+    Raises the refusal (bad name, refused type, the upload hook's refusal)
+    before any record or byte exists. Batch and metadata are set when the
+    upload is finished (``upload_file_create_streamed``): in a multipart body
+    they may come after the file, so the pre-create hook sees neither, and as
+    the size the request body's length (``body_length``), an upper bound.
     """
     filename = clean_filename(filename)
     content_type = upload_file_content_type(head=head, filename=filename, declared=declared)
-    return _reserve(owner=owner, filename=filename, content_type=content_type)
+    added = upload_hook_pre_create(
+        owner=owner,
+        filename=filename,
+        size=body_length,
+        content_type=content_type,
+        metadata=None,
+        kind="simple",
+    )
+    return _reserve(owner=owner, filename=filename, content_type=content_type, metadata=added)
 
 
 def upload_file_write(*, key: str, stream: BinaryStream, content_type: str) -> Written:
@@ -252,7 +281,8 @@ def upload_file_create_streamed(
         raise upload.write_error
     upload.claimed = True
     file.batch = batch
-    file.metadata = metadata
+    # What the pre-create hook added (kept on the reservation) wins.
+    file.metadata = {**metadata, **(file.metadata or {})}
     return _finish_reserved(file, upload.written, ttl_hours=ttl_hours)
 
 

@@ -13,15 +13,18 @@ FILES_TABLE = "portal_uploadfile"
 
 def bulk_files(owner: Any, count: int, *, expires_in_hours: int = 24) -> None:
     """`count` stored files of `owner`, a second apart, written by one statement
-    (the services would take minutes); the triggers count them like any other."""
+    (the services would take minutes); the triggers count them like any other.
+    Every NOT NULL column without a database default is named."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO portal_uploadfile (id, created_at, updated_at, owner_id, storage_key,"
             " filename, content_type, size, sha256, metadata, status, error_message,"
-            " stored_at, expires_at)"
+            " stored_at, expires_at, sender_name, sender_email, scan_result, scan_signature,"
+            " verify_attempts)"
             " SELECT common_uuid7(), now() - make_interval(secs => g), now(), %s,"
             " 'bulk/' || %s || '/' || g, 'bulk-' || g || '.txt', 'text/plain', 10, '',"
-            " '{}'::jsonb, 'stored', '', now(), now() + make_interval(hours => %s)"
+            " '{}'::jsonb, 'stored', '', now(), now() + make_interval(hours => %s),"
+            " '', '', '', '', 0"
             " FROM generate_series(1, %s) g",
             [owner.pk, str(owner.pk), expires_in_hours, count],
         )

@@ -26,6 +26,11 @@ def actual() -> tuple[dict[str, int], int]:
     return by_status, stored
 
 
+def counts(**by_status: int) -> dict[str, int]:
+    """Every status (verification's included) at 0 but those given."""
+    return {s.value: by_status.get(s.value, 0) for s in UploadFile.Status}
+
+
 def kept() -> tuple[dict[str, int], int]:
     totals = file_totals()
     return totals.by_status, totals.stored_bytes
@@ -35,17 +40,17 @@ def test_totals_follow_uploads_updates_and_deletes(user, other_user):
     for i in range(3):
         upload_file_create(owner=user, stream=BytesStream(b"x" * (10 + i)), filename=f"{i}.txt")
     upload_file_create(owner=other_user, stream=BytesStream(b"other"), filename="o.txt")
-    assert kept() == actual() == ({"uploading": 0, "stored": 4, "failed": 0}, 38)
+    assert kept() == actual() == (counts(stored=4, failed=0), 38)
 
     # Bulk writes, as an admin or a cleanup would make them.
     UploadFile.objects.filter(size=10).update(status=UploadFile.Status.FAILED, size=0)
     UploadFile.objects.filter(size=11).update(size=1000)
     UploadFile.objects.filter(size=12).update(metadata={"note": "no count changes"})
-    assert kept() == actual() == ({"uploading": 0, "stored": 3, "failed": 1}, 1017)
+    assert kept() == actual() == (counts(stored=3, failed=1), 1017)
 
     UploadFile.objects.filter(size=1000).delete()
     other_user.delete()  # cascades to their file
-    assert kept() == actual() == ({"uploading": 0, "stored": 1, "failed": 1}, 12)
+    assert kept() == actual() == (counts(stored=1, failed=1), 12)
 
 
 def test_folding_keeps_the_totals_and_leaves_a_row_per_status(user):
@@ -115,7 +120,7 @@ def test_the_migration_counts_the_files_there_and_reverses(user):
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes("portal"))
     assert triggers() == 3
-    assert kept() == actual() == ({"uploading": 0, "stored": 2, "failed": 0}, 15)
+    assert kept() == actual() == (counts(uploading=0, stored=2, failed=0), 15)
 
 
 def owners_actual(owner) -> tuple[dict[str, int], int]:
@@ -143,9 +148,7 @@ def test_each_owners_totals_follow_every_kind_of_write(user, other_user):
         upload_file_create(owner=user, stream=BytesStream(b"x" * (10 + i)), filename=f"{i}.txt")
     upload_file_create(owner=other_user, stream=BytesStream(b"other"), filename="o.txt")
     UploadFile.objects.create(owner=user, filename="half.bin", size=7)  # uploading
-    assert (
-        owners_kept(user) == owners_actual(user) == ({"uploading": 1, "stored": 3, "failed": 0}, 33)
-    )
+    assert owners_kept(user) == owners_actual(user) == (counts(uploading=1, stored=3, failed=0), 33)
     assert owners_kept(other_user) == owners_actual(other_user)
 
     UploadFile.objects.filter(size=10).update(status=UploadFile.Status.FAILED)
@@ -153,11 +156,11 @@ def test_each_owners_totals_follow_every_kind_of_write(user, other_user):
     UploadFile.objects.filter(size=12).delete()
     for owner in (user, other_user):
         assert owners_kept(owner) == owners_actual(owner)
-    assert owners_kept(user) == ({"uploading": 1, "stored": 0, "failed": 1}, 0)
+    assert owners_kept(user) == (counts(uploading=1, stored=0, failed=1), 0)
     assert kept() == actual()
 
     other_user.delete()
-    assert owners_kept(other_user) == ({"uploading": 0, "stored": 0, "failed": 0}, 0)
+    assert owners_kept(other_user) == (counts(uploading=0, stored=0, failed=0), 0)
     assert file_totals_fold() is True
     assert not FileTotalsDelta.objects.filter(owner_id=other_user.pk).exists()  # zeros dropped
 
@@ -200,8 +203,6 @@ def test_migration_0006_counts_each_owners_files_and_reverses(user, other_user):
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes("portal"))
-    assert (
-        owners_kept(user) == owners_actual(user) == ({"uploading": 0, "stored": 1, "failed": 0}, 4)
-    )
+    assert owners_kept(user) == owners_actual(user) == (counts(uploading=0, stored=1, failed=0), 4)
     assert owners_kept(other_user) == owners_actual(other_user)
     assert kept() == actual()

@@ -156,6 +156,7 @@ def _fail(
             metadata=file_metadata(session),
             content_type=session.filetype,
             size=session.length or 0,
+            bytes_arrived=True,
             origin=submission_file_fields(session.submission),
         )
         file_id = error.details["file_id"]

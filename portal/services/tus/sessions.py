@@ -33,8 +33,9 @@ from portal.services.tus.finalise import (
     upload_session_is_fully_received,
 )
 from portal.services.tus.locks import upload_session_lock
-from portal.services.tus.metadata import session_fields
+from portal.services.tus.metadata import extra_metadata, session_fields
 from portal.services.tus.parts import part_store
+from portal.services.upload_hooks import upload_hook_pre_create
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -186,6 +187,19 @@ def upload_session_create(
     fields = session_fields(owner=owner, metadata=metadata)
     if submission is not None:
         fields["batch"] = submission.batch
+    # The operator's hook may refuse before the session (or any byte) exists;
+    # the metadata it adds goes to the file the session becomes. The quota and
+    # an upload request's limits are checked with the session's creation below.
+    added = upload_hook_pre_create(
+        owner=owner,
+        filename=fields["filename"],
+        size=length,
+        content_type=fields["filetype"],
+        metadata=extra_metadata(metadata.values),
+        batch=fields["batch"],
+        file_request=submission.request if submission is not None else None,
+        kind="tus_partial" if partial else "tus",
+    )
     with transaction.atomic(durable=True):
         # Counted from here on: the session reserves its whole length (a
         # partial upload's file is counted by its final upload).
@@ -203,7 +217,7 @@ def upload_session_create(
             length=length,
             concat=UploadSession.Concat.PARTIAL if partial else UploadSession.Concat.NONE,
             raw_metadata=metadata.raw,
-            metadata=metadata.values,
+            metadata={**metadata.values, **added},
             expires_at=session_expiry(),
             **fields,
         )
