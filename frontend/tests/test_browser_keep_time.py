@@ -70,7 +70,7 @@ def test_keep_time_and_quota_in_the_browser(chromium, live_server, user, setting
 
         page.goto("/")
         quota = page.locator("#quota")
-        assert "4.9\xa0KB of 9.8\xa0KB" in quota.inner_text()
+        assert "4.9\xa0KiB of 9.8\xa0KiB" in quota.inner_text()
         assert "2 of 2" in quota.inner_text()
         assert axe_violations(page) == []
         screenshot(page, "dashboard-quota")
