@@ -37,7 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from gunicorn_server import ProductionServer, manage, production_env
-from tus_vs_node import say, stop, upload, wait_until_up
+from tus_vs_node import npm_install, say, stop, upload, wait_until_up
 from upload import make_file, warm_page_cache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,20 +122,7 @@ class NodeTusS3:
     def __init__(self, work: Path, moto: Moto):
         self.dir = work / "node"
         self.dir.mkdir()
-        say(f"npm install {' '.join(NODE_PACKAGES)} (into a temporary folder)")
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *NODE_PACKAGES],
-            cwd=self.dir,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        versions = [
-            json.loads(
-                (self.dir / "node_modules" / p.rsplit("@", 1)[0] / "package.json").read_text()
-            )
-            for p in NODE_PACKAGES
-        ]
-        self.versions = ", ".join(f"{v['name']} {v['version']}" for v in versions)
+        self.versions = npm_install(self.dir, NODE_PACKAGES)
         (self.dir / "server.mjs").write_text(NODE_SERVER)
         self.port = free_port()
         self.log = work / "node.log"

@@ -89,26 +89,30 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def npm_install(directory: Path, packages: list[str]) -> str:
+    """Install ``packages`` into ``directory`` (a temporary folder: never a
+    dependency of Doorito); their names and versions, for the report."""
+    say(f"npm install {' '.join(packages)} (into a temporary folder)")
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
+        cwd=directory,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    versions = [
+        json.loads((directory / "node_modules" / p.rsplit("@", 1)[0] / "package.json").read_text())
+        for p in packages
+    ]
+    return ", ".join(f"{v['name']} {v['version']}" for v in versions)
+
+
 class NodeTus:
     def __init__(self, work: Path):
         self.dir = work / "node"
         self.dir.mkdir()
         self.store = work / "node-store"
         self.store.mkdir()
-        say(f"npm install {' '.join(NODE_PACKAGES)} (into a temporary folder)")
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *NODE_PACKAGES],
-            cwd=self.dir,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        versions = [
-            json.loads(
-                (self.dir / "node_modules" / p.rsplit("@", 1)[0] / "package.json").read_text()
-            )
-            for p in NODE_PACKAGES
-        ]
-        self.versions = ", ".join(f"{v['name']} {v['version']}" for v in versions)
+        self.versions = npm_install(self.dir, NODE_PACKAGES)
         (self.dir / "server.mjs").write_text(NODE_SERVER)
         self.port = free_port()
         self.log = work / "node.log"
