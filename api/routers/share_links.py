@@ -7,7 +7,7 @@ its token, like an API token's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
@@ -91,6 +91,18 @@ def _created(request: ApiRequest, new) -> Status:
     return Status(201, new.link)
 
 
+def _create(request: ApiRequest, body: ShareLinkIn, **target: Any) -> Status:
+    """A link to ``target`` (``file=`` or ``batch=``) as the body asks."""
+    new = share_link_create(
+        owner=request.auth,
+        expires_in_hours=body.expires_in_hours,
+        password=body.password,
+        max_downloads=body.max_downloads,
+        **target,
+    )
+    return _created(request, new)
+
+
 @router.post(
     "/files/{file_id}/share-links",
     response={201: ShareLinkOut, **errors(403, 404, 409)},
@@ -99,14 +111,7 @@ def _created(request: ApiRequest, new) -> Status:
 def create_file_share_link(request: ApiRequest, file_id: UUID, body: ShareLinkIn):
     """A public link to one stored file (send `{}` for the defaults)."""
     file = get_visible_file(request.auth, file_id)
-    new = share_link_create(
-        owner=request.auth,
-        file=file,
-        expires_in_hours=body.expires_in_hours,
-        password=body.password,
-        max_downloads=body.max_downloads,
-    )
-    return _created(request, new)
+    return _create(request, body, file=file)
 
 
 @router.get(
@@ -127,14 +132,7 @@ def list_file_share_links(request: ApiRequest, file_id: UUID):
 def create_batch_share_link(request: ApiRequest, batch_id: UUID, body: ShareLinkIn):
     """A public link to all the batch's stored files, downloaded as one zip."""
     batch = get_visible_batch(request.auth, batch_id)
-    new = share_link_create(
-        owner=request.auth,
-        batch=batch,
-        expires_in_hours=body.expires_in_hours,
-        password=body.password,
-        max_downloads=body.max_downloads,
-    )
-    return _created(request, new)
+    return _create(request, body, batch=batch)
 
 
 @router.get(
