@@ -91,6 +91,7 @@ class Command(BaseCommand):
         if beat.detail:
             line += f": {beat.detail}"
         self.stdout.write(line)
+        width = max((len(name) for name in beat.entries), default=0)
         for name, last_run_at in beat.entries.items():
             when = f"{last_run_at:%Y-%m-%d %H:%M:%S}Z" if last_run_at else "never"
             failing = beat.failing.get(name)
@@ -99,7 +100,7 @@ class Command(BaseCommand):
                 if failing
                 else ""
             )
-            self.stdout.write(f"  {name:34} last run {when}{extra}")
+            self.stdout.write(f"  {name:{width}} last run {when}{extra}")
 
 
 def json_dumps(doc: dict) -> str:
