@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +11,7 @@ from django.db.models import Count, Min, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts.services.tokens import token_hash
 from common.models import OutboxEvent
 from portal.models import (
     FileDownload,
@@ -312,10 +312,9 @@ def share_link_get_by_token(raw: str) -> ShareLink | None:
     """The link a visitor's token names (one index probe on its hash), whatever its state."""
     if not raw or len(raw) > 100:
         return None
-    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
     return (
         ShareLink.objects.select_related("file", "file__owner", "batch", "owner")
-        .filter(token_hash=digest)
+        .filter(token_hash=token_hash(raw))
         .first()
     )
 

@@ -11,7 +11,6 @@ giving it back would let a client fetch almost all of a file again and again.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from accounts.services.sign_in_throttle import (
     sign_in_attempt_count,
     sign_in_attempts_clear,
 )
+from accounts.services.tokens import token_hash
 from common.exceptions import ConflictError, PermissionDeniedError, ValidationError
 from portal.models import ShareLink, UploadBatch, UploadFile
 
@@ -43,10 +43,6 @@ class ShareLinkState:
     EXPIRED = "expired"
     REVOKED = "revoked"
     USED_UP = "used_up"
-
-
-def share_token_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 def share_link_state(link: ShareLink) -> str:
@@ -163,7 +159,7 @@ def share_link_create(
             owner=owner,
             file=file,
             batch=batch,
-            token_hash=share_token_hash(raw),
+            token_hash=token_hash(raw),
             password_hash=make_password(secret) if secret else "",
             max_downloads=max_downloads,
             expires_at=expires_at,

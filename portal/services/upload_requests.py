@@ -20,7 +20,6 @@ because only live and finished uploads are counted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mimetypes
 import secrets
@@ -43,6 +42,7 @@ from accounts.services.sign_in_throttle import (
     sign_in_attempt_count,
     sign_in_attempts_clear,
 )
+from accounts.services.tokens import token_hash
 from common.exceptions import (
     ApplicationError,
     AuthenticationError,
@@ -89,10 +89,6 @@ class UploadRequestPasswordThrottled(ApplicationError):
 
 
 # --- tokens and links -------------------------------------------------------------
-
-
-def token_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 def upload_request_url(raw_token: str, *, request: Any = None) -> str:
