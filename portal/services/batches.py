@@ -121,13 +121,28 @@ def _ensure_accepts_files(batch: UploadBatch) -> None:
         )
 
 
+def _locked_batch(batch_id: Any) -> UploadBatch:
+    """The batch row, locked ``FOR NO KEY UPDATE`` (and not its owner's row).
+
+    The weaker lock is the point: a file or upload session inserted into the
+    batch checks its foreign keys with ``FOR KEY SHARE`` on the batch and the
+    owner, which ``FOR UPDATE`` would block. Two files of one batch ending at
+    once (each inserted first, then counted here) deadlocked that way.
+    """
+    return (
+        UploadBatch.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("owner")
+        .get(pk=batch_id)
+    )
+
+
 def batch_check_accepts_received(*, batch_id: Any) -> None:
     """Refuse a received file for a batch that ended meanwhile (as counting it would).
 
     For a file that goes to verification (``scanning``) before it is counted;
     locks the batch row so a concurrent close sees the file.
     """
-    _ensure_accepts_files(UploadBatch.objects.select_for_update().get(pk=batch_id))
+    _ensure_accepts_files(_locked_batch(batch_id))
 
 
 def batch_record_file_ended(
@@ -141,7 +156,7 @@ def batch_record_file_ended(
     closed, ending now that its verification did (closing counted it in
     ``expected_files``); a batch that already ended leaves it uncounted.
     """
-    batch = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch_id)
+    batch = _locked_batch(batch_id)
     if received_earlier:
         if batch.status in UploadBatch.TERMINAL_STATUSES:
             return batch
@@ -231,7 +246,7 @@ def batch_close(*, batch: UploadBatch, actor: Any) -> UploadBatch:
     if batch.owner_id != actor.pk and not actor.is_staff:
         raise NotFoundError("Batch not found.", details={"batch_id": str(batch.id)})
     with transaction.atomic(durable=True):
-        locked = UploadBatch.objects.select_for_update().select_related("owner").get(pk=batch.pk)
+        locked = _locked_batch(batch.pk)
         # Ended, or closed and waiting for files being verified.
         if locked.status in UploadBatch.TERMINAL_STATUSES or locked.closed_at is not None:
             return locked

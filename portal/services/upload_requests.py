@@ -372,7 +372,9 @@ def upload_request_admit(
     """
     from portal.services.content_types import type_allowed
 
-    upload_request = UploadRequest.objects.select_for_update().get(pk=submission.request_id)
+    upload_request = UploadRequest.objects.select_for_update(no_key=True).get(
+        pk=submission.request_id
+    )
     upload_request_check_open(upload_request)
     if submission.submitted_at is not None:
         raise ConflictError(
@@ -449,7 +451,7 @@ def submission_finish(*, submission: UploadRequestSubmission) -> UploadRequestSu
         batch_close(batch=submission.batch, actor=submission.request.owner)
     with transaction.atomic():
         locked = (
-            UploadRequestSubmission.objects.select_for_update(of=("self",))
+            UploadRequestSubmission.objects.select_for_update(no_key=True, of=("self",))
             .select_related("request", "request__owner", "batch")
             .get(pk=submission.pk)
         )

@@ -325,7 +325,7 @@ def _claim_reserved(file: UploadFile) -> None:
     Otherwise a stored record could point at an object the sweep deleted.
     """
     alive = (
-        UploadFile.objects.select_for_update()
+        UploadFile.objects.select_for_update(no_key=True)
         .filter(pk=file.pk, status=UploadFile.Status.UPLOADING)
         .exists()
     )

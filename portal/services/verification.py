@@ -169,7 +169,7 @@ def pre_store_data(file: UploadFile, scan_result: str) -> dict[str, Any]:
 def _locked(file: UploadFile) -> UploadFile | None:
     """The row again, locked, if it is still ``scanning`` (not deleted meanwhile)."""
     return (
-        UploadFile.objects.select_for_update()
+        UploadFile.objects.select_for_update(no_key=True, of=("self",))
         .select_related("owner")
         .filter(pk=file.pk, status=UploadFile.Status.SCANNING)
         .first()

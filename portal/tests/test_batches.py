@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from common.exceptions import (
     ConflictError,
@@ -314,3 +314,31 @@ def test_a_deleted_file_still_counts_as_arrived_for_an_open_batch(user):
     batch.refresh_from_db()
     assert batch.status == UploadBatch.Status.COMPLETE
     assert (batch.files_stored, batch.files_deleted) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counting_a_file_does_not_wait_for_inserts_that_reference_the_batch(user):
+    """Another transaction that inserted a row pointing at the batch and its owner
+    (a file ending, an upload session being created: their foreign key checks
+    hold ``FOR KEY SHARE``) must not block counting this file. With the batch
+    and its owner locked ``FOR UPDATE`` two files of one batch ending at once
+    deadlocked, and a creating tus request answered 503 (CI, upload requests).
+    """
+    import psycopg
+
+    from portal.services.batches import batch_record_file_ended
+
+    batch = batch_create(owner=user, expected_files=3)
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("pool", None)
+    with psycopg.connect(**params) as other:
+        other.execute("SELECT 1 FROM portal_uploadbatch WHERE id = %s FOR KEY SHARE", [batch.pk])
+        other.execute("SELECT 1 FROM accounts_user WHERE id = %s FOR KEY SHARE", [user.pk])
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            counted = batch_record_file_ended(batch_id=batch.pk, stored=True)
+        other.rollback()
+    assert counted.files_stored == 1
+    assert UploadBatch.objects.get(pk=batch.pk).status == UploadBatch.Status.IN_PROGRESS
