@@ -49,6 +49,7 @@ from portal.services.tus.sessions import (
 )
 from portal.services.upload_requests import CREDENTIAL_HEADER, submission_from_credential
 from web.outage import DATABASE_ERRORS, database_unavailable
+from web.raw_body import socket_body
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def _create(
         length=length,
         metadata=metadata,
         partial=concat is not None and concat.kind == "partial",
-        body=request,
+        body=socket_body(request) or request,
         body_length=body_length,
         checksum=checksum,
         submission=submission,
@@ -217,7 +218,9 @@ def _patch(
         owner=user,
         upload_id=upload_id,
         offset=offset,
-        stream=request,
+        # Under gunicorn the bytes go from the socket straight into the
+        # writer's buffers (web.raw_body); elsewhere the request is the stream.
+        stream=socket_body(request) or request,
         content_length=_content_length(request),
         checksum=checksum,
         upload_length=upload_length,

@@ -21,11 +21,14 @@ Prepared statements need a direct connection or a pooler that supports them
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.db import connection, connections
+from django.db.models import Model
 
 
 def fetch_all(
@@ -59,3 +62,47 @@ def direct_connection_params() -> dict[str, Any]:
         tcp_user_timeout=10_000,
     )
     return params
+
+
+@dataclass(frozen=True)
+class ModelColumns[M: Model]:
+    """A model's columns for a hand-written ``SELECT``, and its rows back as instances.
+
+    For the few reads on a hot path (a tus ``PATCH`` reads its token and its
+    upload session): compiling the same queryset cost ~0.8 ms a time on this
+    machine, more than the query; the SQL is written once and the row is made
+    an instance as the ORM would (``from_db`` and each field's converters).
+    """
+
+    model: type[M]
+    select: str
+    attnames: tuple[str, ...]
+    converters: tuple[tuple[Callable[..., Any], ...], ...]
+    fields: tuple[Any, ...]
+
+    def instance(self, row: Sequence[Any], start: int = 0) -> M:
+        """The instance made of ``row[start:start + len(attnames)]``."""
+        values = list(row[start : start + len(self.attnames)])
+        for i, converters in enumerate(self.converters):
+            for convert in converters:
+                values[i] = convert(values[i], self.fields[i], connection)
+        return self.model.from_db(connection.alias, list(self.attnames), values)
+
+
+@functools.cache
+def model_columns[M: Model](model: type[M], alias: str) -> ModelColumns[M]:
+    """``model``'s concrete columns as ``alias."column", ...`` (computed once per model)."""
+    fields = tuple(model._meta.concrete_fields)
+    converters = []
+    for field in fields:
+        col = field.get_col(alias)
+        converters.append(
+            tuple(connection.ops.get_db_converters(col) + field.get_db_converters(connection))
+        )
+    return ModelColumns(
+        model=model,
+        select=", ".join(f'{alias}."{field.column}"' for field in fields),
+        attnames=tuple(field.attname for field in fields),
+        converters=tuple(converters),
+        fields=fields,
+    )

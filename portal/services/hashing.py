@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Protocol, cast
 
+Buffer = bytes | bytearray | memoryview
+
 # Large pieces keep the Python work per byte small (one loop turn, one
 # hash call and one storage write per MiB); hashlib releases the GIL for
 # buffers this size, so hashing runs beside other threads' Python code.
@@ -25,6 +27,10 @@ HEAD_SIZE = 8192
 
 class BinaryStream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ReadableInto(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 class Hasher(Protocol):
@@ -74,17 +80,23 @@ class _HashingThread:
     """
 
     def __init__(self, hashers: Sequence[Hasher]):
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[tuple[Buffer, Callable[[], None] | None] | None] = queue.Queue(
+            maxsize=4
+        )
         self._thread = threading.Thread(target=self._run, args=(hashers,), daemon=True)
         self._thread.start()
 
     def _run(self, hashers: Sequence[Hasher]) -> None:
-        while (data := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            data, hashed = item
             for hasher in hashers:
                 hasher.update(data)
+            if hashed is not None:
+                hashed()
 
-    def update(self, data: bytes) -> None:
-        self._queue.put(data)
+    def update(self, data: Buffer, hashed: Callable[[], None] | None = None) -> None:
+        """Hash ``data`` on the thread; ``hashed()`` is called there once it is."""
+        self._queue.put((data, hashed))
 
     def finish(self) -> None:
         self._queue.put(None)
@@ -152,17 +164,7 @@ class HashingReader:
             data = self._read_stream(size)
         if not data:
             return b""
-        self.size += len(data)
-        if self._max_size is not None and self.size > self._max_size:
-            raise TooLargeError
-        if self._thread is not None:
-            self._thread.update(data)
-        else:
-            for hasher in self._hashers:
-                hasher.update(data)
-        if self._heartbeat is not None and time.monotonic() >= self._beat_at:
-            self._beat_at = time.monotonic() + self._heartbeat_seconds
-            self._heartbeat()
+        self._account(data)
         return data
 
     def _read_stream(self, size: int) -> bytes:
@@ -191,6 +193,79 @@ class HashingReader:
             self._remaining -= len(data)
         return data
 
+    def pieces(self, buffers: int = 3) -> Iterator[memoryview]:
+        """Every byte left, read into a few reused buffers and lent out a piece at a time.
+
+        For a caller that writes each piece and is done with it before it asks
+        for the next (a file write): no ``bytes`` object per piece, no copy
+        past the one out of the socket when the stream can ``readinto``
+        (``web.raw_body.SocketBody``). With a hash thread each buffer is
+        lent to it too and comes back once hashed, so at most ``buffers``
+        pieces are in memory.
+        """
+        if self._pending:
+            # Bytes read before (the type check's head) come first, as they are.
+            data, self._pending = self._pending, b""
+            self._account(data)
+            yield memoryview(data)
+        readinto = getattr(self._stream, "readinto", None) or _readinto_by_read(self._stream)
+        size = STREAM_CHUNK_SIZE
+        if self._remaining is not None:
+            size = max(1, min(size, self._remaining))
+        free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(buffers if self._thread is not None else 1):
+            free.put(bytearray(size))
+        while True:
+            buffer = free.get()
+            got = self._fill_into(readinto, buffer)
+            if not got:
+                return
+            view = memoryview(buffer)[:got]
+            self._account(view, hashed=lambda b=buffer: free.put(b))  # type: ignore[misc]
+            yield view
+
+    def _fill_into(self, readinto: Callable[[memoryview], int], buffer: bytearray) -> int:
+        """Fill ``buffer`` (or up to the limit, or the end); how many bytes went in."""
+        want = len(buffer)
+        if self._remaining is not None:
+            want = min(want, self._remaining)
+        if self._max_size is not None:
+            want = min(want, self._max_size + 1 - self.size)
+        view = memoryview(buffer)
+        got = 0
+        while got < want:
+            try:
+                n = readinto(view[got:want])
+            except OSError:
+                if not self._tolerate_disconnect:
+                    raise
+                n = 0
+            if not n:
+                if self._remaining is not None and self._remaining > got:
+                    self.interrupted = True
+                self._remaining = 0
+                return got
+            got += n
+        if self._remaining is not None:
+            self._remaining -= got
+        return got
+
+    def _account(self, data: Buffer, hashed: Callable[[], None] | None = None) -> None:
+        """Count and hash one piece (on the thread, if any; ``hashed()`` once done)."""
+        self.size += len(data)
+        if self._max_size is not None and self.size > self._max_size:
+            raise TooLargeError
+        if self._thread is not None:
+            self._thread.update(data, hashed)
+        else:
+            for hasher in self._hashers:
+                hasher.update(data)
+            if hashed is not None:
+                hashed()
+        if self._heartbeat is not None and time.monotonic() >= self._beat_at:
+            self._beat_at = time.monotonic() + self._heartbeat_seconds
+            self._heartbeat()
+
     def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
         while data := self.read(chunk_size or STREAM_CHUNK_SIZE):
             yield data
@@ -216,6 +291,19 @@ class HashingReader:
     def close(self) -> None:
         # The stream belongs to the caller, who closes it.
         self.closed = True
+
+
+def _readinto_by_read(stream: BinaryStream) -> Callable[[memoryview], int]:
+    """``readinto`` for a stream that only reads (one more copy; not the production path)."""
+
+    def readinto(view: memoryview) -> int:
+        data = stream.read(len(view))
+        if isinstance(data, str):
+            data = data.encode()
+        view[: len(data)] = data
+        return len(data)
+
+    return readinto
 
 
 def as_file(reader: HashingReader) -> IO[bytes]:

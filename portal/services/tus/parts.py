@@ -580,8 +580,8 @@ class LocalPartStore(PartStore):
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb", buffering=0) as fh:
             fh.truncate(session.offset)
             fh.seek(session.offset)
-            for chunk in reader.chunks():
-                fh.write(chunk)
+            for piece in reader.pieces():
+                _write_all(fh, piece)
         return Stored(key=key)
 
     def discard(self, *, session_id: UUID, key: str, offset: int) -> None:
@@ -638,6 +638,13 @@ class LocalPartStore(PartStore):
 
     def _delete_unrecorded(self, session_id: UUID) -> None:
         shutil.rmtree(self.storage.path(session_prefix(session_id)), ignore_errors=True)
+
+
+def _write_all(fh: IO[bytes], piece: memoryview) -> None:
+    """All of ``piece`` (an unbuffered file may write less than it was given)."""
+    while piece:
+        written = fh.write(piece) or 0
+        piece = piece[written:]
 
 
 def _append_file(src: IO[bytes], dst: IO[bytes]) -> None:

@@ -5,6 +5,7 @@ A PATCH is ``append``; the last byte's work is ``finalise``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from common.exceptions import (
     PayloadTooLargeError,
     ValidationError,
 )
+from common.services.sql import fetch_all, model_columns
 from common.sizes import size_exact
 from portal.models import UploadRequestSubmission, UploadSession
 from portal.services.quotas import admit_upload
@@ -80,13 +82,25 @@ def upload_session_get(
         upload_id = UUID(str(upload_id))
     except ValueError:
         raise NotFoundError("No such upload.") from None
-    found = UploadSession.objects.filter(id=upload_id, owner=owner)
-    if submission is not None:
-        found = found.filter(submission=submission)
-    session = found.first()
-    if session is None:
+    # Every PATCH and HEAD starts here: a statement written out once, not a
+    # queryset compiled each time (``common.services.sql.model_columns``).
+    submission_id = submission.pk if submission is not None else None
+    rows = fetch_all(
+        _session_sql(), [upload_id, owner.pk, submission_id, submission_id], prepare=True
+    )
+    if not rows:
         raise NotFoundError("No such upload.", details={"upload_id": str(upload_id)})
-    return session
+    return model_columns(UploadSession, "s").instance(rows[0])
+
+
+@functools.cache
+def _session_sql() -> str:
+    return (
+        f"SELECT {model_columns(UploadSession, 's').select} "  # noqa: S608
+        f"FROM {UploadSession._meta.db_table} s "
+        "WHERE s.id = %s AND s.owner_id = %s "
+        "AND (%s::uuid IS NULL OR s.submission_id = %s::uuid)"
+    )
 
 
 def _waiting_for_bytes(session: UploadSession) -> bool:

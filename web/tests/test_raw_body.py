@@ -1,0 +1,139 @@
+"""tus bodies read from the socket (web/raw_body.py) under the production worker.
+
+The PATCHes go over one kept-alive connection, so a body read past (or short
+of) its end would make gunicorn misread the next request on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import database_url_for_tests
+from portal.models import UploadFile, UploadSession
+from tests.web import WebServer, create_token, doorito_env
+
+pytestmark = pytest.mark.processes
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def web(transactional_db, tmp_path: Path) -> Iterator[tuple[WebServer, str]]:
+    env = doorito_env(
+        database_url_for_tests(), tmp_path / "media", WEB_CONCURRENCY="1", WEB_THREADS="4"
+    )
+    server = WebServer(env, tmp_path / "web.log", "-c", "deploy/gunicorn.conf.py")
+    try:
+        yield server, create_token(env, "raw@example.com")
+    finally:
+        server.stop()
+
+
+def _headers(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0", **extra}
+
+
+def _create(conn: http.client.HTTPConnection, token: str, length: int) -> str:
+    conn.request("POST", "/api/tus/", headers=_headers(token, **{"Upload-Length": str(length)}))
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 201
+    return response.headers["Location"].split("//", 1)[1].split("/", 1)[1]
+
+
+def _patch(conn: http.client.HTTPConnection, token: str, path: str, offset: int, body: bytes):
+    headers = _headers(
+        token,
+        **{"Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
+    )
+    conn.request("PATCH", "/" + path, body=body, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    return response
+
+
+def test_patches_of_every_size_on_one_connection_store_the_right_bytes(web):
+    server, token = web
+    # Within the worker's pre-read, just past a buffer, several buffers.
+    sizes = [100, 64 * 1024 - 1, MIB + 3, 5 * MIB + 17, 1]
+    data = os.urandom(sum(sizes))
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    path = _create(conn, token, len(data))
+    offset = 0
+    for size in sizes:
+        response = _patch(conn, token, path, offset, data[offset : offset + size])
+        offset += size
+        assert response.status == 204, server.output()
+        assert int(response.headers["Upload-Offset"]) == offset
+    # The same connection still speaks HTTP: gunicorn found each next request.
+    conn.request("HEAD", "/" + path, headers=_headers(token))
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200
+    assert int(response.headers["Upload-Offset"]) == len(data)
+    session = UploadSession.objects.get(id=path.rstrip("/").rsplit("/", 1)[1])
+    file = UploadFile.objects.get(pk=session.file_id)
+    assert file.sha256 == hashlib.sha256(data).hexdigest()
+    assert file.size == len(data)
+
+
+def test_a_request_pipelined_behind_a_body_is_answered(web):
+    server, token = web
+    data = os.urandom(3 * MIB)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    path = _create(conn, token, len(data) * 2)
+    head = (
+        f"PATCH /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+        "Content-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    second = (
+        f"HEAD /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Tus-Resumable: 1.0.0\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + data + second)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 2 or not answers.endswith(b"\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+    first, _, rest = answers.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 204"), answers
+    assert rest.startswith(b"HTTP/1.1 200"), answers
+    assert f"Upload-Offset: {len(data)}".encode() in rest
+
+
+def test_a_body_cut_off_keeps_the_bytes_that_arrived(web):
+    server, token = web
+    data = os.urandom(4 * MIB)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    path = _create(conn, token, len(data))
+    sent = 2 * MIB + 123
+    head = (
+        f"PATCH /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+        "Content-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + data[:sent])
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(65536)  # whatever the server says, once it has seen the end
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("HEAD", "/" + path, headers=_headers(token))
+    response = conn.getresponse()
+    response.read()
+    assert int(response.headers["Upload-Offset"]) == sent
+    # The rest completes the upload with the right hash.
+    assert _patch(conn, token, path, sent, data[sent:]).status == 204
+    session = UploadSession.objects.get(id=path.rstrip("/").rsplit("/", 1)[1])
+    assert UploadFile.objects.get(pk=session.file_id).sha256 == hashlib.sha256(data).hexdigest()
