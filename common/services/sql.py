@@ -38,7 +38,12 @@ def fetch_all(
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=prepare)
-        return cursor.fetchall() if cursor.description is not None else []
+        # Not ``cursor.description``: it builds a Column per column (0.25 ms
+        # for a wide row), and only the result's status is wanted.
+        result = cursor.pgresult
+        if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            return []
+        return cursor.fetchall()
 
 
 def direct_connection_params() -> dict[str, Any]:
