@@ -79,8 +79,8 @@ def socket_body(request: HttpRequest) -> SocketBody | None:
     """The body of ``request`` as a ``SocketBody``, or ``None`` if it cannot be one."""
     if Body is None or getattr(request, "_read_started", True):
         return None
-    stream = request.environ.get("wsgi.input")
-    if type(stream) is not Body or stream.buf.tell():
+    stream = request.META.get("wsgi.input")  # META is the WSGI environ
+    if stream is None or type(stream) is not Body or stream.buf.tell():
         return None
     reader = stream.reader
     if type(reader) is not LengthReader:

@@ -85,7 +85,7 @@ def token_authenticate(*, raw: str) -> User | None:
     if not rows:
         return None
     token_id, last_used_at = rows[0][:2]
-    user = users.instance(rows[0], start=2)
+    user: User = users.instance(rows[0], start=2)
     if not user.is_active:
         return None
     now = timezone.now()

@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
@@ -36,6 +36,7 @@ from common.exceptions import (
     ValidationError,
 )
 from common.services.connections import release_connection
+from common.services.sql import fetch_all
 from common.sizes import size_exact
 from portal.models import UploadSession
 from portal.services.hashing import BinaryStream
@@ -244,7 +245,7 @@ def _append_bytes(
 # recorded offset never outlived its bytes any better. What must not move
 # back, the file record made on the last byte, is committed as before
 # (``finalise``), and its flush carries this one's WAL with it.
-_RECORD = """
+_MOVED = """
 WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
 moved AS (
     UPDATE portal_uploadsession
@@ -253,6 +254,13 @@ moved AS (
     WHERE id = %(session)s AND "offset" = %(offset)s
     RETURNING id
 )
+"""
+# A PATCH into an object that has its part row already (a local upload's
+# data file after the first PATCH) only moves the session.
+_MOVE = _MOVED + "SELECT 1 FROM moved, cfg"  # noqa: S608 - constants only
+_RECORD = (
+    _MOVED  # noqa: S608 - constants only
+    + """
 INSERT INTO portal_uploadpart
     (id, created_at, updated_at, session_id, number, "offset", size, storage_key, checksum,
      s3_parts)
@@ -262,6 +270,7 @@ SELECT %(part)s, %(now)s, %(now)s, moved.id,
 FROM moved, cfg
 RETURNING number
 """
+)
 
 
 def _record(
@@ -287,10 +296,7 @@ def _record(
         "checksum": checksum.header_value() if checksum else "",
         "s3_parts": written.s3_parts_json(),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_RECORD, params)
-        recorded = cursor.fetchone()
-    if recorded is None:
+    if not fetch_all(_MOVE if written.known else _RECORD, params, prepare=True):
         raise ConflictError(
             "The upload moved on while this PATCH was written.",
             code="offset_moved",

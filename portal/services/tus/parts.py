@@ -77,6 +77,9 @@ class Stored:
     s3_parts: tuple[S3Part, ...] = ()
     # Objects whose bytes went into these parts: deleted once the PATCH is recorded.
     consumed: tuple[str, ...] = ()
+    # The object already has its part row (a local upload's one data file
+    # after its first PATCH): the PATCH moves the offset and adds no row.
+    known: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class WrittenPart:
     size: int
     s3_parts: tuple[S3Part, ...] = ()
     consumed: tuple[str, ...] = ()
+    known: bool = False
 
     def s3_parts_json(self) -> str | None:
         """The S3 parts as the ``UploadPart.s3_parts`` column stores them (NULL for none)."""
@@ -187,7 +191,11 @@ class PartStore(ABC):
             self.discard(session_id=session.id, key=key, offset=session.offset)
             return None
         return WrittenPart(
-            key=key, size=reader.size, s3_parts=stored.s3_parts, consumed=stored.consumed
+            key=key,
+            size=reader.size,
+            s3_parts=stored.s3_parts,
+            consumed=stored.consumed,
+            known=stored.known,
         )
 
     def recorded(self, written: WrittenPart) -> None:
@@ -582,7 +590,8 @@ class LocalPartStore(PartStore):
             fh.seek(session.offset)
             for piece in reader.pieces():
                 _write_all(fh, piece)
-        return Stored(key=key)
+        # The offset only moves with a part row, so past 0 the file has one.
+        return Stored(key=key, known=session.offset > 0)
 
     def discard(self, *, session_id: UUID, key: str, offset: int) -> None:
         if key != self.data_file_key(session_id):

@@ -90,7 +90,8 @@ def upload_session_get(
     )
     if not rows:
         raise NotFoundError("No such upload.", details={"upload_id": str(upload_id)})
-    return model_columns(UploadSession, "s").instance(rows[0])
+    session: UploadSession = model_columns(UploadSession, "s").instance(rows[0])
+    return session
 
 
 @functools.cache
