@@ -59,6 +59,16 @@ def _patch(conn: http.client.HTTPConnection, token: str, path: str, offset: int,
     return response
 
 
+def _patch_head(path: str, token: str, content_length: int) -> bytes:
+    """The head of a PATCH at offset 0, for writing to a raw socket."""
+    return (
+        f"PATCH /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+        "Content-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {content_length}\r\n\r\n"
+    ).encode()
+
+
 def test_patches_of_every_size_on_one_connection_store_the_right_bytes(web):
     server, token = web
     # Within the worker's pre-read, just past a buffer, several buffers.
@@ -89,12 +99,7 @@ def test_a_request_pipelined_behind_a_body_is_answered(web):
     data = os.urandom(3 * MIB)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     path = _create(conn, token, len(data) * 2)
-    head = (
-        f"PATCH /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
-        "Content-Type: application/offset+octet-stream\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    ).encode()
+    head = _patch_head(path, token, len(data))
     second = (
         f"HEAD /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         "Tus-Resumable: 1.0.0\r\n\r\n"
@@ -118,12 +123,7 @@ def test_a_body_cut_off_keeps_the_bytes_that_arrived(web):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     path = _create(conn, token, len(data))
     sent = 2 * MIB + 123
-    head = (
-        f"PATCH /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
-        "Content-Type: application/offset+octet-stream\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    ).encode()
+    head = _patch_head(path, token, len(data))
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(head + data[:sent])
         sock.shutdown(socket.SHUT_WR)
