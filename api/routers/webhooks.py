@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from ninja import Query, Router, Schema, Status
@@ -16,6 +16,7 @@ from api.validation import STORABLE_TEXT, BodyIn, SafeStr
 from common.exceptions import PermissionDeniedError
 from common.selectors import endpoint_get, endpoint_list
 from common.services.webhooks import (
+    EventType,
     endpoint_create,
     endpoint_delete,
     endpoint_rotate_secret,
@@ -25,17 +26,6 @@ from common.services.webhooks import (
 
 router = Router(tags=["webhook endpoints"])
 
-EventType = Literal[
-    "file.stored",
-    "file.expiring",
-    "file.deleted",
-    "file.quarantined",
-    "file.rejected",
-    "file.downloaded",
-    "batch.completed",
-    "upload_request.submitted",
-    "webhook.test",
-]
 URL_PATTERN = r"^https?://[^\x00]+$"
 URL_HELP = (
     "http(s) URL; loopback/private/link-local targets are refused "
