@@ -186,6 +186,7 @@ def test_upload_keeps_the_keyboard_in_the_upload_area(
         page.goto("/upload/")
         # Choose a file from the keyboard: Enter on "browse files".
         page.wait_for_load_state("networkidle")  # Uppy has drawn (and restored nothing)
+        expect(page.locator(".uppy-Dashboard-note")).to_have_text("Up to 5\xa0GiB per file")
         with page.expect_file_chooser() as chooser:
             # Focus and Enter in one step, on the button as it is now.
             page.locator(".uppy-Dashboard-browse").first.press("Enter")

@@ -137,6 +137,8 @@ def test_the_server_refuses_a_file_over_the_links_byte_limit(outsider, user, tmp
     page.get_by_role("button", name="Continue to upload").click()  # name and email optional
     page.wait_for_selector(".uppy-Dashboard")
     expect(page.locator("#request-limits")).to_contain_text("9.8")  # 10 000 bytes, 9.8 KiB
+    # Uppy's note names the per-file limit (it read "Up to  per file" here).
+    expect(page.locator(".uppy-Dashboard-note")).to_have_text("Up to 5\xa0GiB per file")
     big = tmp_path / "scan.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(20_000))
     add_files(page, big)
