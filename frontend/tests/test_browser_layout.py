@@ -193,7 +193,10 @@ def test_upload_keeps_the_keyboard_in_the_upload_area(
         chooser.value.set_files(str(document))
         expect(page.get_by_role("button", name="Upload 1 file")).to_be_visible()
         # Uppy's own size label, in the portal's units.
-        expect(page.locator(".uppy-Dashboard-Item-statusSize")).to_have_text("1.5 MiB")
+        # As shown (innerText), not only as written: Uppy's CSS upper-cases it ("1.5 MIB").
+        expect(page.locator(".uppy-Dashboard-Item-statusSize")).to_have_text(
+            "1.5 MiB", use_inner_text=True
+        )
         # Focus is still in the upload area, not in the batch form below.
         assert page.evaluate("() => !!document.activeElement.closest('[data-uploader]')"), (
             page.evaluate("() => document.activeElement.outerHTML.slice(0, 200)")
