@@ -120,6 +120,8 @@ class Base(
         "django_htmx.middleware.HtmxMiddleware",
         # Pages in the reader's time zone (the browser's, from a cookie).
         "frontend.middleware.BrowserTimeZoneMiddleware",
+        # A form's address opened in the browser: a page, not an empty 405.
+        "frontend.middleware.MethodNotAllowedPageMiddleware",
         # A database outage answers 503 + Retry-After (web/outage.py), never 500.
         "web.outage.DatabaseUnavailableMiddleware",
         # Last: it turns a locked-out sign-in (the admin's too) into its page.
