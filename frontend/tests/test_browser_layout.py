@@ -216,6 +216,44 @@ def test_upload_keeps_the_keyboard_in_the_upload_area(
     assert not watch.problems(), watch.problems()
 
 
+# The right (or left) edge of each entry's text in the open user menu.
+MENU_TEXT_EDGES = """() => [...document.querySelectorAll('details.dropdown li')].map((li) => {
+  const texts = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
+  const rects = [];
+  while (texts.nextNode()) {
+    if (!texts.currentNode.data.trim()) continue;
+    const range = document.createRange();
+    range.selectNodeContents(texts.currentNode);
+    rects.push(...[...range.getClientRects()].filter((r) => r.width > 0));
+  }
+  return {text: li.textContent.trim(), left: Math.min(...rects.map((r) => r.left)),
+          right: Math.max(...rects.map((r) => r.right))};
+})"""
+
+
+@pytest.mark.parametrize(("width", "suffix"), WIDTHS)
+def test_the_user_menus_entries_line_up(chromium, live_server, width, suffix) -> None:
+    # "Sign out" (a form's button) sat in the middle of the menu, under
+    # right-aligned "Change password" and "API docs".
+    staff, _endpoint = seed()
+    context, watch = open_context(chromium, live_server, width=width, height=900)
+    try:
+        page = context.new_page()
+        sign_in(page, staff.email)
+        page.locator("details.dropdown summary").click()
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        edges = page.evaluate(MENU_TEXT_EDGES)
+        assert [e["text"] for e in edges][-1] == "Sign out", edges
+        rights = [e["right"] for e in edges]
+        lefts = [e["left"] for e in edges]
+        assert max(rights) - min(rights) <= 2 or max(lefts) - min(lefts) <= 2, edges
+        screenshot(page, "layout-user-menu" + suffix)
+        assert axe_violations(page) == []
+    finally:
+        context.close()
+    assert not watch.problems(), watch.problems()
+
+
 def test_links_and_buttons_show_a_focus_ring(chromium, live_server) -> None:
     staff, _endpoint = seed()
     for width, suffix in WIDTHS:
