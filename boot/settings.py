@@ -163,7 +163,8 @@ class Dev(Base):
         super().pre_setup()
 
     DEBUG = env(values.BooleanValue, True)
-    EMAIL_BACKEND = env(default="django.core.mail.backends.console.EmailBackend")
+    # The console, with each mail decoded: links on one line (common/mail.py).
+    EMAIL_BACKEND = env(default="common.mail.ReadableConsoleEmailBackend")
     # A developer needs no worker: tasks run in-process unless told otherwise.
     CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, True)
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.0/8", "::1/128"])
