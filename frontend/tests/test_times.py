@@ -126,8 +126,18 @@ def test_the_event_log_names_what_each_event_is_about(client_staff, staff_user):
         aggregate_id=batch.id,
         payload={"batch": {"id": str(batch.id), "metadata": {"name": "Scans from Monday"}}},
     )
+    # An upload request's submission, by the request's title (it showed a cut id).
+    request_id = uuid.uuid4()
+    emit_event(
+        event_type="upload_request.submitted",
+        aggregate_type="upload_request",
+        aggregate_id=request_id,
+        payload={"upload_request": {"id": str(request_id), "title": "Signed contract"}},
+    )
     html = client_staff.get("/events/").content.decode()
     assert ">invoice-0042.pdf</span>" in html
     assert ">Scans from Monday</span>" in html
+    assert ">Signed contract</span>" in html
+    assert str(request_id)[:10] + "…" not in html
     # Not the shortened id the list used to show for them.
     assert str(file.id)[:10] + "…" not in html
