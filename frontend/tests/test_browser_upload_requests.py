@@ -78,6 +78,14 @@ def test_password_sender_upload_and_thanks(outsider, user, tmp_path, settings):
 
     expect(page.get_by_label("Your name")).to_be_visible()
     assert horizontal_overflow(page) == 0
+    # The Limits box lines up with the form's card above it.
+    card = page.locator("article", has=page.get_by_label("Your name")).bounding_box()
+    limits = page.locator("article", has=page.locator("#request-limits")).bounding_box()
+    assert card and limits
+    assert abs(card["x"] - limits["x"]) <= 1 and abs(card["width"] - limits["width"]) <= 1, (
+        card,
+        limits,
+    )
     screenshot(page, f"request-sender{_suffix(width)}")
     page.get_by_label("Your name").fill("Dana Sender")
     page.get_by_label("Your email").fill("dana@example.com")
