@@ -133,6 +133,9 @@ def test_password_sender_upload_and_thanks(outsider, user, tmp_path, settings):
     page.get_by_role("link", name="Signed contract").click()
     expect(page.get_by_text("dana@example.com")).to_be_visible()
     expect(page.get_by_text("2 stored")).to_be_visible()
+    # Revoking is one click: an outlined button of its own width, not a full-width bar.
+    revoke = page.get_by_role("button", name="Revoke this link").bounding_box()
+    assert revoke and revoke["width"] < width / 2, revoke
     assert axe_violations(page) == []
     assert horizontal_overflow(page) == 0
     screenshot(page, f"request-detail{_suffix(width)}")
