@@ -120,6 +120,8 @@ class Base(
         "django_htmx.middleware.HtmxMiddleware",
         # Pages in the reader's time zone (the browser's, from a cookie).
         "frontend.middleware.BrowserTimeZoneMiddleware",
+        # A form's address opened in the browser: a page, not an empty 405.
+        "frontend.middleware.MethodNotAllowedPageMiddleware",
         # A database outage answers 503 + Retry-After (web/outage.py), never 500.
         "web.outage.DatabaseUnavailableMiddleware",
         # Last: it turns a locked-out sign-in (the admin's too) into its page.
@@ -161,7 +163,8 @@ class Dev(Base):
         super().pre_setup()
 
     DEBUG = env(values.BooleanValue, True)
-    EMAIL_BACKEND = env(default="django.core.mail.backends.console.EmailBackend")
+    # The console, with each mail decoded: links on one line (common/mail.py).
+    EMAIL_BACKEND = env(default="common.mail.ReadableConsoleEmailBackend")
     # A developer needs no worker: tasks run in-process unless told otherwise.
     CELERY_TASK_ALWAYS_EAGER = env(values.BooleanValue, True)
     WEBHOOK_ALLOWED_NETWORKS = env(values.ListValue, ["127.0.0.0/8", "::1/128"])

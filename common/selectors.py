@@ -58,13 +58,17 @@ def event_list(
 
 def events_with_subject(events: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
     """Each event with ``subject``: the name of what it is about, read from its
-    payload (a file's name, a batch's name), or None.
+    payload (a file's name, a batch's name, an upload request's title), or None.
 
     Only those keys are read, so a list can still defer the (possibly large)
     payload itself.
     """
     return events.annotate(
-        subject=Coalesce(KT("payload__file__filename"), KT("payload__batch__metadata__name"))
+        subject=Coalesce(
+            KT("payload__file__filename"),
+            KT("payload__batch__metadata__name"),
+            KT("payload__upload_request__title"),
+        )
     )
 
 

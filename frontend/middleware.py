@@ -1,4 +1,5 @@
-"""The portal's middleware: the lock-out page, and the reader's time zone.
+"""The portal's middleware: the lock-out page, the reader's time zone, and
+a page for a form's address opened on its own (405).
 
 The lock-out page of every sign-in form (the portal's and the admin's): the
 authentication backend (``accounts.backends``) cannot answer a request;
@@ -17,6 +18,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.backends import request_lockout
+from frontend.views.errors import method_not_allowed
 
 LOCKOUT_TEMPLATE = "frontend/accounts/locked_out.html"
 API_PREFIX = "/api/"
@@ -77,3 +79,23 @@ class BrowserTimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+class MethodNotAllowedPageMiddleware:
+    """Django has no ``handler405``: a view limited to POST answers a GET with
+    an empty 405, which a browser shows as a blank page. Outside ``/api/``
+    (whose clients read the status) a GET gets the portal's page instead."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 405
+            and request.method == "GET"
+            and not request.path.startswith(API_PREFIX)
+            and not response.content
+        ):
+            return method_not_allowed(request, response)
+        return response

@@ -48,11 +48,21 @@ export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"
 
 # A .venv that already runs Python $want is kept as it is (uv only installs
 # what changed in uv.lock); otherwise it is made with the Python found here.
+# One that matches uv.lock and has had its bytecode compiled here is left
+# alone: a sync with nothing to install still compiled all ~10 000 files
+# again, and every `make manage` printed "Bytecode compiled 10277 files".
+compiled=.venv/.doorito-bytecode
 if [ -x .venv/bin/python ] && has_version .venv/bin/python; then
-  "$UV" sync --frozen >&2
+  if { [ "$UV_COMPILE_BYTECODE" = 0 ] || [ -e "$compiled" ]; } &&
+    "$UV" sync --frozen --check >/dev/null 2>&1; then
+    :
+  else
+    "$UV" sync --frozen >&2
+  fi
 elif PY=$(find_python); then
   "$UV" sync --frozen --python "$PY" >&2
 else
   "$UV" sync --frozen >&2
 fi
+if [ "$UV_COMPILE_BYTECODE" != 0 ]; then touch "$compiled"; fi
 echo "$UV"

@@ -72,6 +72,17 @@ def test_dev_is_eager_by_default_and_overridable():
     assert load("Test", CELERY_TASK_ALWAYS_EAGER="true")["always_eager"] is True
 
 
+def test_dev_prints_mail_decoded_by_default():
+    # Django's console backend printed the reset link quoted-printable, cut
+    # in two by a soft line break (common/mail.py).
+    dev = resolve_settings("Dev", clean_env())
+    assert dev.EMAIL_BACKEND == "common.mail.ReadableConsoleEmailBackend"
+    chosen = resolve_settings(
+        "Dev", clean_env(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
+    )
+    assert chosen.EMAIL_BACKEND == "django.core.mail.backends.locmem.EmailBackend"
+
+
 def test_production_loads_with_required_env_and_is_never_eager():
     conf = load(
         "Production",

@@ -17,14 +17,23 @@ _UNITS = [(86400, "d"), (3600, "h"), (60, "min")]
 
 
 def relative(value: datetime, now: datetime | None = None) -> str:
-    """`in 5 h`, `3 min ago`, `just now`: the largest whole unit, as a glance needs."""
+    """`in 5 h`, `3 min ago`, `just now`: the largest unit, rounded to the nearest.
+
+    Rounded, not cut: cut, a 7-day upload request read "in 6 d" and a 2-hour
+    share link "in 1 h" the moment they were made (the exact time is beside
+    it for anyone who needs the minute). A count that rounds up to the next
+    unit is said in it: "in 1 d", not "in 24 h".
+    """
     now = now or timezone.now()
     seconds = (value - now).total_seconds()
     span = abs(seconds)
     if span < 60:
         return "just now"
-    size, unit = next((size, unit) for size, unit in _UNITS if span >= size)
-    text = f"{int(span // size)} {unit}"
+    index = next(i for i, (size, _unit) in enumerate(_UNITS) if span >= size)
+    size, unit = _UNITS[index]
+    if index and int(span / size + 0.5) * size >= _UNITS[index - 1][0]:
+        size, unit = _UNITS[index - 1]
+    text = f"{int(span / size + 0.5)} {unit}"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 

@@ -9,6 +9,7 @@ from django.core import mail
 
 from accounts.models import User
 from frontend.tests.conftest import PASSWORD, PortalClient
+from frontend.tests.helpers import make_file
 
 pytestmark = pytest.mark.django_db
 
@@ -168,6 +169,17 @@ def test_unknown_page_is_404_in_the_portal_layout(client_user):
     assert page.status_code == 404
     assert b"Not found" in page.content
     assert b"Doorito" in page.content
+
+
+def test_a_forms_address_opened_on_its_own_is_a_page_not_a_blank_405(client_user, user):
+    # The "copy the link now" page is the answer to a POST; opening its
+    # address again (a new tab, a restored session) showed an empty page.
+    file = make_file(user, "scan.pdf")
+    page = client_user.get(f"/files/{file.id}/share/")
+    assert page.status_code == 405
+    assert page["Allow"] == "POST"
+    assert b"Nothing to show here" in page.content
+    assert b"Back to the dashboard" in page.content
 
 
 def test_pages_carry_a_strict_content_security_policy(anon):

@@ -186,13 +186,17 @@ def test_upload_keeps_the_keyboard_in_the_upload_area(
         page.goto("/upload/")
         # Choose a file from the keyboard: Enter on "browse files".
         page.wait_for_load_state("networkidle")  # Uppy has drawn (and restored nothing)
+        expect(page.locator(".uppy-Dashboard-note")).to_have_text("Up to 5\xa0GiB per file")
         with page.expect_file_chooser() as chooser:
             # Focus and Enter in one step, on the button as it is now.
             page.locator(".uppy-Dashboard-browse").first.press("Enter")
         chooser.value.set_files(str(document))
         expect(page.get_by_role("button", name="Upload 1 file")).to_be_visible()
         # Uppy's own size label, in the portal's units.
-        expect(page.locator(".uppy-Dashboard-Item-statusSize")).to_have_text("1.5 MiB")
+        # As shown (innerText), not only as written: Uppy's CSS upper-cases it ("1.5 MIB").
+        expect(page.locator(".uppy-Dashboard-Item-statusSize")).to_have_text(
+            "1.5 MiB", use_inner_text=True
+        )
         # Focus is still in the upload area, not in the batch form below.
         assert page.evaluate("() => !!document.activeElement.closest('[data-uploader]')"), (
             page.evaluate("() => document.activeElement.outerHTML.slice(0, 200)")
@@ -207,6 +211,44 @@ def test_upload_keeps_the_keyboard_in_the_upload_area(
         screenshot(page, "layout-upload-chosen" + suffix)
         page.keyboard.press("Enter")
         expect(page.locator("[data-upload-results] a")).to_have_text("notes.txt")
+    finally:
+        context.close()
+    assert not watch.problems(), watch.problems()
+
+
+# The right (or left) edge of each entry's text in the open user menu.
+MENU_TEXT_EDGES = """() => [...document.querySelectorAll('details.dropdown li')].map((li) => {
+  const texts = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
+  const rects = [];
+  while (texts.nextNode()) {
+    if (!texts.currentNode.data.trim()) continue;
+    const range = document.createRange();
+    range.selectNodeContents(texts.currentNode);
+    rects.push(...[...range.getClientRects()].filter((r) => r.width > 0));
+  }
+  return {text: li.textContent.trim(), left: Math.min(...rects.map((r) => r.left)),
+          right: Math.max(...rects.map((r) => r.right))};
+})"""
+
+
+@pytest.mark.parametrize(("width", "suffix"), WIDTHS)
+def test_the_user_menus_entries_line_up(chromium, live_server, width, suffix) -> None:
+    # "Sign out" (a form's button) sat in the middle of the menu, under
+    # right-aligned "Change password" and "API docs".
+    staff, _endpoint = seed()
+    context, watch = open_context(chromium, live_server, width=width, height=900)
+    try:
+        page = context.new_page()
+        sign_in(page, staff.email)
+        page.locator("details.dropdown summary").click()
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        edges = page.evaluate(MENU_TEXT_EDGES)
+        assert [e["text"] for e in edges][-1] == "Sign out", edges
+        rights = [e["right"] for e in edges]
+        lefts = [e["left"] for e in edges]
+        assert max(rights) - min(rights) <= 2 or max(lefts) - min(lefts) <= 2, edges
+        screenshot(page, "layout-user-menu" + suffix)
+        assert axe_violations(page) == []
     finally:
         context.close()
     assert not watch.problems(), watch.problems()

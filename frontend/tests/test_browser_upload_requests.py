@@ -78,6 +78,14 @@ def test_password_sender_upload_and_thanks(outsider, user, tmp_path, settings):
 
     expect(page.get_by_label("Your name")).to_be_visible()
     assert horizontal_overflow(page) == 0
+    # The Limits box lines up with the form's card above it.
+    card = page.locator("article", has=page.get_by_label("Your name")).bounding_box()
+    limits = page.locator("article", has=page.locator("#request-limits")).bounding_box()
+    assert card and limits
+    assert abs(card["x"] - limits["x"]) <= 1 and abs(card["width"] - limits["width"]) <= 1, (
+        card,
+        limits,
+    )
     screenshot(page, f"request-sender{_suffix(width)}")
     page.get_by_label("Your name").fill("Dana Sender")
     page.get_by_label("Your email").fill("dana@example.com")
@@ -125,6 +133,9 @@ def test_password_sender_upload_and_thanks(outsider, user, tmp_path, settings):
     page.get_by_role("link", name="Signed contract").click()
     expect(page.get_by_text("dana@example.com")).to_be_visible()
     expect(page.get_by_text("2 stored")).to_be_visible()
+    # Revoking is one click: an outlined button of its own width, not a full-width bar.
+    revoke = page.get_by_role("button", name="Revoke this link").bounding_box()
+    assert revoke and revoke["width"] < width / 2, revoke
     assert axe_violations(page) == []
     assert horizontal_overflow(page) == 0
     screenshot(page, f"request-detail{_suffix(width)}")
@@ -137,6 +148,8 @@ def test_the_server_refuses_a_file_over_the_links_byte_limit(outsider, user, tmp
     page.get_by_role("button", name="Continue to upload").click()  # name and email optional
     page.wait_for_selector(".uppy-Dashboard")
     expect(page.locator("#request-limits")).to_contain_text("9.8")  # 10 000 bytes, 9.8 KiB
+    # Uppy's note names the per-file limit (it read "Up to  per file" here).
+    expect(page.locator(".uppy-Dashboard-note")).to_have_text("Up to 5\xa0GiB per file")
     big = tmp_path / "scan.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(20_000))
     add_files(page, big)

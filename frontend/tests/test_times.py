@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.services.tokens import token_create
 from common.services.emit import emit_event
+from frontend.templatetags.portal import relative
 from frontend.tests.helpers import make_batch, make_file
 from portal.models import UploadFile
 
@@ -26,6 +27,25 @@ def _file_uploaded_at(user, when: dt.datetime) -> UploadFile:
     file = make_file(user, "scan.pdf")
     UploadFile.objects.filter(pk=file.pk).update(created_at=when)
     return file
+
+
+@pytest.mark.parametrize(
+    ("offset", "shown"),
+    [
+        # Just made: a 7-day request, a 2-hour link, a file kept for a day.
+        (dt.timedelta(days=7, seconds=-1), "in 7 d"),
+        (dt.timedelta(hours=2, seconds=-1), "in 2 h"),
+        (dt.timedelta(days=1, seconds=-1), "in 1 d"),
+        (dt.timedelta(minutes=59, seconds=40), "in 1 h"),
+        (dt.timedelta(hours=1, minutes=20), "in 1 h"),
+        (dt.timedelta(hours=13), "in 13 h"),
+        (-dt.timedelta(minutes=5, seconds=20), "5 min ago"),
+        (-dt.timedelta(minutes=4, seconds=40), "5 min ago"),
+        (dt.timedelta(seconds=59), "just now"),
+    ],
+)
+def test_relative_times_round_to_the_nearest_unit(offset, shown):
+    assert relative(MOMENT + offset, now=MOMENT) == shown
 
 
 def test_lists_show_the_exact_time_beside_the_relative_one_in_utc_by_default(client_user, user):
@@ -106,8 +126,18 @@ def test_the_event_log_names_what_each_event_is_about(client_staff, staff_user):
         aggregate_id=batch.id,
         payload={"batch": {"id": str(batch.id), "metadata": {"name": "Scans from Monday"}}},
     )
+    # An upload request's submission, by the request's title (it showed a cut id).
+    request_id = uuid.uuid4()
+    emit_event(
+        event_type="upload_request.submitted",
+        aggregate_type="upload_request",
+        aggregate_id=request_id,
+        payload={"upload_request": {"id": str(request_id), "title": "Signed contract"}},
+    )
     html = client_staff.get("/events/").content.decode()
     assert ">invoice-0042.pdf</span>" in html
     assert ">Scans from Monday</span>" in html
+    assert ">Signed contract</span>" in html
+    assert str(request_id)[:10] + "…" not in html
     # Not the shortened id the list used to show for them.
     assert str(file.id)[:10] + "…" not in html

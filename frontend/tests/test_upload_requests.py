@@ -251,6 +251,21 @@ def test_a_sender_who_sent_nothing_makes_no_email(user, smtp_server, settings):
     assert smtp_server.messages == []
 
 
+def test_a_sender_who_finished_without_a_file_is_not_told_the_owner_was(user):
+    # "I'm done" before any file: the page said "Thank you — your files were
+    # sent … has been told", but nothing is sent for an empty submission.
+    _upload_request, raw = upload_request_create(owner=user, title="Receipts")
+    page = f"/r/{raw}/"
+    sender = PortalClient()
+    assert sender.post_form(page, {"step": "sender"}).status_code == 302
+    assert sender.post_form(f"{page}finish/", {}).status_code == 302
+    done = sender.get(page).content.decode()
+    assert "Nothing was sent" in done
+    assert "your files were sent" not in done
+    assert "has been told" not in done
+    assert "Send files" in done
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_sender_who_left_without_finishing_is_sent_by_the_hourly_run(user, settings):
     from datetime import timedelta

@@ -1,4 +1,4 @@
-"""403/404/500 in the portal's layout; JSON under /api/, where clients expect it."""
+"""403/404/405/500 in the portal's layout; JSON under /api/, where clients expect it."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     if _wants_json(request):
         return _json(NotFoundError("Not found.", details={"path": request.path}))
     return HttpResponse(render_to_string("frontend/errors/404.html", {}, request), status=404)
+
+
+def method_not_allowed(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """A browser's GET of an address that only takes a form (a share link's
+    "Make link", a revoke, a delete): Django's 405 has an empty body, so
+    opening the "copy the link now" page's address again showed a blank page.
+    The ``Allow`` header stays."""
+    body = render_to_string("frontend/errors/405.html", {}, request)
+    page = HttpResponse(body, status=405)
+    page["Allow"] = response.get("Allow", "")
+    return page
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -33,7 +33,7 @@ from frontend.forms.upload_requests import (
 )
 from frontend.paging import CappedPaginator
 from frontend.views.uploads import CHUNK_SIZE, upload_state
-from portal.models import UploadRequest, UploadRequestSubmission
+from portal.models import UploadFile, UploadRequest, UploadRequestSubmission
 from portal.selectors import upload_request_submissions, upload_requests_for_user
 from portal.services.tus.sessions import max_upload_size, upload_session_status
 from portal.services.upload_requests import (
@@ -290,8 +290,10 @@ def public_page(request: HttpRequest, token: str) -> HttpResponse:
 
     if submission.submitted_at is not None:
         files = list(submission.batch.files.order_by("created_at")) if submission.batch else []
+        # Only a stored file makes the owner hear of it (submission_finish).
+        sent = any(f.status == UploadFile.Status.STORED for f in files)
         return _public_render(
-            request, "thanks.html", upload_request, submission=submission, files=files
+            request, "thanks.html", upload_request, submission=submission, files=files, sent=sent
         )
     allowed = upload_request.allowed_types
     return _public_render(

@@ -80,7 +80,10 @@
     showProgressDetails: false,
     hideProgressDetails: true,
     showRemoveButtonAfterComplete: false,
-    note: maxSize ? `Up to ${document.querySelector("[data-limit=resumable]")?.textContent || ""} per file` : null,
+    // The page writes the limit in the portal's units (data-max-size-label);
+    // it used to be read from the upload page's Limits box, which an upload
+    // request's page does not have, and the note read "Up to  per file".
+    note: maxSize && data.maxSizeLabel ? `Up to ${data.maxSizeLabel} per file` : null,
   });
 
   uppy.use(Uppy.Tus, {
