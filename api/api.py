@@ -6,6 +6,7 @@ from ninja import NinjaAPI
 
 from api.auth import ApiAuth
 from api.errors import JsonOnlyParser, install_exception_handlers
+from api.rendering import ApiRenderer
 from api.routers import batches, events, files, share_links, tokens, upload_requests, webhooks
 
 api = NinjaAPI(
@@ -21,6 +22,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     docs_url="/docs",
     parser=JsonOnlyParser(),
+    renderer=ApiRenderer(),
 )
 install_exception_handlers(api)
 

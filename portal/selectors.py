@@ -7,15 +7,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet, Sum, Value
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.services.tokens import token_hash
 from common.models import OutboxEvent
+from common.services.sql import fetch_all
 from portal.models import (
     FileDownload,
-    FileTotalsDelta,
     ShareLink,
     UploadBatch,
     UploadFile,
@@ -65,6 +65,14 @@ class FileTotals:
         return sum(self.by_status.values())
 
 
+_FILE_TOTALS = """
+SELECT status, SUM(files), SUM(bytes), COUNT(*), COUNT(DISTINCT owner_id)
+FROM portal_filetotalsdelta
+WHERE %(everyone)s OR owner_id = %(owner)s::uuid
+GROUP BY status
+"""
+
+
 def file_totals_for_owner(*, owner: Any = None) -> FileTotals:
     """One owner's files by status and stored bytes (everyone's without `owner`).
 
@@ -73,26 +81,21 @@ def file_totals_for_owner(*, owner: Any = None) -> FileTotals:
     not the files kept (an aggregate over one owner's 1 000 000 files took
     ~170 ms).
     """
-    rows = FileTotalsDelta.objects.all()
-    if owner is not None:
-        rows = rows.filter(owner_id=owner.pk)
     by_status = {s.value: 0 for s in UploadFile.Status}
     stored_bytes = scanning_bytes = delta_rows = groups = 0
-    sums = rows.values("status").annotate(
-        n=Sum("files"),
-        bytes=Sum("bytes"),
-        rows=Count("id"),
-        # One owner: one group per status; everyone: a fold keeps a row per owner.
-        groups=Count("owner_id", distinct=True) if owner is None else Value(1),
-    )
-    for row in sums.order_by():
-        by_status[row["status"]] = int(row["n"])
-        delta_rows += row["rows"]
-        groups += row["groups"]
-        if row["status"] == UploadFile.Status.STORED:
-            stored_bytes = int(row["bytes"])
-        elif row["status"] == UploadFile.Status.SCANNING:
-            scanning_bytes = int(row["bytes"])
+    # Every file list and the dashboard ask this: a prepared statement, not
+    # an aggregate queryset compiled each time (~1 ms of a 10 ms API page).
+    # One owner: one group per status; everyone: a fold keeps a row per owner.
+    params = {"everyone": owner is None, "owner": owner.pk if owner is not None else None}
+    sums = fetch_all(_FILE_TOTALS, params, prepare=True)
+    for status, n, total_bytes, rows, owner_groups in sums:
+        by_status[status] = int(n)
+        delta_rows += rows
+        groups += owner_groups
+        if status == UploadFile.Status.STORED:
+            stored_bytes = int(total_bytes)
+        elif status == UploadFile.Status.SCANNING:
+            scanning_bytes = int(total_bytes)
     return FileTotals(
         by_status=by_status,
         stored_bytes=stored_bytes,
