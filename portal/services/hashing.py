@@ -193,7 +193,7 @@ class HashingReader:
             self._remaining -= len(data)
         return data
 
-    def pieces(self, buffers: int = 3) -> Iterator[memoryview]:
+    def pieces(self, buffers: int = 8, piece_size: int = 256 * 1024) -> Iterator[memoryview]:
         """Every byte left, read into a few reused buffers and lent out a piece at a time.
 
         For a caller that writes each piece and is done with it before it asks
@@ -202,6 +202,11 @@ class HashingReader:
         (``web.raw_body.SocketBody``). With a hash thread each buffer is
         lent to it too and comes back once hashed, so at most ``buffers``
         pieces are in memory.
+
+        Why 256 KiB pieces and not the 1 MiB of ``read``: the hash thread
+        starts on the first piece as soon as it is in, and a body's last
+        piece leaves less to hash after the last byte. tuspy's 8 MiB PATCHes
+        went from ~385 to ~490 MB/s in interleaved runs (128 KiB: the same).
         """
         if self._pending:
             # Bytes read before (the type check's head) come first, as they are.
@@ -209,7 +214,7 @@ class HashingReader:
             self._account(data)
             yield memoryview(data)
         readinto = getattr(self._stream, "readinto", None) or _readinto_by_read(self._stream)
-        size = STREAM_CHUNK_SIZE
+        size = piece_size
         if self._remaining is not None:
             size = max(1, min(size, self._remaining))
         free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
