@@ -165,6 +165,7 @@ class Doorito:
             row = conn.execute(
                 "SELECT file_id FROM portal_uploadsession WHERE id = %s", [upload_id]
             ).fetchone()
+        assert row is not None, f"no upload session {upload_id}"
         answer = httpx.delete(
             f"{self.server.url}/api/files/{row[0]}",
             headers={"Authorization": f"Bearer {self.token}"},

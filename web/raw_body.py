@@ -17,6 +17,7 @@ it begins.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.http import HttpRequest
@@ -30,13 +31,16 @@ except ImportError:  # pragma: no cover - gunicorn is a dependency
 class SocketBody:
     """What is left of one request body: ``readinto`` fills a buffer from the socket."""
 
-    def __init__(self, body: Any, reader: Any, sock: Any, pending: bytes):
+    def __init__(self, body: Any, reader: Any, unreader: Any, sock: Any):
         self._body = body
         self._reader = reader
-        self._sock = sock
         # What gunicorn had already received past the head (the worker reads
-        # a head and up to 64 KiB of body before a thread takes the request).
-        self._pending = memoryview(pending)
+        # a head and up to 64 KiB of body before a thread takes the request)
+        # stays in its buffer until it is read: a request refused before its
+        # body is read (a 409, a 503) leaves gunicorn to skip the whole body,
+        # as it would without this reader.
+        self._unreader = unreader
+        self._sock = sock
 
     @property
     def remaining(self) -> int:
@@ -51,10 +55,11 @@ class SocketBody:
         want = min(len(buffer), self._reader.length)
         if want <= 0:
             return 0
-        if self._pending:
-            got = min(want, len(self._pending))
-            buffer[:got] = self._pending[:got]
-            self._pending = self._pending[got:]
+        buffered = self._unreader.buf.seek(0, io.SEEK_END)
+        if buffered:
+            data = self._unreader.read(min(want, buffered))
+            got = len(data)
+            buffer[:got] = data
         else:
             try:
                 got = self._sock.recv_into(buffer, want)
@@ -87,13 +92,7 @@ def socket_body(request: HttpRequest) -> SocketBody | None:
         return None
     unreader = reader.unreader
     sock = getattr(unreader, "sock", None)
-    take_buffered = getattr(unreader, "take_buffered", None)
-    if sock is None or take_buffered is None:
+    if sock is None or not isinstance(getattr(unreader, "buf", None), io.BytesIO):
         return None
-    pending = take_buffered()
-    if len(pending) > reader.length:
-        # A pipelined next request behind this body: leave that to gunicorn.
-        unreader.unread(pending[reader.length :])
-        pending = pending[: reader.length]
     request._read_started = True  # type: ignore[attr-defined]
-    return SocketBody(stream, reader, sock, pending)
+    return SocketBody(stream, reader, unreader, sock)
