@@ -110,6 +110,10 @@ class UploadFile(BaseModel):
         # SCAN_FAIL_MODE=open let it through while the scanner was unreachable.
         UNSCANNED = "unscanned", "Not scanned (scanner unavailable)"
 
+    # When the record was made, not when it was first saved: a tus upload's
+    # record is saved once, already stored, and ``auto_now_add`` stamped it
+    # after its ``stored_at`` (webhook payloads read stored before created).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_files"
     )

@@ -60,6 +60,19 @@ def test_metadata_lands_on_the_file_record_and_batch(tus):
     )
 
 
+def test_a_tus_file_is_created_before_it_is_stored(tus):
+    """Its record is saved once, already stored: the payload must not read
+    ``stored_at`` before ``created_at`` (it did, by a fraction of a millisecond)."""
+    from common.models import OutboxEvent
+
+    url = tus.create(5)
+    assert tus.patch(url, b"hello", 0).status_code == 204
+    file = session_for(url).file
+    assert file.created_at <= file.stored_at
+    payload = OutboxEvent.objects.get(event_type="file.stored", aggregate_id=str(file.id)).payload
+    assert payload["file"]["created_at"] <= payload["file"]["stored_at"]
+
+
 @pytest.mark.parametrize("key", ["filename", "filetype", "name", "type", "note"])
 def test_nul_in_upload_metadata_is_400_naming_the_key(tus, key):
     response = tus.request(
