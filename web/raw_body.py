@@ -21,11 +21,7 @@ import io
 from typing import Any
 
 from django.http import HttpRequest
-
-try:
-    from gunicorn.http.body import Body, LengthReader
-except ImportError:  # pragma: no cover - gunicorn is a dependency
-    Body = LengthReader = None
+from gunicorn.http.body import Body, LengthReader
 
 
 class SocketBody:
@@ -41,10 +37,6 @@ class SocketBody:
         # as it would without this reader.
         self._unreader = unreader
         self._sock = sock
-
-    @property
-    def remaining(self) -> int:
-        return int(self._reader.length)
 
     def readinto(self, buffer: memoryview | bytearray, /) -> int:
         """Up to ``len(buffer)`` bytes into ``buffer``; 0 at the end of the body.
@@ -82,7 +74,7 @@ class SocketBody:
 
 def socket_body(request: HttpRequest) -> SocketBody | None:
     """The body of ``request`` as a ``SocketBody``, or ``None`` if it cannot be one."""
-    if Body is None or getattr(request, "_read_started", True):
+    if getattr(request, "_read_started", True):
         return None
     stream = request.META.get("wsgi.input")  # META is the WSGI environ
     if stream is None or type(stream) is not Body or stream.buf.tell():

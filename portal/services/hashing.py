@@ -29,10 +29,6 @@ class BinaryStream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class ReadableInto(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int: ...
-
-
 class Hasher(Protocol):
     """What ``hashlib`` objects offer (and all that is used of them)."""
 

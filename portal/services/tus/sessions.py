@@ -84,10 +84,12 @@ def upload_session_get(
         raise NotFoundError("No such upload.") from None
     # Every PATCH and HEAD starts here: a statement written out once, not a
     # queryset compiled each time (``common.services.sql.model_columns``).
-    submission_id = submission.pk if submission is not None else None
-    rows = fetch_all(
-        _session_sql(), [upload_id, owner.pk, submission_id, submission_id], prepare=True
-    )
+    params = {
+        "id": upload_id,
+        "owner": owner.pk,
+        "submission": submission.pk if submission is not None else None,
+    }
+    rows = fetch_all(_session_sql(), params, prepare=True)
     if not rows:
         raise NotFoundError("No such upload.", details={"upload_id": str(upload_id)})
     session: UploadSession = model_columns(UploadSession, "s").instance(rows[0])
@@ -99,8 +101,8 @@ def _session_sql() -> str:
     return (
         f"SELECT {model_columns(UploadSession, 's').select} "  # noqa: S608
         f"FROM {UploadSession._meta.db_table} s "
-        "WHERE s.id = %s AND s.owner_id = %s "
-        "AND (%s::uuid IS NULL OR s.submission_id = %s::uuid)"
+        "WHERE s.id = %(id)s AND s.owner_id = %(owner)s "
+        "AND (%(submission)s::uuid IS NULL OR s.submission_id = %(submission)s::uuid)"
     )
 
 
