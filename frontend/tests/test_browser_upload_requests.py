@@ -138,6 +138,12 @@ def test_password_sender_upload_and_thanks(outsider, user, tmp_path, settings):
     assert revoke and revoke["width"] < width / 2, revoke
     assert axe_violations(page) == []
     assert horizontal_overflow(page) == 0
+    # The submissions table fits a phone: every cell on screen, none scrolled away.
+    cells = page.evaluate(
+        """() => [...document.querySelectorAll('#submissions tbody td')].map(
+            (td) => td.getBoundingClientRect().right)"""
+    )
+    assert cells and max(cells) <= width, cells
     screenshot(page, f"request-detail{_suffix(width)}")
 
 
