@@ -135,3 +135,12 @@ def test_the_pool_retry_pace_relies_on_attributes_psycopg_pool_still_has() -> No
 
     assert isinstance(AttemptWithBackoff.INITIAL_DELAY, float)
     assert isinstance(AttemptWithBackoff.DELAY_BACKOFF, float)
+
+
+def test_the_quick_pool_check_relies_on_an_attribute_psycopg_pool_still_has() -> None:
+    from psycopg_pool import ConnectionPool
+
+    from common.services.connections import check_pooled_connection
+
+    pool = ConnectionPool(kwargs={}, open=False, check=check_pooled_connection)
+    assert pool._check is check_pooled_connection

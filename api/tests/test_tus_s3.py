@@ -116,16 +116,16 @@ class _Crash(BaseException):
 def test_retry_after_a_crash_between_part_upload_and_record(owner, s3, monkeypatch):
     data = os.urandom(30 * MIB)
     session = UploadSession.objects.get(id=_create(owner, len(data)))
-    record = append._record
+    record = append._record_statement
 
     def crash(*args, **kwargs):
         raise _Crash
 
-    monkeypatch.setattr(append, "_record", crash)
+    monkeypatch.setattr(append, "_record_statement", crash)
     # Parts 1 (16 MiB) and a 4 MiB leftover object went up, but nothing was recorded.
     with pytest.raises(_Crash):
         _append(owner, session, os.urandom(20 * MIB), 0, announced=20 * MIB)
-    monkeypatch.setattr(append, "_record", record)
+    monkeypatch.setattr(append, "_record_statement", record)
     session.refresh_from_db()
     assert session.offset == 0
 

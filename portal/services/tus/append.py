@@ -2,20 +2,24 @@
 
 The path a PATCH takes, and the only one:
 
-1. take the upload's lock (``locks``: on the process's lock connection, so
-   the request itself holds no database connection while it streams);
-2. read the session (one query) and check the request against it;
-3. give the connection back and stream the body into the part store,
-   hashing it on a second thread as it arrives: the upload's sha256 so far
-   is resumed from the state saved with the session (``sha256_state``), so
-   whichever process receives the next PATCH continues it;
-4. record the part, the new offset and the hash state in one statement;
-5. on the last byte, ``finalise.upload_session_complete`` (which uses the
-   finished hash instead of reading the file again).
+1. take the upload's lock and read the session, in one round trip on the
+   process's lock connection (``locks``; the request itself then holds no
+   database connection while it streams);
+2. check the request against the session;
+3. stream the body into the part store, hashing it on a second thread as
+   it arrives: the upload's sha256 so far is resumed from the state saved
+   with the session (``sha256_state``), so whichever process receives the
+   next PATCH continues it;
+4. record the part, the new offset and the hash state in one statement,
+   committed and followed by the lock's release in the same round trip
+   (``HeldLock.release_with``);
+5. on the last byte, record on the request's connection instead, keep the
+   lock and ``finalise.upload_session_complete`` (which uses the finished
+   hash instead of reading the file again).
 
 The offset only ever moves after the bytes are in storage, so a crash at any
 point leaves a state the client can resume from. A non-final PATCH costs
-three queries: the token, the session, the record.
+three round trips: the token, lock and session, record and release.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from uuid_utils.compat import uuid7
 
 from common.exceptions import (
     ConflictError,
-    NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
     ValidationError,
@@ -44,15 +47,16 @@ from portal.services.quotas import admit_upload
 from portal.services.tus import sha256_state
 from portal.services.tus.errors import ChecksumMismatchError, OffsetMismatchError
 from portal.services.tus.finalise import upload_session_complete
-from portal.services.tus.locks import HeldLock, upload_session_lock
-from portal.services.tus.parts import WrittenPart, part_store
+from portal.services.tus.locks import HeldLock, Statement, upload_session_lock
+from portal.services.tus.parts import PartStore, WrittenPart, part_store
 from portal.services.tus.sessions import (
     check_upload_length,
     ensure_alive,
     max_upload_size,
     session_expiry,
     upload_session_create,
-    upload_session_get,
+    upload_session_from_rows,
+    upload_session_read,
 )
 
 if TYPE_CHECKING:
@@ -79,12 +83,10 @@ def upload_session_append(
     With ``submission`` (an upload request credential) only that
     submission's uploads can be patched.
     """
-    try:
-        session_id = UUID(str(upload_id))
-    except ValueError:
-        raise NotFoundError("No such upload.") from None
-    with upload_session_lock(session_id) as lock:
-        session = upload_session_get(owner=owner, upload_id=session_id, submission=submission)
+    read = upload_session_read(owner=owner, upload_id=upload_id, submission=submission)
+    # The lock and the session's read go to PostgreSQL together.
+    with upload_session_lock(read.params["id"], read=read) as lock:
+        session = upload_session_from_rows(lock.rows, read)
         new_length = _check(
             session, offset=offset, content_length=content_length, upload_length=upload_length
         )
@@ -216,18 +218,48 @@ def _append_bytes(
             session.length = new_length
             session.save(update_fields=["length", "updated_at"])
         return
+    state = hasher.state() if hasher is not None else None
+    length = new_length if new_length is not None else session.length
+    record = _record_statement(
+        session, written, checksum=checksum, new_length=new_length, state=state
+    )
     try:
-        lock.check()
-        state = hasher.state() if hasher is not None else None
-        _record(session, written, checksum=checksum, new_length=new_length, state=state)
+        if length == session.offset + written.size:
+            # The last bytes: the lock stays to finalise the upload.
+            lock.check()
+            moved = fetch_all(record.sql, record.params, prepare=True)
+        else:
+            # Recorded, committed and the lock released in one round trip.
+            moved = lock.release_with(record)
     except Exception:
-        store.discard(session_id=session.id, key=written.key, offset=session.offset)
+        _discard(store, session, written, lock)
         raise
+    if not moved:
+        _discard(store, session, written, lock)
+        raise ConflictError(
+            "The upload moved on while this PATCH was written.",
+            code="offset_moved",
+            details={"upload_id": str(session.id)},
+        )
     store.recorded(written)
     session.offset += written.size
     session.sha256_state = state
     if new_length is not None:
         session.length = new_length
+
+
+def _discard(
+    store: PartStore, session: UploadSession, written: WrittenPart, lock: HeldLock
+) -> None:
+    """Undo an unrecorded write, if this request still holds the lock.
+
+    Once the lock is released another request may be writing: a local data
+    file is then left for the next write, which cuts off what is past the
+    recorded offset first, and an object store's unrecorded part is swept
+    with its upload (``PartStore.purge``).
+    """
+    if not lock.released:
+        store.discard(session_id=session.id, key=written.key, offset=session.offset)
 
 
 # One round trip: the session's offset (and length, expiry, hash state) moves
@@ -273,14 +305,15 @@ RETURNING number
 )
 
 
-def _record(
+def _record_statement(
     session: UploadSession,
     written: WrittenPart,
     *,
     checksum: Checksum | None,
     new_length: int | None,
     state: bytes | None,
-) -> None:
+) -> Statement:
+    """The one statement that records ``written`` (and moves the offset past it)."""
     now = timezone.now()
     params: dict[str, Any] = {
         "session": session.id,
@@ -290,15 +323,14 @@ def _record(
         "expires_at": session_expiry(now),
         "now": now,
         "state": state,
-        "part": uuid7(),
-        "size": written.size,
-        "key": written.key,
-        "checksum": checksum.header_value() if checksum else "",
-        "s3_parts": written.s3_parts_json(),
     }
-    if not fetch_all(_MOVE if written.known else _RECORD, params, prepare=True):
-        raise ConflictError(
-            "The upload moved on while this PATCH was written.",
-            code="offset_moved",
-            details={"upload_id": str(session.id)},
-        )
+    if written.known:
+        return Statement(_MOVE, params)
+    params.update(
+        part=uuid7(),
+        size=written.size,
+        key=written.key,
+        checksum=checksum.header_value() if checksum else "",
+        s3_parts=written.s3_parts_json(),
+    )
+    return Statement(_RECORD, params)

@@ -15,6 +15,20 @@ If that connection breaks, its locks are gone: ``HeldLock.check`` tells the
 request that took one, which then records nothing (an ``OperationalError``,
 so ``503`` like any database outage) and the client resumes from the
 stored offset.
+
+Round trips are the largest cost of a small tus ``PATCH``, so the lock
+connection carries its statements too, in psycopg's pipeline mode:
+
+- a read to run right after the lock (``read=``), in the same round trip;
+  a statement of its own, it sees every change committed before the lock
+  was granted. A ``PATCH`` reads its session that way;
+- a write to commit right before the release (``HeldLock.release_with``),
+  in one round trip as ``BEGIN; write; COMMIT; unlock``: whoever takes the
+  lock next sees the write. A ``PATCH`` that does not complete its upload
+  records its bytes that way.
+
+The lock connection loads values as Django's connections do (Django's
+adapters, its time zone), so the rows make the same model instances.
 """
 
 from __future__ import annotations
@@ -23,12 +37,14 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection
 
 from portal.services.tus.errors import LockedError
 
@@ -39,6 +55,14 @@ def _lock_key(session_id: UUID) -> int:
     """A signed 64-bit advisory-lock key private to upload sessions."""
     digest = hashlib.blake2b(f"portal.upload_session:{session_id}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement for the lock connection: a read after a lock, a write before a release."""
+
+    sql: str
+    params: Mapping[str, Any]
 
 
 class _LockHolder:
@@ -56,29 +80,74 @@ class _LockHolder:
             if self._conn is not None:
                 self._conn.close()
                 self._held.clear()
+            # Django's adapters ("context") and prepare threshold stay, so a
+            # read here loads values as on Django's own connections.
             params = connection.get_connection_params()
-            for key in ("cursor_factory", "context", "pool"):
+            for key in ("cursor_factory", "pool"):
                 params.pop(key, None)
             params["application_name"] = "doorito upload locks"
-            self._conn = psycopg.connect(**params, autocommit=True)
+            conn = psycopg.connect(**params, autocommit=True)
+            # Django's timestamptz loader labels values with its time zone
+            # without converting them: the session must be in that zone.
+            conn.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
+            self._conn = conn
             self.generation += 1
         return self._conn
 
-    def try_lock(self, key: int) -> int:
-        """Take ``key``; the connection generation it was taken on, or 0 if busy."""
+    def try_lock(
+        self, key: int, read: Statement | None = None
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """Take ``key`` (and run ``read`` after it, in the same round trip).
+
+        The connection generation the lock was taken on, or 0 if busy; and
+        the read's rows (``[]`` when busy).
+        """
         with self._mutex:
             if key in self._held:
-                return 0
+                return 0, []
             try:
                 conn = self._connection()
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+                with conn.pipeline():
+                    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", [key])
+                    rows = conn.execute(read.sql, read.params, prepare=True) if read else None
+                row = locked.fetchone()
+                read_rows = rows.fetchall() if rows is not None else []
             except psycopg.Error as exc:
                 self.forget()
                 raise OperationalError(str(exc)) from exc
             if not row or not row[0]:
-                return 0
+                return 0, []
             self._held.add(key)
-            return self.generation
+            return self.generation, read_rows
+
+    def write_and_unlock(
+        self, key: int, generation: int, write: Statement
+    ) -> list[tuple[Any, ...]]:
+        """Commit ``write``, then release ``key``, in one round trip; the write's rows."""
+        with self._mutex:
+            conn = self._conn
+            if generation != self.generation or key not in self._held or conn is None:
+                raise OperationalError("the upload lock was lost with its connection")
+            self._held.discard(key)
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    cursor = conn.execute(write.sql, write.params, prepare=True)
+                    conn.execute("COMMIT")
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                result = cursor.pgresult
+                if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                    return []
+                return cursor.fetchall()
+            except psycopg.Error as exc:
+                # Whether the write committed is unknown if the connection
+                # broke: dropping it releases the lock either way (and this
+                # process's other locks, whose requests then answer 503).
+                logger.warning("Recording under upload lock %s failed: %s", key, exc)
+                self.forget()
+                if isinstance(exc, psycopg.OperationalError):
+                    raise OperationalError(str(exc)) from exc
+                raise DatabaseError(str(exc)) from exc
 
     def unlock(self, key: int, generation: int) -> None:
         with self._mutex:
@@ -134,12 +203,19 @@ def close_lock_connection() -> None:
 
 
 class HeldLock:
-    """A taken upload lock; ``check()`` before recording what was done under it."""
+    """A taken upload lock; ``check()`` before recording what was done under it.
 
-    def __init__(self, session_id: UUID, key: int, generation: int) -> None:
+    ``rows`` holds what the read handed to ``upload_session_lock`` returned.
+    """
+
+    def __init__(
+        self, session_id: UUID, key: int, generation: int, rows: list[tuple[Any, ...]]
+    ) -> None:
         self.session_id = session_id
         self.key = key
         self.generation = generation
+        self.rows = rows
+        self.released = False
 
     def check(self) -> None:
         if not _holder.still_held(self.key, self.generation):
@@ -147,19 +223,34 @@ class HeldLock:
             # outage (503, Retry-After); the client resumes from HEAD's offset.
             raise OperationalError(f"lost the lock of upload session {self.session_id}")
 
+    def release_with(self, write: Statement) -> list[tuple[Any, ...]]:
+        """Commit ``write`` and release the lock after it, in one round trip; its rows.
+
+        Raises ``OperationalError`` (and writes nothing) if the lock was lost.
+        The lock is released whatever happens.
+        """
+        self.released = True
+        return _holder.write_and_unlock(self.key, self.generation, write)
+
 
 @contextmanager
-def upload_session_lock(session_id: UUID) -> Iterator[HeldLock]:
-    """Hold the session's advisory lock or raise ``LockedError`` at once."""
+def upload_session_lock(session_id: UUID, read: Statement | None = None) -> Iterator[HeldLock]:
+    """Hold the session's advisory lock or raise ``LockedError`` at once.
+
+    ``read`` runs right after the lock is granted, in the same round trip;
+    its rows are the held lock's ``rows``.
+    """
     key = _lock_key(session_id)
     holder = _holder
-    generation = holder.try_lock(key)
+    generation, rows = holder.try_lock(key, read)
     if not generation:
         raise LockedError(details={"upload_id": str(session_id)})
+    held = HeldLock(session_id, key, generation, rows)
     try:
-        yield HeldLock(session_id, key, generation)
+        yield held
     finally:
-        holder.unlock(key, generation)
+        if not held.released:
+            holder.unlock(key, generation)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.conf import settings
@@ -34,7 +34,7 @@ from portal.services.tus.finalise import (
     upload_session_complete,
     upload_session_is_fully_received,
 )
-from portal.services.tus.locks import upload_session_lock
+from portal.services.tus.locks import Statement, upload_session_lock
 from portal.services.tus.metadata import extra_metadata, session_fields
 from portal.services.tus.parts import part_store
 from portal.services.upload_hooks import upload_hook_pre_create
@@ -78,20 +78,39 @@ def upload_session_get(
     With ``submission`` (an outsider's upload request credential) only that
     submission's sessions are found.
     """
+    read = upload_session_read(owner=owner, upload_id=upload_id, submission=submission)
+    return upload_session_from_rows(fetch_all(read.sql, read.params, prepare=True), read)
+
+
+def upload_session_read(
+    *,
+    owner: User,
+    upload_id: UUID | str,
+    submission: UploadRequestSubmission | None = None,
+) -> Statement:
+    """The statement that reads the session ``upload_session_get`` returns.
+
+    On its own, or handed to ``upload_session_lock`` so a PATCH takes its
+    lock and reads its session in one round trip. Every PATCH and HEAD
+    starts here: a statement written out once, not a queryset compiled each
+    time (``common.services.sql.model_columns``).
+    """
     try:
         upload_id = UUID(str(upload_id))
     except ValueError:
         raise NotFoundError("No such upload.") from None
-    # Every PATCH and HEAD starts here: a statement written out once, not a
-    # queryset compiled each time (``common.services.sql.model_columns``).
     params = {
         "id": upload_id,
         "owner": owner.pk,
         "submission": submission.pk if submission is not None else None,
     }
-    rows = fetch_all(_session_sql(), params, prepare=True)
+    return Statement(_session_sql(), params)
+
+
+def upload_session_from_rows(rows: list[tuple[Any, ...]], read: Statement) -> UploadSession:
+    """The session ``read`` found, or ``NotFoundError``."""
     if not rows:
-        raise NotFoundError("No such upload.", details={"upload_id": str(upload_id)})
+        raise NotFoundError("No such upload.", details={"upload_id": str(read.params["id"])})
     session: UploadSession = model_columns(UploadSession, "s").instance(rows[0])
     return session
 
