@@ -28,7 +28,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
@@ -84,9 +84,14 @@ def upload_session_append(
     submission's uploads can be patched.
     """
     read = upload_session_read(owner=owner, upload_id=upload_id, submission=submission)
-    # The lock and the session's read go to PostgreSQL together.
-    with upload_session_lock(read.params["id"], read=read) as lock:
-        session = upload_session_from_rows(lock.rows, read)
+    # The lock connection sees committed rows only: inside a transaction
+    # (a caller's, a test's) the session is read and recorded on the
+    # caller's connection, as the lock connection could not see it.
+    beside_lock = not connection.in_atomic_block
+    # Else the lock and the session's read go to PostgreSQL together.
+    with upload_session_lock(read.params["id"], read=read if beside_lock else None) as lock:
+        rows = lock.rows if beside_lock else fetch_all(read.sql, read.params, prepare=True)
+        session = upload_session_from_rows(rows, read)
         new_length = _check(
             session, offset=offset, content_length=content_length, upload_length=upload_length
         )
@@ -95,7 +100,15 @@ def upload_session_append(
                 raise ConflictError("The upload is already complete.", code="upload_complete")
             return session
         if content_length > 0:
-            _append_bytes(session, lock, stream, content_length, checksum, new_length)
+            _append_bytes(
+                session,
+                lock,
+                stream,
+                content_length,
+                checksum,
+                new_length,
+                release_early=beside_lock,
+            )
         elif new_length is not None:
             lock.check()
             session.length = new_length
@@ -204,8 +217,14 @@ def _append_bytes(
     content_length: int,
     checksum: Checksum | None,
     new_length: int | None,
+    *,
+    release_early: bool,
 ) -> None:
-    """Stream the body into the part store and record it; ``session`` is updated."""
+    """Stream the body into the part store and record it; ``session`` is updated.
+
+    With ``release_early`` a PATCH that does not complete the upload records
+    its bytes with the lock's release (one round trip).
+    """
     store = part_store()
     hasher = sha256_state.resume(session.sha256_state, offset=session.offset)
     # The body may take minutes: no database connection waits for it.
@@ -224,13 +243,13 @@ def _append_bytes(
         session, written, checksum=checksum, new_length=new_length, state=state
     )
     try:
-        if length == session.offset + written.size:
+        if release_early and length != session.offset + written.size:
+            # Recorded, committed and the lock released in one round trip.
+            moved = lock.release_with(record)
+        else:
             # The last bytes: the lock stays to finalise the upload.
             lock.check()
             moved = fetch_all(record.sql, record.params, prepare=True)
-        else:
-            # Recorded, committed and the lock released in one round trip.
-            moved = lock.release_with(record)
     except Exception:
         _discard(store, session, written, lock)
         raise
