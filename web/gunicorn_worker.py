@@ -23,6 +23,17 @@ A socket past its deadline gets ``408`` and is closed. The worker also stops
 accepting while every thread is busy, so new connections (health probes
 included) wait in the listen queue for a worker that can answer them rather
 than in this worker's thread queue behind slow uploads.
+
+A request answered before its body was read (a refusal: 401, 409, 413,
+423, 503 …) has the rest of its body read and thrown away before the
+answer goes out, up to ``DISCARD_UNREAD_BODY_BYTES`` within
+``DISCARD_UNREAD_BODY_SECONDS``, so the kept-alive connection carries the
+client's next request. gunicorn itself skips at most 64 KiB of such a body
+and otherwise closes a connection its answer had called ``keep-alive``: a
+client that reused it (httpx, a browser) then failed with "server
+disconnected" instead of getting the answer; seen as uploads refused with
+``503`` during a database restart. A body too large to skip is answered
+with ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -43,6 +54,9 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 #: sends them. Larger bodies (uploads) stream through a thread.
 PREREAD_BODY_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
+#: How much of a refused request's unread body is read and dropped (see above).
+DISCARD_UNREAD_BODY_BYTES = 16 * 1024 * 1024
+DISCARD_UNREAD_BODY_SECONDS = 5.0
 TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,19})[ \t]*\r?$", re.I | re.M)
@@ -63,6 +77,46 @@ def body_to_preread(head: bytes) -> int:
         return 0
     length = int(lengths[0])
     return length if length <= PREREAD_BODY_BYTES else 0
+
+
+def _discard_unread_body(environ: dict, start_response) -> None:
+    """Read and drop what the application left of a ``Content-Length`` body.
+
+    If that is too much or too slow, the answer (its headers not sent yet)
+    says ``Connection: close`` instead of ``keep-alive``.
+    """
+    reader = getattr(environ.get("wsgi.input"), "reader", None)
+    left = getattr(reader, "length", None)  # gunicorn's LengthReader: bytes not yet read
+    if not left:
+        return
+    answer = getattr(start_response, "__self__", None)  # gunicorn's Response
+    if left <= DISCARD_UNREAD_BODY_BYTES and _skip(environ, reader):
+        return
+    if answer is not None:
+        answer.force_close()
+
+
+def _skip(environ: dict, reader) -> bool:
+    """Drop the rest of the body within the time allowed; whether it all came."""
+    sock = environ.get("gunicorn.socket")
+    deadline = time.monotonic() + DISCARD_UNREAD_BODY_SECONDS
+    prior = sock.gettimeout() if sock is not None else None
+    try:
+        while reader.length:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if sock is not None:
+                sock.settimeout(remaining)
+            if not reader.read(min(reader.length, RECV_BYTES)):
+                return False
+        return True
+    except OSError:
+        return False
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)
 
 
 class HeadFirstWorker(ThreadWorker):
@@ -179,6 +233,17 @@ class HeadFirstWorker(ThreadWorker):
         super().finish_request(conn, fs)
 
     # --- the thread's side ---------------------------------------------------
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        application = self.wsgi
+
+        def discarding_unread_body(environ, start_response):
+            result = application(environ, start_response)
+            _discard_unread_body(environ, start_response)
+            return result
+
+        self.wsgi = discarding_unread_body
 
     def handle(self, conn):
         early = getattr(conn, "early", None)

@@ -13,11 +13,13 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import database_url_for_tests
 from portal.models import UploadFile, UploadSession
 from tests.web import WebServer, create_token, doorito_env
+from web.gunicorn_worker import DISCARD_UNREAD_BODY_BYTES
 
 pytestmark = pytest.mark.processes
 
@@ -94,7 +96,7 @@ def test_patches_of_every_size_on_one_connection_store_the_right_bytes(web):
     assert file.size == len(data)
 
 
-@pytest.mark.parametrize("size", [1000, 64 * 1024 - 1])
+@pytest.mark.parametrize("size", [1000, 64 * 1024 - 1, MIB, 9 * MIB])
 def test_a_patch_refused_before_its_body_is_read_leaves_the_connection_usable(web, size):
     """A 409 (wrong offset) is answered before the body is read; gunicorn must
     still skip exactly that body, the part its worker read ahead included
@@ -110,6 +112,42 @@ def test_a_patch_refused_before_its_body_is_read_leaves_the_connection_usable(we
     response.read()
     assert response.status == 200
     assert response.headers["Upload-Offset"] == "0"
+
+
+def test_a_refused_upload_keeps_its_kept_alive_connection_for_the_next_request(web):
+    """An upload refused before its body is read (here 401; 503 while the
+    database restarts) answers on a connection the client can reuse: gunicorn
+    alone skipped only 64 KiB of the body and then closed a connection its
+    answer had called keep-alive, and the client's next request failed."""
+    server, _ = web
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for size in [64 * 1024 * (1 + i % 8) for i in range(24)]:
+            refused = client.post(
+                "/api/files",
+                files={"file": ("a.bin", os.urandom(size), "application/octet-stream")},
+                headers={"Authorization": "Bearer dtk_not_a_token"},
+            )
+            assert refused.status_code == 401
+            assert refused.headers["Connection"] == "keep-alive"
+        assert client.get("/healthz").status_code == 200
+
+
+def test_a_refused_body_too_large_to_skip_is_answered_with_connection_close(web):
+    server, token = web
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    path = _create(conn, token, 64 * MIB)
+    head = _patch_head(path, token, DISCARD_UNREAD_BODY_BYTES + MIB).replace(
+        b"Upload-Offset: 0", b"Upload-Offset: 5"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + os.urandom(64 * 1024))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 409"), answer
+    assert b"\r\nConnection: close\r\n" in answer, answer
 
 
 def test_a_request_pipelined_behind_a_body_is_answered(web):
