@@ -65,6 +65,13 @@ class Statement:
     params: Mapping[str, Any]
 
 
+def _as_django_error(exc: psycopg.Error) -> DatabaseError:
+    """Django's exception for ``exc``: a lost connection is an outage (503), the rest a bug."""
+    if isinstance(exc, psycopg.OperationalError):
+        return OperationalError(str(exc))
+    return DatabaseError(str(exc))
+
+
 class _LockHolder:
     """The process's lock connection and the keys its threads hold on it."""
 
@@ -114,7 +121,7 @@ class _LockHolder:
                 read_rows = rows.fetchall() if rows is not None else []
             except psycopg.Error as exc:
                 self.forget()
-                raise OperationalError(str(exc)) from exc
+                raise _as_django_error(exc) from exc
             if not row or not row[0]:
                 return 0, []
             self._held.add(key)
@@ -145,9 +152,7 @@ class _LockHolder:
                 # process's other locks, whose requests then answer 503).
                 logger.warning("Recording under upload lock %s failed: %s", key, exc)
                 self.forget()
-                if isinstance(exc, psycopg.OperationalError):
-                    raise OperationalError(str(exc)) from exc
-                raise DatabaseError(str(exc)) from exc
+                raise _as_django_error(exc) from exc
 
     def unlock(self, key: int, generation: int) -> None:
         with self._mutex:
@@ -226,8 +231,10 @@ class HeldLock:
     def release_with(self, write: Statement) -> list[tuple[Any, ...]]:
         """Commit ``write`` and release the lock after it, in one round trip; its rows.
 
-        Raises ``OperationalError`` (and writes nothing) if the lock was lost.
-        The lock is released whatever happens.
+        Raises ``OperationalError`` (and writes nothing) if the lock was
+        already lost. The lock is released whatever happens; if the
+        connection breaks on the way, whether the write committed is unknown,
+        as for any statement whose answer is lost (the client asks ``HEAD``).
         """
         self.released = True
         return _holder.write_and_unlock(self.key, self.generation, write)
