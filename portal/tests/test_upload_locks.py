@@ -99,3 +99,20 @@ def test_a_release_after_the_connection_was_lost_writes_nothing(session, other):
         lock.release_with(_move(session, 9))
     assert UploadSession.objects.get(id=session.id).offset == 0
     assert _try_lock(other, session.id)
+
+
+def test_a_write_that_would_wait_on_a_row_lock_fails_instead_of_holding_the_process(
+    session, other, monkeypatch
+):
+    monkeypatch.setattr(locks, "LOCK_CONNECTION_LOCK_TIMEOUT", "200ms")
+    locks.close_lock_connection()  # the next one gets the shorter timeout
+    other.execute("BEGIN")
+    other.execute("SELECT 1 FROM portal_uploadsession WHERE id = %s FOR UPDATE", [session.id])
+    try:
+        with pytest.raises(OperationalError), upload_session_lock(session.id) as lock:
+            lock.release_with(_move(session, 4))
+    finally:
+        other.execute("ROLLBACK")
+        locks.close_lock_connection()
+    assert UploadSession.objects.get(id=session.id).offset == 0
+    assert _try_lock(other, session.id)

@@ -50,6 +50,12 @@ from portal.services.tus.errors import LockedError
 
 logger = logging.getLogger(__name__)
 
+# The lock connection is shared by a process's threads: a statement on it
+# that waited on a row lock would hold every upload of the process. Its
+# statements never should (the session's row is written under the upload's
+# lock); if one does, it fails after this long (503, the client resumes).
+LOCK_CONNECTION_LOCK_TIMEOUT = "5s"
+
 
 def _lock_key(session_id: UUID) -> int:
     """A signed 64-bit advisory-lock key private to upload sessions."""
@@ -96,7 +102,10 @@ class _LockHolder:
             conn = psycopg.connect(**params, autocommit=True)
             # Django's timestamptz loader labels values with its time zone
             # without converting them: the session must be in that zone.
-            conn.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
+            conn.execute(
+                "SELECT set_config('TimeZone', %s, false), set_config('lock_timeout', %s, false)",
+                [connection.timezone_name, LOCK_CONNECTION_LOCK_TIMEOUT],
+            )
             self._conn = conn
             self.generation += 1
         return self._conn
