@@ -72,7 +72,12 @@ class Statement:
 
 
 def _as_django_error(exc: psycopg.Error) -> DatabaseError:
-    """Django's exception for ``exc``: a lost connection is an outage (503), the rest a bug."""
+    """Django's exception for ``exc``: a lost connection is an outage (503), the rest a bug.
+
+    Not Django's own ``wrap_database_errors``: that belongs to Django's
+    connection and would mark it as failed (and checked again at the
+    request's end) for an error of this one.
+    """
     if isinstance(exc, psycopg.OperationalError):
         return OperationalError(str(exc))
     return DatabaseError(str(exc))
